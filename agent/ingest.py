@@ -1,0 +1,281 @@
+"""``kwatt ingest``: MQTT → validation → InfluxDB, at least once (DESIGN §4, §5).
+
+* Subscribes ``$share/<group>/kwatt/v1/+/+/metrics`` at QoS 1 with a fixed client id and a persistent
+  session, so any number of workers split the load and messages queue at the broker while a worker is
+  away.
+* Acknowledges a message to the broker (manual PUBACK, paho's ``manual_ack``) only after InfluxDB
+  accepted the lines it carries. A write that fails with a transient error (connection, 5xx) is retried
+  with capped backoff and nothing is acknowledged meanwhile; a worker killed at any point loses nothing,
+  since its unacknowledged messages are redelivered. Writes are idempotent: a point is measurement + tags
+  + timestamp, so a redelivered message overwrites itself.
+* Every payload is parsed and validated line by line. Good lines are kept; bad lines (syntax, unknown
+  fields, wrong types, absurd timestamps, ``site``/``node`` tags that differ from the topic) go to a
+  dead-letter record with the reason and a bounded copy, and are counted. A payload that is not UTF-8 or
+  is oversized is dead-lettered whole. A message InfluxDB refuses for good (4xx) is dead-lettered too,
+  never retried forever. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiomqtt
+
+from agent import lineproto, topics
+from agent.config import IngestConfig
+from agent.influx import InfluxRejected, InfluxUnavailable, Writer, make_writer
+from agent.mqtt import Backoff, make_client
+
+__all__ = ["DeadLetters", "Ingest", "IngestStats"]
+
+log = logging.getLogger("kwatt.ingest")
+
+_DEADLETTER_COPY_BYTES = 4096
+
+
+class _StopUnwritten(Exception):
+    """Stop was requested while InfluxDB could not take the pending batch."""
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    points_written: int = 0
+    lines_rejected: int = 0
+    messages_deadlettered: int = 0
+    writes: int = 0
+    write_retries: int = 0
+    batches_rejected: int = 0
+
+
+class DeadLetters:
+    """Append-only JSON-lines record of rejected input: time, topic, reason, bounded payload copy."""
+
+    def __init__(self, directory: str | None) -> None:
+        self.path = Path(directory) / "deadletter.jsonl" if directory else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(self, topic: str, reason: str, payload: bytes) -> None:
+        head = payload[:_DEADLETTER_COPY_BYTES]
+        log.warning("dead letter from %s: %s", topic, reason)
+        if self.path is None:
+            return
+        doc = {
+            "ts_ns": time.time_ns(),
+            "topic": topic,
+            "reason": reason,
+            "payload": head.decode("utf-8", "backslashreplace"),
+            "payload_bytes": len(payload),
+            "truncated": len(payload) > len(head),
+        }
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(doc, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class _Pending:
+    """Lines accepted from MQTT messages not yet acknowledged, in arrival order."""
+
+    lines: list[bytes]
+    mids: list[tuple[int, int]]  # (mid, qos) of each message; qos 0 needs no ack
+    points: int
+    first_at: float
+
+
+class Ingest:
+    """One ingest worker."""
+
+    def __init__(self, config: IngestConfig, *, writer: Writer | None = None) -> None:
+        self.config = config
+        self.writer = writer or make_writer(config.influx)
+        self.stats = IngestStats()
+        self.deadletters = DeadLetters(config.deadletter_dir)
+        self._pending = _Pending([], [], 0, 0.0)
+        self._ready = asyncio.Event()
+        self._connected = asyncio.Event()
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while subscribed to the broker."""
+        return self._connected
+
+    async def run(self, stop: asyncio.Event) -> IngestStats:
+        cfg = self.config
+        backoff = Backoff(cfg.mqtt.reconnect_min_s, cfg.mqtt.reconnect_max_s)
+        sub = topics.subscription("metrics", group=cfg.group)
+        while not stop.is_set():
+            client = make_client(
+                cfg.mqtt,
+                identifier=cfg.client_id(),
+                persistent=True,
+                max_inflight=cfg.batch.max_unacked_messages,
+            )
+            # Manual acknowledgement: PUBACK only after the write (paho-mqtt >= 2.0).
+            client._client.manual_ack_set(True)  # noqa: SLF001
+            self._pending = _Pending([], [], 0, 0.0)  # unacked messages will be redelivered
+            try:
+                async with client:
+                    await client.subscribe(sub, qos=1)
+                    backoff.reset()
+                    self._connected.set()
+                    log.info("subscribed to %s on %s as %s", sub, cfg.mqtt.url, cfg.client_id())
+                    await self._consume(client, stop)
+            except _StopUnwritten:
+                log.warning(
+                    "stopping with %d message(s) unwritten and unacknowledged; the broker "
+                    "redelivers them",
+                    len(self._pending.mids),
+                )
+                break
+            except aiomqtt.MqttError as e:
+                self._connected.clear()
+                delay = backoff.next_delay()
+                log.warning("MQTT %s: %s; reconnecting in %.1f s", cfg.mqtt.url, e, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+        self._connected.clear()
+        await asyncio.to_thread(self.writer.close)
+        return self.stats
+
+    async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        max_delay = self.config.batch.max_delay_s
+        messages = client.messages.__aiter__()
+        next_msg: asyncio.Task[aiomqtt.Message] | None = None
+        stop_task = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                if next_msg is None:
+                    next_msg = asyncio.ensure_future(messages.__anext__())
+                timeout = None
+                if self._pending.mids:
+                    timeout = max(0.0, self._pending.first_at + max_delay - time.monotonic())
+                done, _ = await asyncio.wait(
+                    {next_msg, stop_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if next_msg in done:
+                    msg = next_msg.result()
+                    next_msg = None
+                    self._accept(msg)
+                    if (
+                        self._pending.points >= self.config.batch.max_points
+                        or len(self._pending.mids) >= self.config.batch.max_unacked_messages
+                    ):
+                        await self._flush(client, stop)
+                elif self._pending.mids:
+                    await self._flush(client, stop)
+                if stop_task in done:
+                    await self._flush(client, stop)
+                    return
+        finally:
+            stop_task.cancel()
+            if next_msg is not None:
+                next_msg.cancel()
+
+    def _accept(self, msg: aiomqtt.Message) -> None:
+        """Validate one message and add its good lines to the pending batch."""
+        self.stats.messages += 1
+        topic = str(msg.topic)
+        payload = msg.payload if isinstance(msg.payload, bytes | bytearray) else b""
+        payload = bytes(payload)
+        if not self._pending.mids:
+            self._pending.first_at = time.monotonic()
+        self._pending.mids.append((msg.mid, msg.qos))
+        try:
+            name = topics.parse_topic(topic)
+            if name.kind != "metrics":
+                raise topics.TopicError(f"{topic}: not a metrics topic")
+        except topics.TopicError as e:
+            self.stats.messages_deadlettered += 1
+            self.deadletters.record(topic, str(e), payload)
+            return
+        if len(payload) > self.config.batch.max_payload_bytes:
+            self.stats.messages_deadlettered += 1
+            self.deadletters.record(
+                topic,
+                f"payload of {len(payload)} bytes exceeds {self.config.batch.max_payload_bytes}",
+                payload,
+            )
+            return
+        result = lineproto.parse_payload(
+            payload, max_bytes=self.config.batch.max_payload_bytes, now_ns=time.time_ns()
+        )
+        bad = {err.line: err.reason for err in result.errors}
+        lines = payload.split(b"\n")
+        kept = 0
+        for lineno, point, raw in _good_lines(result.points, lines, bad):
+            tags = dict(point.tags)
+            site, node = tags.get("site"), tags.get("node")
+            if site != name.site or node != name.node:
+                bad[lineno] = (
+                    f"tags site={site} node={node} differ from topic site={name.site} "
+                    f"node={name.node}"
+                )
+                continue
+            self._pending.lines.append(raw)
+            kept += 1
+        self._pending.points += kept
+        if bad:
+            self.stats.lines_rejected += len(bad)
+            first = sorted(bad.items())[:5]
+            reason = "; ".join(f"line {n}: {r}" for n, r in first)
+            if len(bad) > len(first):
+                reason += f"; and {len(bad) - len(first)} more"
+            if not kept:
+                self.stats.messages_deadlettered += 1
+            self.deadletters.record(
+                topic, f"{len(bad)} bad line(s), {kept} kept: {reason}", payload
+            )
+
+    async def _flush(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Write the pending lines, then acknowledge their messages. Retries until written."""
+        p = self._pending
+        if not p.mids:
+            return
+        if p.lines:
+            body = b"\n".join(p.lines) + b"\n"
+            retry = Backoff(self.config.retry_min_s, self.config.retry_max_s)
+            while True:
+                try:
+                    await asyncio.to_thread(self.writer.write, body)
+                    self.stats.writes += 1
+                    self.stats.points_written += p.points
+                    break
+                except InfluxUnavailable as e:
+                    self.stats.write_retries += 1
+                    delay = retry.next_delay()
+                    log.warning("InfluxDB unavailable (%s); retrying in %.1f s", e, delay)
+                    if stop.is_set():
+                        # shutting down: leave the messages unacknowledged; they are redelivered
+                        raise _StopUnwritten from e
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await stop.wait()
+                except InfluxRejected as e:
+                    self.stats.batches_rejected += 1
+                    self.deadletters.record("(batch)", f"InfluxDB rejected the batch: {e}", body)
+                    break
+        for mid, qos in p.mids:
+            if qos > 0:
+                client._client.ack(mid, qos)  # noqa: SLF001
+        self._pending = _Pending([], [], 0, 0.0)
+
+    def stats_dict(self) -> dict[str, int]:
+        return asdict(self.stats)
+
+
+def _good_lines(
+    points: list[lineproto.Point], lines: list[bytes], bad: dict[int, str]
+) -> list[tuple[int, lineproto.Point, bytes]]:
+    """Pair parsed points with their line numbers (1-based, as in ParseResult errors) and raw lines."""
+    good = [(n, ln) for n, ln in enumerate(lines, start=1) if n not in bad and ln.strip()]
+    if len(good) != len(points):  # cannot happen with a consistent parser; refuse to guess
+        raise RuntimeError(f"parser returned {len(points)} points for {len(good)} good lines")
+    return [(n, pt, ln) for (n, ln), pt in zip(good, points, strict=True)]

@@ -1,0 +1,98 @@
+"""Building aiomqtt clients from :class:`agent.config.MqttConfig`: TLS, credentials, sessions.
+
+One place for what every MQTT speaker of kwatt (agent, ingest, live view, demo) needs, so TLS and
+credentials are handled the same everywhere. Secrets are read from files or the environment when a
+client is built and never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.config import MqttConfig
+
+__all__ = ["Backoff", "make_client", "tls_context"]
+
+#: MQTT 5 session expiry for persistent sessions: the broker keeps the session (and the QoS 1 messages
+#: queued for it) for a week while the client is away.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """An SSL context verifying the broker against ``tls.ca_file`` (or the system CAs), or None."""
+    if not cfg.use_tls:
+        return None
+    tls = cfg.tls
+    ctx = ssl.create_default_context(cafile=tls.ca_file if tls else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls and tls.cert_file and tls.key_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls and tls.insecure_skip_hostname:
+        ctx.check_hostname = False
+    return ctx
+
+
+def make_client(
+    cfg: MqttConfig,
+    *,
+    identifier: str,
+    will: aiomqtt.Will | None = None,
+    persistent: bool = False,
+    logger: logging.Logger | None = None,
+    max_inflight: int | None = None,
+) -> aiomqtt.Client:
+    """An aiomqtt client for ``cfg``. ``persistent`` keeps the broker-side session across reconnects
+    (MQTT 3.1.1 ``clean_session=False``; MQTT 5 ``clean_start=False`` with a session expiry)."""
+    v5 = cfg.protocol == 5
+    properties = None
+    kwargs: dict[str, object] = {}
+    if v5:
+        kwargs["protocol"] = aiomqtt.ProtocolVersion.V5
+        if persistent:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            kwargs["clean_start"] = False
+    else:
+        kwargs["protocol"] = aiomqtt.ProtocolVersion.V311
+        kwargs["clean_session"] = not persistent
+    client = aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        identifier=identifier,
+        username=cfg.username,
+        password=cfg.password(),
+        will=will,
+        keepalive=max(1, int(cfg.keepalive_s)),
+        timeout=cfg.connect_timeout_s,
+        tls_context=tls_context(cfg),
+        properties=properties,
+        logger=logger,
+        max_inflight_messages=max_inflight,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    # aiomqtt logs a warning on every publish once more than 10 are pending (infrastructure.md §2).
+    client.pending_calls_threshold = 10**9
+    return client
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter (AWS architecture blog's "full jitter")."""
+
+    def __init__(self, min_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self.min_s, self.max_s = min_s, max_s
+        self._attempt = 0
+        self._rng = rng or random.Random()
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        cap = min(self.max_s, self.min_s * (2**self._attempt))
+        self._attempt = min(self._attempt + 1, 30)
+        return self.min_s / 2 + self._rng.uniform(0, max(cap - self.min_s / 2, 0.0))

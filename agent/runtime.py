@@ -1,0 +1,364 @@
+"""The node daemon: poll collectors on their schedules, batch, encode, publish over MQTT (DESIGN §1, §4).
+
+Shape (one asyncio TaskGroup):
+
+* one poll task per collector, drift-free on the monotonic clock (tick k fires at start + k·interval;
+  ticks missed while a poll overran are skipped, not bunched), every poll under its timeout; a failing
+  collector is logged (once per failure streak), counted and retried on its next tick: it never stops the
+  others. Each poll also yields an ``agent`` point tagged with the collector: ``collect_ok``,
+  ``collect_duration_s``, ``collect_errors_total``.
+* a flush task that every ``flush_interval_s`` (or as soon as ``max_batch_points`` are waiting) closes a
+  batch, appends the ``agent`` point with the node's batch ``seq``, ``dropped_total`` and
+  ``spool_bytes``, encodes it as line protocol and puts it in the :class:`Outbox`.
+* the publisher: connects with a last will (``status`` = offline, retained), publishes retained
+  ``status`` = online and ``inventory``, then sends outbox batches in order at QoS 1; a batch leaves the
+  outbox only after the broker's PUBACK. On a broken connection it reconnects with capped, jittered
+  backoff and resends what was not acknowledged.
+
+The outbox is the boundary where the on-disk spool slots in: anything with ``put``/``head``/``ack``.
+On SIGTERM the pollers stop, the last batch is closed, the outbox is flushed (bounded by
+``drain_timeout_s``), ``status`` = offline is published and the client disconnects cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiomqtt
+
+from agent import __version__, lineproto, topics
+from agent.config import AgentConfig, CollectorEntry
+from agent.model import DeviceInfo, Sample
+from agent.mqtt import Backoff, make_client
+from collectors.base import Collector, CollectorError
+
+__all__ = ["Agent", "AgentStats", "Batch", "MemoryOutbox", "Outbox"]
+
+log = logging.getLogger("kwatt.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One encoded MQTT payload: line protocol for ``points`` points, numbered ``seq``."""
+
+    seq: int
+    payload: bytes
+    points: int
+
+
+class Outbox(Protocol):
+    """Batches waiting for a PUBACK, oldest first. The spool implements the same three calls."""
+
+    def put(self, batch: Batch) -> None: ...
+    async def head(self) -> Batch: ...
+    def ack(self, batch: Batch) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def dropped_points(self) -> int: ...
+
+
+class MemoryOutbox:
+    """In-memory outbox with a byte quota: when full, the oldest batch is dropped and counted.
+
+    ``put`` never blocks, so collection never waits on the network.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._q: collections.deque[Batch] = collections.deque()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._dropped_points = 0
+        self._nonempty = asyncio.Event()
+
+    def put(self, batch: Batch) -> None:
+        self._q.append(batch)
+        self._bytes += len(batch.payload)
+        while self._bytes > self._max_bytes and len(self._q) > 1:
+            old = self._q.popleft()
+            self._bytes -= len(old.payload)
+            self._dropped_points += old.points
+            log.warning("outbox over %d bytes: dropped batch seq=%d", self._max_bytes, old.seq)
+        self._nonempty.set()
+
+    async def head(self) -> Batch:
+        while not self._q:
+            self._nonempty.clear()
+            await self._nonempty.wait()
+        return self._q[0]
+
+    def ack(self, batch: Batch) -> None:
+        if self._q and self._q[0] is batch:
+            self._q.popleft()
+            self._bytes -= len(batch.payload)
+        # else: it was dropped for the quota while in flight; nothing to remove
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def dropped_points(self) -> int:
+        return self._dropped_points
+
+
+@dataclass
+class AgentStats:
+    """What the agent did; written to ``--stats-file`` on exit and logged."""
+
+    published_points: int = 0
+    published_batches: int = 0
+    last_seq: int = 0
+    dropped_points: int = 0
+    pending_batches: int = 0
+    collect_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    connects: int = 0
+
+
+@dataclass
+class _PollState:
+    errors_total: int = 0
+    failing: bool = False
+
+
+class Agent:
+    """One node's agent. Build collectors first (see :func:`agent.cli`), then ``await run(stop)``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        collectors: Sequence[tuple[CollectorEntry, Collector]],
+        *,
+        outbox: Outbox | None = None,
+        drain_timeout_s: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.collectors = list(collectors)
+        self.outbox: Outbox = outbox or MemoryOutbox(config.publish.queue_max_bytes)
+        self.stats = AgentStats()
+        self.drain_timeout_s = drain_timeout_s
+        self._pending: list[Sample] = []
+        self._batch_ready = asyncio.Event()
+        self._seq = 0
+        self._inventory: list[DeviceInfo] = []
+        self._site, self._node = config.site, config.node
+        self._metrics_topic = topics.metrics_topic(self._site, self._node)
+        self._status_topic = topics.status_topic(self._site, self._node)
+        self._inventory_topic = topics.inventory_topic(self._site, self._node)
+        self._started_ns = time.time_ns()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> AgentStats:
+        """Run until ``stop`` is set, then flush and return the stats."""
+        self._inventory = await self._gather_inventory()
+        collecting = asyncio.Event()
+        collecting.set()
+        publisher_done = asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            polls = [tg.create_task(self._poll_loop(e, c, stop)) for e, c in self.collectors]
+            flusher = tg.create_task(self._flush_loop(stop))
+            tg.create_task(self._publish_loop(publisher_done))
+            await stop.wait()
+            await asyncio.gather(*polls)
+            await flusher
+            self._close_batch()
+            # drain: give the publisher a bounded time to empty the outbox
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.drain_timeout_s):
+                    while len(self.outbox):
+                        await asyncio.sleep(0.02)
+            publisher_done.set()
+        for e, c in self.collectors:
+            try:
+                await c.aclose()
+            except Exception:
+                log.exception("collector %s: error while closing", e.name)
+        self.stats.pending_batches = len(self.outbox)
+        self.stats.dropped_points = self.outbox.dropped_points
+        if self.stats.pending_batches:
+            log.warning(
+                "exiting with %d unpublished batch(es) (broker unreachable?)",
+                self.stats.pending_batches,
+            )
+        return self.stats
+
+    async def _gather_inventory(self) -> list[DeviceInfo]:
+        out: list[DeviceInfo] = []
+        for entry, c in self.collectors:
+            try:
+                async with asyncio.timeout(entry.timeout_s):
+                    out.extend(await c.inventory())
+            except (CollectorError, TimeoutError, OSError) as e:
+                log.warning("collector %s: inventory failed: %s", entry.name, e or "timeout")
+        return out
+
+    # ------------------------------------------------------------------ polling
+
+    async def _poll_loop(self, entry: CollectorEntry, c: Collector, stop: asyncio.Event) -> None:
+        interval_ns = round(entry.interval_s * 1e9)
+        start_ns = time.monotonic_ns()
+        tick = 0
+        state = _PollState()
+        while not stop.is_set():
+            await self._poll_once(entry, c, state)
+            tick += 1
+            now = time.monotonic_ns()
+            due = start_ns + tick * interval_ns
+            if due <= now:  # overran: skip the ticks we missed rather than bunching them
+                tick += (now - due) // interval_ns + 1
+                due = start_ns + tick * interval_ns
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout((due - now) / 1e9):
+                    await stop.wait()
+
+    async def _poll_once(self, entry: CollectorEntry, c: Collector, state: _PollState) -> None:
+        ts_ns = time.time_ns()
+        t0 = time.perf_counter()
+        error: str | None = None
+        try:
+            async with asyncio.timeout(entry.timeout_s):
+                samples = await c.collect()
+            self._add(samples)
+        except TimeoutError:
+            error = f"no answer within {entry.timeout_s:g} s"
+        except CollectorError as e:
+            error = str(e)
+        except Exception as e:  # a collector bug must not stop the agent
+            log.exception("collector %s: unexpected error", entry.name)
+            error = f"{type(e).__name__}: {e}"
+        duration_s = time.perf_counter() - t0
+        if error is not None:
+            state.errors_total += 1
+            self.stats.collect_errors[entry.name] = state.errors_total
+            if not state.failing:
+                log.warning("collector %s failed: %s", entry.name, error)
+            else:
+                log.debug("collector %s still failing: %s", entry.name, error)
+            state.failing = True
+        elif state.failing:
+            log.info("collector %s recovered after %d failure(s)", entry.name, state.errors_total)
+            state.failing = False
+        self._add(
+            [
+                Sample.agent(
+                    ts_ns,
+                    collector=entry.name,
+                    collect_ok=int(error is None),
+                    collect_duration_s=duration_s,
+                    collect_errors_total=state.errors_total,
+                )
+            ]
+        )
+
+    def _add(self, samples: Sequence[Sample]) -> None:
+        self._pending.extend(samples)
+        if len(self._pending) >= self.config.publish.max_batch_points:
+            self._batch_ready.set()
+
+    # ------------------------------------------------------------------ batching
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
+        period = self.config.publish.flush_interval_s
+        while not stop.is_set():
+            self._batch_ready.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await _first(stop, self._batch_ready)
+            if not stop.is_set():
+                self._close_batch()
+
+    def _close_batch(self) -> None:
+        limit = self.config.publish.max_batch_points
+        while self._pending:
+            chunk, self._pending = self._pending[:limit], self._pending[limit:]
+            self._seq += 1
+            chunk.append(
+                Sample.agent(
+                    time.time_ns(),
+                    seq=self._seq,
+                    dropped_total=self.outbox.dropped_points,
+                    spool_bytes=self.outbox.bytes,
+                )
+            )
+            payload = lineproto.encode(chunk, site=self._site, node=self._node)
+            self.outbox.put(Batch(self._seq, payload, len(chunk)))
+
+    # ------------------------------------------------------------------ publishing
+
+    def _status(self, state: str) -> bytes:
+        doc = {"state": state, "agent": __version__, "since": self._started_ns}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def _inventory_payload(self) -> bytes:
+        return json.dumps(
+            [dataclasses.asdict(d) for d in self._inventory], separators=(",", ":")
+        ).encode()
+
+    async def _publish_loop(self, done: asyncio.Event) -> None:
+        cfg = self.config.mqtt
+        backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
+        will = aiomqtt.Will(self._status_topic, self._status("offline"), qos=1, retain=True)
+        identifier = cfg.client_id or f"kwatt-agent-{self._site}-{self._node}"
+        while not done.is_set():
+            client = make_client(cfg, identifier=identifier, will=will)
+            try:
+                async with client:
+                    self.stats.connects += 1
+                    backoff.reset()
+                    log.info("connected to %s as %s", cfg.url, identifier)
+                    await client.publish(self._status_topic, self._status("online"), 1, True)
+                    await client.publish(self._inventory_topic, self._inventory_payload(), 1, True)
+                    await self._send_batches(client, done)
+                    # clean shutdown: say so (the will only covers unclean disconnects)
+                    await client.publish(self._status_topic, self._status("offline"), 1, True)
+                    return
+            except aiomqtt.MqttError as e:
+                delay = backoff.next_delay()
+                log.warning("MQTT %s: %s; reconnecting in %.1f s", cfg.url, e, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await done.wait()
+
+    async def _send_batches(self, client: aiomqtt.Client, done: asyncio.Event) -> None:
+        qos = self.config.publish.qos
+        while True:
+            head_task = asyncio.ensure_future(self.outbox.head())
+            done_task = asyncio.ensure_future(done.wait())
+            finished, _ = await asyncio.wait(
+                {head_task, done_task}, return_when=asyncio.FIRST_COMPLETED
+            )
+            done_task.cancel()
+            if head_task not in finished:
+                head_task.cancel()
+                return
+            batch = head_task.result()
+            # aiomqtt's publish returns once the broker's PUBACK arrived (QoS 1)
+            await client.publish(self._metrics_topic, batch.payload, qos=qos)
+            self.outbox.ack(batch)
+            self.stats.published_points += batch.points
+            self.stats.published_batches += 1
+            self.stats.last_seq = batch.seq
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of ``events`` is set."""
+    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

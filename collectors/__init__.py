@@ -1,0 +1,21 @@
+"""Collectors: one module per telemetry source (DESIGN §2).
+
+``REGISTRY`` maps a collector type (the ``type:`` of an agent config entry) to the module that holds
+its ``Config`` dataclass and ``create(name, config)`` factory. Modules are imported lazily so a node
+without an optional vendor library still loads the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+REGISTRY: dict[str, str] = {
+    "furiosa": "collectors.furiosa",
+    "serving": "collectors.serving",
+}
+
+
+def load(kind: str) -> ModuleType:
+    """Import the module for collector type ``kind``; ``KeyError`` if there is none."""
+    return importlib.import_module(REGISTRY[kind])

@@ -1,0 +1,114 @@
+"""The collector contract: read a raw driver surface, parse it into SI :class:`Sample` objects.
+
+A collector module holds a frozen ``Config`` dataclass (its options, validated from YAML by the agent's
+config loader by introspection) and a class implementing :class:`Collector`. Its parsing is a pure
+function of the raw bytes/text, separate from the I/O that fetched them (reference/style.md §2.4).
+Collectors import only ``agent.model`` and ``agent.units`` from kwatt (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from agent.model import DeviceInfo, Sample
+
+__all__ = [
+    "Collector",
+    "CollectorError",
+    "CollectorTimeout",
+    "CollectorUnavailable",
+    "ParseError",
+    "read_text",
+    "run_tool",
+]
+
+
+class CollectorError(Exception):
+    """Root of the errors a collector raises; the agent logs, counts and retries them."""
+
+
+class CollectorUnavailable(CollectorError):
+    """The surface is not there (no device, no tool, no permission). The message says how to fix it."""
+
+
+class CollectorTimeout(CollectorError):
+    """A read did not finish in time; a spawned tool was killed."""
+
+
+class ParseError(CollectorError):
+    """The raw output did not have the expected format. The message names the source and the key."""
+
+
+@runtime_checkable
+class Collector(Protocol):
+    """One telemetry source on this node."""
+
+    name: str
+
+    async def inventory(self) -> list[DeviceInfo]:
+        """The devices this collector reports on (for the retained ``inventory`` topic)."""
+        ...
+
+    async def collect(self) -> list[Sample]:
+        """Read the surface once and return its samples, stamped with the wall time of the read."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release whatever the collector holds (HTTP sessions, library handles)."""
+        ...
+
+
+def read_text(path: Path) -> str:
+    """Read a small sysfs-style text file, stripped; errors become :class:`CollectorError`s."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError as e:
+        raise CollectorUnavailable(f"{path}: no such file") from e
+    except PermissionError as e:
+        raise CollectorUnavailable(
+            f"{path}: permission denied (run the agent in a group that may read it)"
+        ) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise CollectorError(f"{path}: {e}") from e
+
+
+async def run_tool(argv: list[str], timeout_s: float, env: dict[str, str] | None = None) -> bytes:
+    """Run a vendor tool and return its stdout; kill it (and its group) when ``timeout_s`` passes.
+
+    A non-zero exit raises :class:`CollectorError` with the tool's stderr (bounded). A missing
+    executable raises :class:`CollectorUnavailable`.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=None if env is None else {**os.environ, **env},
+            start_new_session=True,
+        )
+    except FileNotFoundError as e:
+        raise CollectorUnavailable(f"{argv[0]}: executable not found") from e
+    except PermissionError as e:
+        raise CollectorUnavailable(f"{argv[0]}: not executable") from e
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        await proc.wait()
+        raise CollectorTimeout(f"{argv[0]}: no answer within {timeout_s:g} s, killed") from None
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        msg = err.decode("utf-8", "replace").strip()[:500]
+        raise CollectorError(f"{argv[0]}: exit status {proc.returncode}: {msg}")
+    return out

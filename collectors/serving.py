@@ -1,0 +1,451 @@
+"""An inference-serving runtime's Prometheus ``/metrics``: completed requests, tokens and latency.
+
+Metric names per runtime (reference/device-interfaces.md §6.1 vLLM, §6.2 furiosa-llm):
+
+========================  =============================================================
+furiosa-llm 2026.x        ``furiosa_llm_request_success_total{finished_reason}``,
+and 2025.3.1              ``furiosa_llm_generation_tokens_total``,
+                          ``furiosa_llm_e2e_request_latency_seconds`` (histogram)
+furiosa-llm 2025.2–3.0    the same with the colon prefix ``furiosa_llm:``
+vLLM (and vllm-rbln)      ``vllm:request_success_total``, ``vllm:generation_tokens_total``,
+                          ``vllm:e2e_request_latency_seconds``
+========================  =============================================================
+
+``requests_total`` is the sum of ``request_success_total`` over its series (finished reasons,
+engines), ``tokens_total`` the generated tokens; both are the runtime's cumulative counters.
+Latency p50/p99 are computed from the *increase* of the end-to-end latency histogram since the
+previous poll, with Prometheus ``histogram_quantile``'s linear interpolation inside a bucket; with
+no request completed in the window (or on the first poll) they are absent. A histogram that went
+backwards (server restart) counts from zero: its new value is the window's increase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from agent.model import DeviceInfo, Sample, validate_tag_value
+from collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+
+__all__ = [
+    "RUNTIME_PREFIXES",
+    "Config",
+    "Exposition",
+    "PromSample",
+    "ServingCollector",
+    "ServingSnapshot",
+    "create",
+    "histogram_delta",
+    "histogram_quantile",
+    "metrics_url",
+    "parse_exposition",
+    "snapshot",
+]
+
+#: Metric-name prefixes per runtime, the current spelling first (§6.1, §6.2).
+RUNTIME_PREFIXES: Mapping[str, tuple[str, ...]] = {
+    "furiosa-llm": ("furiosa_llm_", "furiosa_llm:"),
+    "vllm": ("vllm:",),
+    "vllm-rbln": ("vllm:",),  # §6.3: a vLLM platform plugin, exposes upstream vLLM's metrics
+}
+_ALL_PREFIXES = ("furiosa_llm_", "furiosa_llm:", "vllm:")
+REQUESTS = "request_success_total"
+TOKENS = "generation_tokens_total"
+LATENCY = "e2e_request_latency_seconds"
+#: Largest body read from a /metrics endpoint.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of a ``serving`` collector entry."""
+
+    #: The runtime's metrics URL; a URL without a path gets ``/metrics``.
+    url: str
+    #: The service this runtime serves (the ``service`` tag).
+    service: str
+    #: The runtime (the ``runtime`` tag): picks which metric names are read first.
+    runtime: str = "furiosa-llm"
+    #: HTTP timeout of one scrape, seconds.
+    timeout_s: float = 2.0
+    #: Only series with this ``model_name`` label; None = all models (tagged if there is only one).
+    model_name: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"url: expected http://host:port[/metrics], got {self.url!r}")
+        validate_tag_value("service", self.service)
+        validate_tag_value("runtime", self.runtime)
+        if self.model_name is not None:
+            validate_tag_value("model_name", self.model_name)
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s: must be > 0, got {self.timeout_s}")
+
+
+def create(name: str, config: Config) -> ServingCollector:
+    return ServingCollector(name, config)
+
+
+def metrics_url(url: str) -> str:
+    """``url`` itself, or ``url`` + ``/metrics`` when it has no path."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        parts = parts._replace(path="/metrics")
+    return urlunsplit(parts)
+
+
+# ------------------------------------------------------------------------ exposition text format
+
+
+@dataclass(frozen=True, slots=True)
+class PromSample:
+    """One sample line: ``name{labels} value [timestamp_ms]``."""
+
+    name: str
+    labels: Mapping[str, str]
+    value: float
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exposition:
+    """A parsed ``/metrics`` body: samples in order, and the ``# TYPE`` / ``# HELP`` of families."""
+
+    samples: tuple[PromSample, ...]
+    types: Mapping[str, str] = field(default_factory=dict)
+    helps: Mapping[str, str] = field(default_factory=dict)
+
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"[ \t]*')
+_FLOAT = re.compile(
+    r"^[+-]?(?:inf|infinity|nan|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$", re.IGNORECASE
+)
+_TIMESTAMP = re.compile(r"^-?\d+$")
+_TYPES = frozenset(
+    {"counter", "gauge", "histogram", "summary", "untyped", "unknown", "info", "stateset",
+     "gaugehistogram"}
+)  # fmt: skip
+_LABEL_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+def _unescape(text: str, escapes: Mapping[str, str], where: str) -> str:
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            nxt = text[i + 1 : i + 2]
+            if nxt not in escapes:
+                raise ParseError(f"{where}: invalid escape sequence '\\{nxt}'")
+            out.append(escapes[nxt])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def parse_value(token: str, where: str) -> float:
+    """A sample value: a float, ``+Inf``, ``-Inf`` or ``NaN``."""
+    if not _FLOAT.match(token):
+        raise ParseError(f"{where}: expected a number, +Inf, -Inf or NaN, got {token[:40]!r}")
+    return float(token)
+
+
+def _parse_sample(line: str, where: str) -> PromSample:
+    m = _METRIC_NAME.match(line)
+    if m is None:
+        raise ParseError(f"{where}: expected a metric name, got {line[:80]!r}")
+    name, pos = m.group(0), m.end()
+    labels: dict[str, str] = {}
+    if pos < len(line) and line[pos] == "{":
+        pos += 1
+        while True:
+            while pos < len(line) and line[pos] in " \t":
+                pos += 1
+            if pos < len(line) and line[pos] == "}":
+                pos += 1
+                break
+            lm = _LABEL.match(line, pos)
+            if lm is None:
+                raise ParseError(f'{where}: expected label="value" in {line[:120]!r}')
+            labels[lm.group(1)] = _unescape(lm.group(2), _LABEL_ESCAPES, where)
+            pos = lm.end()
+            if pos < len(line) and line[pos] == ",":
+                pos += 1
+            elif pos >= len(line) or line[pos] != "}":
+                raise ParseError(f"{where}: expected ',' or '}}' after a label in {line[:120]!r}")
+    if pos < len(line) and line[pos] not in " \t":
+        raise ParseError(f"{where}: expected a space before the value in {line[:120]!r}")
+    rest = line[pos:].split()
+    if not 1 <= len(rest) <= 2:
+        raise ParseError(f"{where}: expected 'value [timestamp]' after {name}, got {rest!r}")
+    value = parse_value(rest[0], where)
+    timestamp_ms: int | None = None
+    if len(rest) == 2:
+        if not _TIMESTAMP.match(rest[1]):
+            raise ParseError(f"{where}: expected an integer timestamp (ms), got {rest[1][:40]!r}")
+        timestamp_ms = int(rest[1])
+    return PromSample(name, labels, value, timestamp_ms)
+
+
+def parse_exposition(text: str, source: str = "metrics") -> Exposition:
+    """Parse Prometheus text exposition format 0.0.4 (also the OpenMetrics subset it shares).
+
+    Handles ``# HELP`` (with ``\\\\`` and ``\\n`` escapes), ``# TYPE``, other comments, label
+    values with escaped quotes, backslashes and newlines, ``+Inf``/``-Inf``/``NaN`` and optional
+    timestamps.
+    A malformed line raises :class:`ParseError` naming ``source`` and the line number.
+    """
+    samples: list[PromSample] = []
+    types: dict[str, str] = {}
+    helps: dict[str, str] = {}
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.rstrip("\r").strip(" \t")
+        where = f"{source}: line {number}"
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line[1:].strip(" \t").split(None, 2)
+            if len(parts) >= 2 and parts[0] == "HELP":
+                helps[parts[1]] = _unescape(
+                    parts[2] if len(parts) > 2 else "", {"\\": "\\", "n": "\n"}, where
+                )
+            elif len(parts) >= 2 and parts[0] == "TYPE":
+                kind = parts[2].strip().lower() if len(parts) > 2 else ""
+                if kind not in _TYPES:
+                    raise ParseError(f"{where}: unknown metric type {kind!r} for {parts[1]}")
+                types[parts[1]] = kind
+            continue
+        samples.append(_parse_sample(line, where))
+    return Exposition(tuple(samples), types, helps)
+
+
+# ------------------------------------------------------------------------ runtime mapping
+
+
+@dataclass(frozen=True, slots=True)
+class ServingSnapshot:
+    """The serving counters of one scrape, summed over the selected series."""
+
+    requests_total: float | None
+    tokens_total: float | None
+    #: Cumulative e2e-latency histogram: (upper bound ``le`` in s, cumulative count), ascending.
+    latency_buckets: tuple[tuple[float, float], ...] | None
+    model_names: frozenset[str]
+
+
+def _select(samples: Iterable[PromSample], name: str, model_name: str | None) -> list[PromSample]:
+    return [
+        s
+        for s in samples
+        if s.name == name and (model_name is None or s.labels.get("model_name") == model_name)
+    ]
+
+
+def _sum(samples: Sequence[PromSample]) -> float | None:
+    values = [s.value for s in samples if not math.isnan(s.value)]
+    return math.fsum(values) if values else None
+
+
+def snapshot(expo: Exposition, runtime: str, model_name: str | None = None) -> ServingSnapshot:
+    """Map a runtime's metric names to requests, tokens and the latency histogram.
+
+    The runtime's own prefixes are tried first, then every known one; the first prefix with any of
+    the three metrics wins. ``model_name`` keeps only series with that label.
+    """
+    prefixes = RUNTIME_PREFIXES.get(runtime, ())
+    prefixes += tuple(p for p in _ALL_PREFIXES if p not in prefixes)
+    names = {s.name for s in expo.samples}
+    for prefix in prefixes:
+        wanted = (prefix + REQUESTS, prefix + TOKENS, f"{prefix}{LATENCY}_bucket")
+        if not any(n in names for n in wanted):
+            continue
+        requests = _select(expo.samples, wanted[0], model_name)
+        tokens = _select(expo.samples, wanted[1], model_name)
+        buckets = _select(expo.samples, wanted[2], model_name)
+        models = {
+            s.labels["model_name"]
+            for s in (*requests, *tokens, *buckets)
+            if "model_name" in s.labels
+        }
+        return ServingSnapshot(
+            _sum(requests), _sum(tokens), _sum_buckets(buckets), frozenset(models)
+        )
+    return ServingSnapshot(None, None, None, frozenset())
+
+
+def _sum_buckets(samples: Sequence[PromSample]) -> tuple[tuple[float, float], ...] | None:
+    by_bound: dict[float, float] = {}
+    for s in samples:
+        le = s.labels.get("le")
+        if le is None or math.isnan(s.value):
+            continue
+        try:
+            bound = float(le)
+        except ValueError:
+            raise ParseError(f"{s.name}: bucket bound le={le!r} is not a number") from None
+        by_bound[bound] = by_bound.get(bound, 0.0) + s.value
+    if math.inf not in by_bound:
+        return None
+    return tuple(sorted(by_bound.items()))
+
+
+def histogram_delta(
+    previous: Sequence[tuple[float, float]] | None, current: Sequence[tuple[float, float]]
+) -> tuple[tuple[float, float], ...] | None:
+    """The increase of a cumulative histogram between two scrapes.
+
+    None without a previous scrape or when the bucket bounds changed. When any bucket decreased
+    (the counters were reset), the current histogram is the increase.
+    """
+    if previous is None or [b for b, _ in previous] != [b for b, _ in current]:
+        return None
+    if any(c < p for (_, p), (_, c) in zip(previous, current, strict=True)):
+        return tuple(current)
+    return tuple((b, c - p) for (b, p), (_, c) in zip(previous, current, strict=True))
+
+
+def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The ``q``-quantile of a cumulative histogram, as Prometheus ``histogram_quantile`` has it.
+
+    ``buckets`` are ``(upper bound, cumulative count)`` ascending and ending with ``+Inf``. The rank
+    ``q × count`` is located in the first bucket whose cumulative count reaches it and interpolated
+    linearly between that bucket's bounds (the lowest bucket starts at 0 unless its bound is ≤ 0). A
+    rank in the ``+Inf`` bucket gives the highest finite bound. None when there are no observations
+    or no ``+Inf`` bucket.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    if len(buckets) < 2 or buckets[-1][0] != math.inf:
+        return None
+    counts: list[float] = []
+    running = 0.0
+    for _, c in buckets:  # Prometheus fixes small non-monotonicity the same way
+        running = max(running, c)
+        counts.append(running)
+    total = counts[-1]
+    if not total > 0:
+        return None
+    rank = q * total
+    b = next(i for i, c in enumerate(counts) if c >= rank)
+    if b == len(buckets) - 1:
+        return buckets[-2][0]
+    upper = buckets[b][0]
+    if b == 0 and upper <= 0:
+        return upper
+    lower, below = (0.0, 0.0) if b == 0 else (buckets[b - 1][0], counts[b - 1])
+    in_bucket = counts[b] - below
+    if in_bucket <= 0:
+        return lower
+    return lower + (upper - lower) * (rank - below) / in_bucket
+
+
+# ------------------------------------------------------------------------ I/O
+
+
+def fetch(url: str, timeout_s: float) -> str:
+    """GET ``url`` and return the body as text; errors become collector errors naming the URL."""
+    request = urllib.request.Request(  # noqa: S310 - Config only admits http and https URLs
+        url, headers={"Accept": "text/plain; version=0.0.4", "User-Agent": "kwatt"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            body: bytes = response.read(MAX_BODY_BYTES + 1)
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise CollectorError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, TimeoutError):
+            raise CollectorTimeout(f"{url}: no answer within {timeout_s:g} s") from None
+        raise CollectorUnavailable(f"{url}: {e.reason} (is the serving runtime up?)") from None
+    except TimeoutError:
+        raise CollectorTimeout(f"{url}: no answer within {timeout_s:g} s") from None
+    except OSError as e:
+        raise CollectorError(f"{url}: {e}") from None
+    if len(body) > MAX_BODY_BYTES:
+        raise ParseError(f"{url}: body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"{url}: body is not UTF-8 ({e})") from None
+
+
+class ServingCollector:
+    """Scrapes one serving runtime; one ``serving`` sample per poll."""
+
+    def __init__(self, name: str, config: Config) -> None:
+        self.name = name
+        self.config = config
+        self.url = metrics_url(config.url)
+        self._previous: tuple[tuple[float, float], ...] | None = None
+
+    async def inventory(self) -> list[DeviceInfo]:
+        return []  # a serving runtime is not a device
+
+    async def aclose(self) -> None:
+        return None
+
+    async def collect(self) -> list[Sample]:
+        text = await asyncio.to_thread(fetch, self.url, self.config.timeout_s)
+        ts_ns = time.time_ns()
+        snap = snapshot(
+            parse_exposition(text, self.url), self.config.runtime, self.config.model_name
+        )
+        if (
+            snap.requests_total is None
+            and snap.tokens_total is None
+            and snap.latency_buckets is None
+        ):
+            selector = (
+                f" with model_name={self.config.model_name!r}" if self.config.model_name else ""
+            )
+            raise ParseError(
+                f"{self.url}: no {REQUESTS}, {TOKENS} or {LATENCY} series{selector} under the "
+                f"prefixes {', '.join(_ALL_PREFIXES)} (runtime {self.config.runtime!r})"
+            )
+        p50 = p99 = None
+        if snap.latency_buckets is not None:
+            window = histogram_delta(self._previous, snap.latency_buckets)
+            self._previous = snap.latency_buckets
+            if window is not None:
+                p50 = histogram_quantile(0.5, window)
+                p99 = histogram_quantile(0.99, window)
+        model = self.config.model_name
+        if model is None and len(snap.model_names) == 1:
+            (model,) = snap.model_names
+            try:
+                validate_tag_value("model_name", model)
+            except ValueError:
+                model = None  # a name that cannot be a tag: leave the tag off rather than fail
+        try:
+            return [
+                Sample.serving(
+                    ts_ns,
+                    service=self.config.service,
+                    runtime=self.config.runtime,
+                    model_name=model,
+                    requests_total=_count(snap.requests_total),
+                    tokens_total=_count(snap.tokens_total),
+                    latency_p50_s=p50,
+                    latency_p99_s=p99,
+                )
+            ]
+        except ValueError as e:
+            raise ParseError(f"{self.url}: {e}") from None
+
+
+def _count(value: float | None) -> int | None:
+    """A counter exposed as a float (``12.0``) as the integer it counts; infinities are absent."""
+    return round(value) if value is not None and math.isfinite(value) else None

@@ -1,0 +1,264 @@
+"""An emulated furiosa-llm server: requests completed from the devices' work, and its ``/metrics``.
+
+Each device is one engine (data parallel). A device's interval of work is a number of generated
+tokens; requests complete when the tokens they need have been produced, so the counters follow the
+device physics exactly. A request's end-to-end latency is prefill + decode time, where the time per
+output token grows with load (batching) and shrinks with the clock.
+
+The exposition is Prometheus text format 0.0.4 in the furiosa-llm 2026 naming
+(reference/device-interfaces.md §6.2: ``furiosa_llm_*`` with labels ``model_name`` and ``engine``;
+histogram buckets as vLLM's request-latency buckets, §6.1), written the way the Python
+``prometheus_client`` writes it (``_total`` counters with ``_created`` samples, float values).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = ["E2E_LATENCY_BUCKETS_S", "MetricsServer", "ServingModel"]
+
+#: vLLM's request-latency histogram bounds, s (§6.1: "buckets 0.3…7680 s"); furiosa-llm reuses them.
+E2E_LATENCY_BUCKETS_S = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+    120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+FINISHED_REASONS = ("stop", "length", "abort")
+DEFAULT_MODEL_NAME = "furiosa-ai/Llama-3.1-8B-Instruct"
+PREFIX = "furiosa_llm_"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# request and latency model (assumptions, chosen to be plausible for an 8B model on one card)
+MAX_TOKENS = 1024
+MEAN_GENERATION_TOKENS = 200.0
+PROMPT_TOKENS_RANGE = (32, 512)
+PREFILL_TOKENS_PER_S = 20_000.0
+TIME_PER_OUTPUT_TOKEN_IDLE_S = 0.012
+MAX_NUM_SEQS = 256
+
+
+@dataclass(slots=True)
+class _Request:
+    prompt_tokens: int
+    generation_tokens: int
+    finished_reason: str
+
+
+@dataclass(slots=True)
+class _Engine:
+    """Counters of one engine, cumulative since the server started."""
+
+    success: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FINISHED_REASONS, 0))
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * len(E2E_LATENCY_BUCKETS_S))
+    latency_sum_s: float = 0.0
+    latency_count: int = 0
+    running: int = 0
+    pending_tokens: float = 0.0
+
+
+class ServingModel:
+    """Request accounting for ``engines`` engines serving one model, deterministic for a seed."""
+
+    def __init__(
+        self, engines: int, *, seed: int = 0, model_name: str = DEFAULT_MODEL_NAME
+    ) -> None:
+        self.model_name = model_name
+        self._rng = random.Random(f"kwatt-serving:{seed}")
+        self._engines = [_Engine() for _ in range(engines)]
+        self._next = [self._draw_request() for _ in range(engines)]
+        self._created_s = time.time()
+
+    @property
+    def requests_total(self) -> int:
+        return sum(sum(e.success.values()) for e in self._engines)
+
+    @property
+    def generation_tokens_total(self) -> int:
+        return sum(e.generation_tokens for e in self._engines)
+
+    @property
+    def prompt_tokens_total(self) -> int:
+        return sum(e.prompt_tokens for e in self._engines)
+
+    def _draw_request(self) -> _Request:
+        wanted = max(1, math.ceil(self._rng.expovariate(1.0 / MEAN_GENERATION_TOKENS)))
+        generated = min(wanted, MAX_TOKENS)
+        reason = "length" if wanted >= MAX_TOKENS else "stop"
+        return _Request(self._rng.randint(*PROMPT_TOKENS_RANGE), generated, reason)
+
+    def advance(self, engine: int, tokens: float, util: float, clock_ratio: float) -> list[float]:
+        """Credit ``engine`` with ``tokens`` generated; return latencies of completed requests."""
+        e = self._engines[engine]
+        e.running = round(MAX_NUM_SEQS * util)
+        e.pending_tokens += tokens
+        done: list[float] = []
+        while e.pending_tokens >= self._next[engine].generation_tokens:
+            req = self._next[engine]
+            e.pending_tokens -= req.generation_tokens
+            tpot_s = TIME_PER_OUTPUT_TOKEN_IDLE_S * (1.0 + 4.0 * util**2) / max(clock_ratio, 0.1)
+            ideal_s = req.prompt_tokens / PREFILL_TOKENS_PER_S + req.generation_tokens * tpot_s
+            latency_s = ideal_s * self._rng.lognormvariate(0.0, 0.15)
+            e.success[req.finished_reason] += 1
+            e.prompt_tokens += req.prompt_tokens
+            e.generation_tokens += req.generation_tokens
+            for i, bound in enumerate(E2E_LATENCY_BUCKETS_S):
+                if latency_s <= bound:
+                    e.bucket_counts[i] += 1
+                    break
+            e.latency_sum_s += latency_s
+            e.latency_count += 1
+            done.append(latency_s)
+            self._next[engine] = self._draw_request()
+        return done
+
+    def render(self) -> str:
+        """The ``/metrics`` body, Prometheus text format 0.0.4."""
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            out.append(f"# HELP {PREFIX}{name} {help_text}")
+            out.append(f"# TYPE {PREFIX}{name} {kind}")
+
+        def line(name: str, labels: dict[str, str], value: float) -> None:
+            inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            out.append(f"{PREFIX}{name}{{{inner}}} {_num(value)}")
+
+        per_engine = [
+            ({"engine": str(i), "model_name": self.model_name}, e)
+            for i, e in enumerate(self._engines)
+        ]
+        family("num_requests_running", "gauge", "Number of requests in model execution batches.")
+        for labels, e in per_engine:
+            line("num_requests_running", labels, e.running)
+        family("num_requests_waiting", "gauge", "Number of requests waiting to be processed.")
+        for labels, _ in per_engine:
+            line("num_requests_waiting", labels, 0)
+        family("request_success_total", "counter", "Count of successfully processed requests.")
+        for labels, e in per_engine:
+            for reason in FINISHED_REASONS:
+                with_reason = {**labels, "finished_reason": reason}
+                line("request_success_total", with_reason, e.success[reason])
+                line("request_success_created", with_reason, self._created_s)
+        for name, help_text, attr in (
+            ("prompt_tokens_total", "Number of prefill tokens processed.", "prompt_tokens"),
+            (
+                "generation_tokens_total",
+                "Number of generation tokens processed.",
+                "generation_tokens",
+            ),
+        ):
+            family(name, "counter", help_text)
+            for labels, e in per_engine:
+                line(name, labels, getattr(e, attr))
+                line(name.replace("_total", "_created"), labels, self._created_s)
+        hist = "e2e_request_latency_seconds"
+        family(hist, "histogram", "Histogram of e2e request latency in seconds.")
+        for labels, e in per_engine:
+            cumulative = 0
+            for bound, count in zip(E2E_LATENCY_BUCKETS_S, e.bucket_counts, strict=True):
+                cumulative += count
+                line(f"{hist}_bucket", {**labels, "le": _num(bound)}, cumulative)
+            line(f"{hist}_bucket", {**labels, "le": "+Inf"}, e.latency_count)
+            line(f"{hist}_count", labels, e.latency_count)
+            line(f"{hist}_sum", labels, e.latency_sum_s)
+            line(f"{hist}_created", labels, self._created_s)
+        return "\n".join(out) + "\n"
+
+
+def _escape(value: str) -> str:
+    """Label-value escaping of the text format: backslash, double quote, line feed."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    """A sample value as prometheus_client writes it: ``1.0``, ``2.5e-05``, ``+Inf``, ``NaN``."""
+    v = float(value)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(v)
+
+
+class MetricsServer:
+    """A minimal HTTP/1.1 server on 127.0.0.1: ``GET /metrics`` (and ``HEAD``), ``GET /health``.
+
+    One request per connection (``Connection: close``), which is what Prometheus scrapers and urllib
+    need. ``render`` is called on the event loop, so it sees a consistent state between steps.
+    """
+
+    HOST = "127.0.0.1"
+    READ_TIMEOUT_S = 5.0
+
+    def __init__(self, render: Callable[[], str], *, port: int = 0) -> None:
+        self._render = render
+        self._port = port
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("MetricsServer is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.HOST, self._port)
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(self.READ_TIMEOUT_S):
+                head = await reader.readuntil(b"\r\n\r\n")
+            status, headers, body = self._respond(head)
+            lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers.items())]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass  # a client that went away or never finished its request
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    def _respond(self, head: bytes) -> tuple[str, dict[str, str], bytes]:
+        parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return "400 Bad Request", self._headers("text/plain", 0), b""
+        method, target = parts[0], urlsplit(parts[1]).path
+        if method not in ("GET", "HEAD"):
+            headers = self._headers("text/plain", 0)
+            headers["Allow"] = "GET, HEAD"
+            return "405 Method Not Allowed", headers, b""
+        if target == "/metrics":
+            body = self._render().encode("utf-8")
+            content_type = CONTENT_TYPE
+        elif target == "/health":
+            body, content_type = b"", "text/plain"
+        else:
+            body, content_type = b"not found\n", "text/plain"
+            return "404 Not Found", self._headers(content_type, len(body)), body
+        headers = self._headers(content_type, len(body))
+        return "200 OK", headers, b"" if method == "HEAD" else body
+
+    @staticmethod
+    def _headers(content_type: str, length: int) -> dict[str, str]:
+        return {
+            "Content-Type": content_type,
+            "Content-Length": str(length),
+            "Connection": "close",
+            "Server": "kwatt-emulator",
+        }
