@@ -43,8 +43,8 @@ def _write_json(path: str | None, doc: object) -> None:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.config import load_agent_config  # noqa: PLC0415
-    from agent.runtime import Agent  # noqa: PLC0415
+    from agent.config import load_agent_config
+    from agent.runtime import Agent
 
     cfg = load_agent_config(args.config)
     _setup_logging(args.log_level or cfg.log_level)
@@ -53,7 +53,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         return 0
     built = []
     for entry in cfg.collectors:
-        import collectors  # noqa: PLC0415
+        import collectors
 
         module = collectors.load(entry.type)
         built.append((entry, module.create(entry.name, entry.options)))
@@ -80,8 +80,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from agent.config import load_ingest_config  # noqa: PLC0415
-    from agent.ingest import Ingest  # noqa: PLC0415
+    from agent.config import load_ingest_config
+    from agent.ingest import Ingest
 
     cfg = load_ingest_config(args.config)
     _setup_logging(args.log_level or cfg.log_level)
@@ -115,13 +115,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo  # noqa: PLC0415
+    from agent.demo import run_demo
 
     return run_demo(args)
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from emulators.node import main as emulate_main  # noqa: PLC0415
+    from emulators.node import main as emulate_main
 
     return emulate_main(args.emulator_args)
 
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from agent.config import ConfigError  # noqa: PLC0415
+    from agent.config import ConfigError
 
     try:
         rc: int = args.func(args)

@@ -32,8 +32,8 @@ __all__ = [
     "AgentConfig",
     "CollectorEntry",
     "ConfigError",
-    "IngestConfig",
     "InfluxConfig",
+    "IngestConfig",
     "MqttConfig",
     "TlsConfig",
     "from_mapping",
@@ -87,7 +87,7 @@ def _type_name(tp: object) -> str:
     return str(tp)
 
 
-def _convert(tp: Any, value: object, where: str, key: str) -> object:  # noqa: ANN401
+def _convert(tp: Any, value: object, where: str, key: str) -> object:
     """Convert one YAML value to ``tp`` or raise ConfigError naming ``where``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -262,6 +262,9 @@ class PublishConfig:
     flush_interval_s: float = 1.0
     queue_max_bytes: int = 64 * 1024 * 1024
     qos: Literal[0, 1] = 1
+    #: MQTT 5: hold a batch the broker acknowledged with "no matching subscribers" and resend it,
+    #: instead of letting the broker discard it (no ingest subscribed yet).
+    require_subscriber: bool = True
 
     def __post_init__(self) -> None:
         if self.max_batch_points < 1:
@@ -382,7 +385,7 @@ _COLLECTOR_KEYS = {"type", "name", "interval_s", "timeout_s"}
 
 
 def _collector_entry(item: object, where: str) -> CollectorEntry:
-    import collectors  # noqa: PLC0415  (agent may import collectors; lazy keeps startup light)
+    import collectors
 
     if not isinstance(item, dict):
         raise ConfigError(f"{where}: expected a mapping with a 'type' key")
@@ -408,9 +411,10 @@ def _collector_entry(item: object, where: str) -> CollectorEntry:
     if timeout_s <= 0:
         raise ConfigError(f"{where}.timeout_s: must be > 0")
     module = collectors.load(kind)
-    options = from_mapping(
-        module.Config, {k: v for k, v in item.items() if k not in _COLLECTOR_KEYS}, where=where
-    )
+    raw = {k: v for k, v in item.items() if k not in _COLLECTOR_KEYS}
+    if "timeout_s" in {f.name for f in dataclasses.fields(module.Config)}:
+        raw["timeout_s"] = timeout_s  # a collector with its own I/O timeout gets the poll's
+    options = from_mapping(module.Config, raw, where=where)
     return CollectorEntry(kind, name, interval_s, timeout_s, options)
 
 
@@ -476,8 +480,8 @@ def read_secret(path: str | None, env: str | None, what: str) -> str | None:
             raise ConfigError(f"{what}: {path} is empty")
         return value
     if env:
-        value = os.environ.get(env)
-        if not value:
+        from_env = os.environ.get(env)
+        if not from_env:
             raise ConfigError(f"{what}: environment variable {env} is not set")
-        return value
+        return from_env
     return None

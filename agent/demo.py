@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -331,10 +332,18 @@ def _run(
         logs,
     )
 
+    # Emulated sysfs trees are rewritten several times a second: keep them in RAM when we can
+    # (an atomic file write costs ~200 µs on disk here against ~24 µs on tmpfs).
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        roots = Path(tempfile.mkdtemp(prefix="kwatt-demo-nodes-", dir=shm))
+        stack.callback(shutil.rmtree, roots, True)
+    else:
+        roots = state / "nodes"
     agents: list[tuple[str, _Proc, Path]] = []
     for n in range(1, args.nodes + 1):
         node = f"node-{n:02d}"
-        root = state / "nodes" / node
+        root = roots / node
         emu = procs.start(
             f"emulator-{node}",
             [
@@ -351,6 +360,8 @@ def _run(
                 "0",
                 "--workload",
                 "steady" if n % 2 else "bursty",
+                "--period",
+                str(min(0.25, args.interval / 2)),
                 "--truth-log",
                 str(state / "truth" / f"{node}.jsonl"),
             ],

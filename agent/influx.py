@@ -15,6 +15,7 @@ Errors split in two: :class:`InfluxUnavailable` (network, 5xx, 429, 408: retry l
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import http.client
 import json
@@ -61,10 +62,8 @@ class Writer(Protocol):
 
 def _classify(status: int, body: bytes) -> InfluxError:
     text = body.decode("utf-8", "replace").strip()[:500]
-    try:
+    with contextlib.suppress(ValueError, AttributeError):
         text = str(json.loads(text).get("error", text))
-    except (ValueError, AttributeError):
-        pass
     if status >= 500 or status in (408, 429):
         return InfluxUnavailable(f"HTTP {status}: {text}")
     return InfluxRejected(status, text)
@@ -177,8 +176,8 @@ class V2Writer:
     """influxdb-client's synchronous write API (``/api/v2/write``)."""
 
     def __init__(self, cfg: InfluxConfig) -> None:
-        from influxdb_client import InfluxDBClient  # noqa: PLC0415  (import costs ~150 ms)
-        from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
 
         token = cfg.token()
         if token is None and cfg.username:
@@ -199,8 +198,8 @@ class V2Writer:
         self.api: Any = self.client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, body: bytes) -> None:
-        from influxdb_client.rest import ApiException  # noqa: PLC0415
-        from urllib3.exceptions import HTTPError  # noqa: PLC0415
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
             self.api.write(bucket=self.bucket, org=self.org, record=body)

@@ -118,7 +118,7 @@ class Ingest:
                 max_inflight=cfg.batch.max_unacked_messages,
             )
             # Manual acknowledgement: PUBACK only after the write (paho-mqtt >= 2.0).
-            client._client.manual_ack_set(True)  # noqa: SLF001
+            client._client.manual_ack_set(True)
             self._pending = _Pending([], [], 0, 0.0)  # unacked messages will be redelivered
             try:
                 async with client:
@@ -207,6 +207,12 @@ class Ingest:
         result = lineproto.parse_payload(
             payload, max_bytes=self.config.batch.max_payload_bytes, now_ns=time.time_ns()
         )
+        whole = [err for err in result.errors if err.line == 0]
+        if whole:  # not UTF-8, empty, oversized: the payload as a whole is rejected
+            self.stats.lines_rejected += max(1, payload.count(b"\n"))
+            self.stats.messages_deadlettered += 1
+            self.deadletters.record(topic, whole[0].reason, payload)
+            return
         bad = {err.line: err.reason for err in result.errors}
         lines = payload.split(b"\n")
         kept = 0
@@ -264,7 +270,7 @@ class Ingest:
                     break
         for mid, qos in p.mids:
             if qos > 0:
-                client._client.ack(mid, qos)  # noqa: SLF001
+                client._client.ack(mid, qos)
         self._pending = _Pending([], [], 0, 0.0)
 
     def stats_dict(self) -> dict[str, int]:

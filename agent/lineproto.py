@@ -195,35 +195,6 @@ class _Quoted(str):
 _Syntax = tuple[str, list[tuple[str, str]], list[tuple[str, str]], str | None]
 
 
-def _scan_simple(line: str) -> _Syntax | None:
-    """Fast path for the common line (no escapes, no quotes, well formed); ``None`` if unsure."""
-    if "\\" in line or '"' in line:
-        return None
-    parts = line.split(" ")
-    if len(parts) != 3:
-        return None
-    head, body, ts = parts
-    if not ts:
-        return None
-    tokens = head.split(",")
-    measurement = tokens[0]
-    if not measurement:
-        return None
-    tags = []
-    for tok in tokens[1:]:
-        k, sep, v = tok.partition("=")
-        if not (sep and k and v) or "=" in v:
-            return None
-        tags.append((k, v))
-    fields = []
-    for tok in body.split(","):
-        k, sep, v = tok.partition("=")
-        if not (sep and k and v):
-            return None
-        fields.append((k, v))
-    return measurement, tags, fields, ts
-
-
 def _scan_general(line: str) -> _Syntax:
     """Tokenise one line with the full line-protocol grammar; raise on a syntax error.
 
@@ -453,29 +424,100 @@ def _check_ts(text: str | None, max_ts: int) -> int:
     return ts
 
 
-# Validated "measurement,tags" heads: the same for every reading of one device, so checked once.
-_HEADS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
+# The fast path of the parser. Validated heads ("measurement,k=v,...", exactly as written) map to
+# the measurement, its sorted tags and its field types: the head repeats for every reading of one
+# device, so it is checked once. Bounded: cleared when it grows large.
+_Head = tuple[str, tuple[tuple[str, str], ...], dict[str, FieldType]]
+_HEADS: dict[str, _Head] = {}
 _HEAD_CACHE_MAX = 8192
+_TYPES_BY_MEASUREMENT = {m: {f: _FIELD_TYPES[f] for f in spec.fields} for m, spec in _SPECS.items()}
+_FLOAT_CHARS = "0123456789.eE+-"
+_FLOAT = FieldType.FLOAT
+
+
+def _fast_head(head: str) -> _Head | None:
+    tokens = head.split(",")
+    tags = []
+    for tok in tokens[1:]:
+        k, sep, v = tok.partition("=")
+        if not (sep and k and v) or "=" in v:
+            return None
+        tags.append((k, v))
+    try:
+        name, canon = _check_head(tokens[0], tags)
+    except LineProtocolError:
+        return None
+    if len(_HEADS) >= _HEAD_CACHE_MAX:
+        _HEADS.clear()
+    cached = _HEADS[head] = (name, canon, _TYPES_BY_MEASUREMENT[name])
+    return cached
+
+
+def _parse_fast(line: str, max_ts: int) -> Point | None:
+    """The common, valid line, quickly; ``None`` hands the line to :func:`_parse_full`.
+
+    Accepts a subset of what :func:`_parse_full` accepts, with the same result (a property test
+    checks this): no escapes or quotes can occur in an accepted line, because every token must be
+    a known name, a legal tag value (neither may hold a backslash or quote) or a number. Fields
+    must come sorted, as :func:`encode` and Point write them; others take the full path.
+    """
+    parts = line.split(" ")
+    if len(parts) != 3:
+        return None
+    head, body, ts = parts
+    cached = _HEADS.get(head) or _fast_head(head)
+    if cached is None:
+        return None
+    name, tags, types = cached
+    fields: list[tuple[str, float | int]] = []
+    append = fields.append
+    prev = ""
+    for tok in body.split(","):
+        k, _, v = tok.partition("=")
+        ftype = types.get(k)
+        if ftype is None or not v or k <= prev:  # unknown, empty, or out of order (or twice)
+            return None
+        prev = k
+        if ftype is _FLOAT:
+            # float() alone would also take "nan", "inf", "1_0", " 1", other scripts' digits
+            if v.strip(_FLOAT_CHARS) or v[0] == "+":
+                return None
+            try:
+                x = float(v)
+            except ValueError:
+                return None
+            if x - x:  # inf (overflow); NaN cannot be spelled with these characters
+                return None
+            append((k, x))
+        else:
+            if v[-1] != "i":
+                return None
+            digits = v[1:-1] if v[0] == "-" else v[:-1]
+            if not (digits.isdigit() and digits.isascii()) or len(digits) > 19:
+                return None
+            n = int(v[:-1])
+            if not _INT64_MIN <= n <= _INT64_MAX:
+                return None
+            append((k, n))
+    if not (ts.isdigit() and ts.isascii()) or len(ts) > 19:
+        return None
+    t = int(ts)
+    if not MIN_TS_NS <= t <= max_ts:
+        return None
+    return Point(name, tags, tuple(fields), t)
+
+
+def _parse_full(line: str, max_ts: int) -> Point:
+    """Parse with the full grammar and validate; raise :class:`LineProtocolError` saying why not."""
+    if line[:1] == "#":
+        raise LineProtocolError("comment lines are not allowed; expected a measurement name")
+    measurement, tags, fields, ts = _scan_general(line)
+    name, canon_tags = _check_head(measurement, tags)
+    return Point(name, canon_tags, _check_fields(name, fields), _check_ts(ts, max_ts))
 
 
 def _parse(line: str, max_ts: int) -> Point:
-    if line[:1] == "#":
-        raise LineProtocolError("comment lines are not allowed; expected a measurement name")
-    syntax = _scan_simple(line)
-    if syntax is not None:
-        measurement, tags, fields, ts = syntax
-        head = line[: line.index(" ")]
-        cached = _HEADS.get(head)
-        if cached is None:
-            cached = _check_head(measurement, tags)
-            if len(_HEADS) >= _HEAD_CACHE_MAX:
-                _HEADS.clear()
-            _HEADS[head] = cached
-        name, canon_tags = cached
-    else:
-        measurement, tags, fields, ts = _scan_general(line)
-        name, canon_tags = _check_head(measurement, tags)
-    return Point(name, canon_tags, _check_fields(name, fields), _check_ts(ts, max_ts))
+    return _parse_fast(line, max_ts) or _parse_full(line, max_ts)
 
 
 def _max_ts(now_ns: int | None, max_skew_s: float) -> int:

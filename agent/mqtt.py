@@ -7,17 +7,25 @@ client is built and never logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import ssl
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
 
-__all__ = ["Backoff", "make_client", "tls_context"]
+__all__ = ["NO_MATCHING_SUBSCRIBERS", "Backoff", "Client", "make_client", "tls_context"]
+
+#: MQTT 5 PUBACK reason code 0x10: the broker accepted the message but no subscription matched it,
+#: so nobody will ever receive it (MQTT 5.0 §3.4.2.1). Mosquitto 2.0 sends it.
+NO_MATCHING_SUBSCRIBERS = 0x10
 
 #: MQTT 5 session expiry for persistent sessions: the broker keeps the session (and the QoS 1 messages
 #: queued for it) for a week while the client is away.
@@ -38,6 +46,43 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+class Client(aiomqtt.Client):
+    """aiomqtt's client plus :meth:`publish_acked`, which returns the PUBACK's reason code.
+
+    aiomqtt 2.5 drops the reason code of a PUBACK; kwatt needs it to tell "stored by the broker for a
+    subscriber" from "accepted and discarded: no matching subscribers". This uses two private members
+    of aiomqtt 2.x (``_pending_call``, ``_wait_for``), pinned by ``aiomqtt>=2.5,<3`` and covered by
+    tests/test_pipeline.py.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._puback_reasons: dict[int, int] = {}
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        self._puback_reasons[mid] = int(reason_code.value)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_acked(self, topic: str, payload: bytes, qos: int) -> int:
+        """Publish and wait for the broker's acknowledgement (QoS 1); return the reason code
+        (0 = success; :data:`NO_MATCHING_SUBSCRIBERS`; always 0 under MQTT 3.1.1 and QoS 0)."""
+        info = self._client.publish(topic, payload, qos)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if not info.is_published():
+            confirmation = asyncio.Event()
+            with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                await self._wait_for(confirmation.wait(), timeout=None)
+        return self._puback_reasons.pop(info.mid, 0)
+
+
 def make_client(
     cfg: MqttConfig,
     *,
@@ -46,22 +91,22 @@ def make_client(
     persistent: bool = False,
     logger: logging.Logger | None = None,
     max_inflight: int | None = None,
-) -> aiomqtt.Client:
+) -> Client:
     """An aiomqtt client for ``cfg``. ``persistent`` keeps the broker-side session across reconnects
     (MQTT 3.1.1 ``clean_session=False``; MQTT 5 ``clean_start=False`` with a session expiry)."""
     v5 = cfg.protocol == 5
     properties = None
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if v5:
         kwargs["protocol"] = aiomqtt.ProtocolVersion.V5
         if persistent:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
             kwargs["clean_start"] = False
     else:
         kwargs["protocol"] = aiomqtt.ProtocolVersion.V311
         kwargs["clean_session"] = not persistent
-    client = aiomqtt.Client(
+    client = Client(
         cfg.host,
         cfg.port,
         identifier=identifier,
@@ -74,7 +119,7 @@ def make_client(
         properties=properties,
         logger=logger,
         max_inflight_messages=max_inflight,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
     # aiomqtt logs a warning on every publish once more than 10 are pending (infrastructure.md §2).
     client.pending_calls_threshold = 10**9

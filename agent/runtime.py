@@ -12,7 +12,10 @@ Shape (one asyncio TaskGroup):
   ``spool_bytes``, encodes it as line protocol and puts it in the :class:`Outbox`.
 * the publisher: connects with a last will (``status`` = offline, retained), publishes retained
   ``status`` = online and ``inventory``, then sends outbox batches in order at QoS 1; a batch leaves the
-  outbox only after the broker's PUBACK. On a broken connection it reconnects with capped, jittered
+  outbox only after the broker's PUBACK, and (MQTT 5, ``require_subscriber``) only if that PUBACK
+  does not say "no matching subscribers": a broker that would discard the batch because no ingest is
+  subscribed yet (Mosquitto 2.0 does not restore shared subscriptions after a restart) gets it again
+  a little later. On a broken connection it reconnects with capped, jittered
   backoff and resends what was not acknowledged.
 
 The outbox is the boundary where the on-disk spool slots in: anything with ``put``/``head``/``ack``.
@@ -38,7 +41,7 @@ import aiomqtt
 from agent import __version__, lineproto, topics
 from agent.config import AgentConfig, CollectorEntry
 from agent.model import DeviceInfo, Sample
-from agent.mqtt import Backoff, make_client
+from agent.mqtt import NO_MATCHING_SUBSCRIBERS, Backoff, Client, make_client
 from collectors.base import Collector, CollectorError
 
 __all__ = ["Agent", "AgentStats", "Batch", "MemoryOutbox", "Outbox"]
@@ -126,6 +129,7 @@ class AgentStats:
     pending_batches: int = 0
     collect_errors: dict[str, int] = dataclasses.field(default_factory=dict)
     connects: int = 0
+    no_subscriber_retries: int = 0
 
 
 @dataclass
@@ -333,8 +337,10 @@ class Agent:
                     async with asyncio.timeout(delay):
                         await done.wait()
 
-    async def _send_batches(self, client: aiomqtt.Client, done: asyncio.Event) -> None:
+    async def _send_batches(self, client: Client, done: asyncio.Event) -> None:
         qos = self.config.publish.qos
+        retry = Backoff(0.2, 5.0)
+        waiting = asyncio.Event()  # a plain flag: set while the broker reports no subscriber
         while True:
             head_task = asyncio.ensure_future(self.outbox.head())
             done_task = asyncio.ensure_future(done.wait())
@@ -346,8 +352,28 @@ class Agent:
                 head_task.cancel()
                 return
             batch = head_task.result()
-            # aiomqtt's publish returns once the broker's PUBACK arrived (QoS 1)
-            await client.publish(self._metrics_topic, batch.payload, qos=qos)
+            reason = await client.publish_acked(self._metrics_topic, batch.payload, qos)
+            if reason == NO_MATCHING_SUBSCRIBERS and self.config.publish.require_subscriber:
+                # The broker would discard it (no ingest subscribed yet, e.g. right after a
+                # broker restart): keep the batch and try again shortly.
+                self.stats.no_subscriber_retries += 1
+                if not waiting.is_set():
+                    log.warning(
+                        "no subscriber for %s (is the ingest running?): holding %d batch(es)",
+                        self._metrics_topic,
+                        len(self.outbox),
+                    )
+                    waiting.set()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(retry.next_delay()):
+                        await done.wait()
+                if done.is_set():
+                    return
+                continue
+            if waiting.is_set():
+                log.info("subscriber back for %s", self._metrics_topic)
+                waiting.clear()
+                retry.reset()
             self.outbox.ack(batch)
             self.stats.published_points += batch.points
             self.stats.published_batches += 1

@@ -56,14 +56,13 @@ MODEL = "rngd"
 THROTTLE_IDLE = 1 << 0
 
 _MGMT_DIR = re.compile(r"^rngd!npu(\d+)mgmt$")
-_PE_DIR = re.compile(
-    r"^rngd!npu(\d+)pe(\d+)$"
-)  # single PEs only: fused rngd!npuNpe0-3 would double count
+# single PEs only: a fused partition (rngd!npu0pe0-3) would count its PEs a second time
+_PE_DIR = re.compile(r"^rngd!npu(\d+)pe(\d+)$")
 _HWMON_DIR = re.compile(r"^hwmon\d+$")
 _INT = re.compile(r"^(?:0[xX][0-9a-fA-F]+|\d+)$")
 # an npu_clocks line as device-api parses it (§1.3, ne_clk_freq_info regex): "pe0 (MHz): 2000"
 _CLOCK_LINE = re.compile(r"^(?P<name>[\w ]+)\((?P<unit>[^)]*)\):\s*(?P<value>\d+)$")
-_KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*(?::|=|\s)\s*(?P<value>\S+)$")
+_KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s*(?P<value>\S+)$")
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,12 @@ __all__ = [
     "ServingCollector",
     "ServingSnapshot",
     "create",
+    "fetch",
     "histogram_delta",
     "histogram_quantile",
     "metrics_url",
     "parse_exposition",
+    "parse_value",
     "snapshot",
 ]
 
@@ -169,6 +171,9 @@ def _parse_sample(line: str, where: str) -> PromSample:
         raise ParseError(f"{where}: expected a metric name, got {line[:80]!r}")
     name, pos = m.group(0), m.end()
     labels: dict[str, str] = {}
+    after_name = pos
+    while pos < len(line) and line[pos] in " \t":  # blanks may precede the label set
+        pos += 1
     if pos < len(line) and line[pos] == "{":
         pos += 1
         while True:
@@ -186,7 +191,7 @@ def _parse_sample(line: str, where: str) -> PromSample:
                 pos += 1
             elif pos >= len(line) or line[pos] != "}":
                 raise ParseError(f"{where}: expected ',' or '}}' after a label in {line[:120]!r}")
-    if pos < len(line) and line[pos] not in " \t":
+    elif pos == after_name and pos < len(line):
         raise ParseError(f"{where}: expected a space before the value in {line[:120]!r}")
     rest = line[pos:].split()
     if not 1 <= len(rest) <= 2:
@@ -259,7 +264,9 @@ def _sum(samples: Sequence[PromSample]) -> float | None:
     return math.fsum(values) if values else None
 
 
-def snapshot(expo: Exposition, runtime: str, model_name: str | None = None) -> ServingSnapshot:
+def snapshot(
+    expo: Exposition, runtime: str, model_name: str | None = None, source: str = "metrics"
+) -> ServingSnapshot:
     """Map a runtime's metric names to requests, tokens and the latency histogram.
 
     The runtime's own prefixes are tried first, then every known one; the first prefix with any of
@@ -281,12 +288,14 @@ def snapshot(expo: Exposition, runtime: str, model_name: str | None = None) -> S
             if "model_name" in s.labels
         }
         return ServingSnapshot(
-            _sum(requests), _sum(tokens), _sum_buckets(buckets), frozenset(models)
+            _sum(requests), _sum(tokens), _sum_buckets(buckets, source), frozenset(models)
         )
     return ServingSnapshot(None, None, None, frozenset())
 
 
-def _sum_buckets(samples: Sequence[PromSample]) -> tuple[tuple[float, float], ...] | None:
+def _sum_buckets(
+    samples: Sequence[PromSample], source: str
+) -> tuple[tuple[float, float], ...] | None:
     by_bound: dict[float, float] = {}
     for s in samples:
         le = s.labels.get("le")
@@ -295,7 +304,9 @@ def _sum_buckets(samples: Sequence[PromSample]) -> tuple[tuple[float, float], ..
         try:
             bound = float(le)
         except ValueError:
-            raise ParseError(f"{s.name}: bucket bound le={le!r} is not a number") from None
+            raise ParseError(
+                f"{source}: {s.name}: bucket bound le={le!r} is not a number"
+            ) from None
         by_bound[bound] = by_bound.get(bound, 0.0) + s.value
     if math.inf not in by_bound:
         return None
@@ -349,7 +360,8 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
     in_bucket = counts[b] - below
     if in_bucket <= 0:
         return lower
-    return lower + (upper - lower) * (rank - below) / in_bucket
+    value = lower + (upper - lower) * (rank - below) / in_bucket
+    return min(upper, max(lower, value))  # rounding must not leave the bucket
 
 
 # ------------------------------------------------------------------------ I/O
@@ -400,9 +412,8 @@ class ServingCollector:
     async def collect(self) -> list[Sample]:
         text = await asyncio.to_thread(fetch, self.url, self.config.timeout_s)
         ts_ns = time.time_ns()
-        snap = snapshot(
-            parse_exposition(text, self.url), self.config.runtime, self.config.model_name
-        )
+        expo = parse_exposition(text, self.url)
+        snap = snapshot(expo, self.config.runtime, self.config.model_name, self.url)
         if (
             snap.requests_total is None
             and snap.tokens_total is None
@@ -429,6 +440,9 @@ class ServingCollector:
                 validate_tag_value("model_name", model)
             except ValueError:
                 model = None  # a name that cannot be a tag: leave the tag off rather than fail
+        requests, tokens = _count(snap.requests_total), _count(snap.tokens_total)
+        if requests is None and tokens is None and p50 is None and p99 is None:
+            return []  # only a histogram, and no window over it yet
         try:
             return [
                 Sample.serving(
@@ -436,8 +450,8 @@ class ServingCollector:
                     service=self.config.service,
                     runtime=self.config.runtime,
                     model_name=model,
-                    requests_total=_count(snap.requests_total),
-                    tokens_total=_count(snap.tokens_total),
+                    requests_total=requests,
+                    tokens_total=tokens,
                     latency_p50_s=p50,
                     latency_p99_s=p99,
                 )

@@ -57,8 +57,8 @@ class EmulatedNode:
         self.truth_log = truth_log
         self.devices = tuple(RngdDevice(i, seed=seed, workload=workload) for i in range(devices))
         self.serving = ServingModel(devices, seed=seed)
-        writer = SysfsWriter(self.root)
-        self._sysfs = [RngdSysfs(writer, d, symlinks=symlinks) for d in self.devices]
+        self._writer = SysfsWriter(self.root)
+        self._sysfs = [RngdSysfs(self._writer, d, symlinks=symlinks) for d in self.devices]
         self._server = MetricsServer(self.serving.render, port=serving_port)
         self._truth: IO[str] | None = None
         self._origin_s: float | None = None
@@ -91,6 +91,13 @@ class EmulatedNode:
 
         Returns the ground-truth record of this step (the line appended to ``truth_log``).
         """
+        record, files = self._advance(now_s)
+        self._writer.write_many(files)
+        self._log(record)
+        return record
+
+    def _advance(self, now_s: float) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
+        """The physics of one step: its truth record and the files to write (not written yet)."""
         if not self._started:
             raise RuntimeError("EmulatedNode.step() before start()")
         if self._origin_s is None:
@@ -103,16 +110,15 @@ class EmulatedNode:
         for d in self.devices:
             tokens = d.advance(t_mid_s, dt_s)
             if dt_s > 0:
-                latencies += self.serving.advance(
-                    d.identity.index, tokens, d.util_ratio, d.clock_ratio
-                )
+                index = d.identity.index
+                latencies += self.serving.advance(index, tokens, d.util_ratio, d.clock_ratio)
         self._last_s = now_s
-        for s in self._sysfs:
-            s.write_dynamic()
-        record = self._truth_record(now_s - self._origin_s, dt_s, latencies)
+        files = [f for s in self._sysfs for f in s.dynamic_files()]
+        return self._truth_record(now_s - self._origin_s, dt_s, latencies), files
+
+    def _log(self, record: dict[str, Any]) -> None:
         if self._truth is not None:
             self._truth.write(json.dumps(record, separators=(",", ":")) + "\n")
-        return record
 
     def _truth_record(self, t_s: float, dt_s: float, latencies: list[float]) -> dict[str, Any]:
         return {
@@ -144,9 +150,17 @@ class EmulatedNode:
         }
 
     async def run(self, stop: asyncio.Event, period_s: float = 0.1) -> None:
-        """Step on the monotonic clock every ``period_s`` until ``stop`` is set."""
+        """Step on the monotonic clock every ``period_s`` until ``stop`` is set.
+
+        The files are written in a worker thread, so the event loop (and the HTTP endpoint) stays
+        responsive on a slow disk. A step rewrites about 20 files per card: measured at ~0.9 ms per
+        card on tmpfs and ~17 ms per card on an ext4 disk, so give a many-card node a tmpfs root
+        (``/dev/shm``) or a longer period.
+        """
         while not stop.is_set():
-            self.step(time.monotonic())
+            record, files = self._advance(time.monotonic())
+            await asyncio.to_thread(self._writer.write_many, files)
+            self._log(record)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period_s):
                     await stop.wait()

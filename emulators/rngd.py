@@ -17,6 +17,7 @@ import math
 import os
 import random
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,9 @@ DRAM_TOTAL_BYTES = 51_002_736_640
 SHARED_PER_PE_BYTES = 1 << 30
 #: Weights of the served model on each card, bytes (Llama 3.1 8B in BF16, ~16 GB; assumption).
 WEIGHTS_BYTES = 16_060_522_496
-#: KV cache in use at full load, bytes (assumption).
-KV_CACHE_FULL_BYTES = 24 << 30
+#: KV-cache pool the runtime reserves when it loads the model, bytes (assumption; vLLM-style
+#: engines reserve it up front, so device memory in use does not follow the load).
+KV_CACHE_POOL_BYTES = 24 << 30
 #: Generated tokens per second at full utilization (§7.1: Llama 3.1 8B, 1 card, 3,935.25 tok/s).
 TOKENS_PER_S_FULL = 3935.25
 
@@ -199,8 +201,8 @@ class RngdDevice:
         return self.clock_mhz / CLOCK_NOMINAL_MHZ
 
     def mem_used_bytes_per_pe(self) -> int:
-        """DRAM in use on each PE: the model's weights plus a KV cache that grows with load."""
-        return (WEIGHTS_BYTES + round(KV_CACHE_FULL_BYTES * self.util_ratio)) // PE_COUNT
+        """DRAM in use on each PE: the served model's weights and its reserved KV-cache pool."""
+        return (WEIGHTS_BYTES + KV_CACHE_POOL_BYTES) // PE_COUNT
 
     def advance(self, t_mid_s: float, dt_s: float) -> float:
         """Run the ``dt_s`` seconds centred on ``t_mid_s``; return the tokens they produced."""
@@ -264,21 +266,29 @@ class RngdDevice:
 class SysfsWriter:
     """Writes small text files under a root, each one atomically (temp file + ``os.replace``).
 
-    A file whose content has not changed since the last write is left alone.
+    A file whose content has not changed since the last write is left alone. Not thread-safe: one
+    writer at a time (the node awaits each batch before it computes the next).
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._last: dict[Path, str] = {}
+        self._dirs: set[Path] = set()
 
     def write(self, path: Path, text: str) -> None:
         if self._last.get(path) == text:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
         self._last[path] = text
+
+    def write_many(self, files: Iterable[tuple[Path, str]]) -> None:
+        for path, text in files:
+            self.write(path, text)
 
     def symlink(self, link: Path, target: Path) -> None:
         """Make ``link`` point at ``target`` with a relative path, as sysfs does."""
@@ -325,62 +335,72 @@ class RngdSysfs:
             self._links = []
 
     def write_static(self) -> None:
-        """Identity and labels: written once, at start."""
-        ident = self.device.identity
-        w, mgmt, hwmon = self._w.write, self.mgmt_dir, self.hwmon_dir
-        w(mgmt / "platform_type", "FuriosaAI\n")
-        w(mgmt / "device_type", "RNGD\n")
-        w(mgmt / "busname", f"{ident.bdf}\n")
-        w(mgmt / "dev", f"{ident.dev}\n")
-        w(mgmt / "device_uuid", f"{ident.uuid}\n")
-        w(mgmt / "device_sn", f"{ident.sn}\n")
-        w(mgmt / "soc_id", f"00000000-{ident.uuid[:8]}\n")
-        w(mgmt / "board_revision", "BD_REV_INIT\n")
-        w(mgmt / "fw_version", f"{FIRMWARE_VERSION}\n")
-        w(mgmt / "version", f"{DRIVER_VERSION}\n")
-        w(mgmt / "cur_pe_ids", "0,1,2,3,4,5,6,7,0-1,2-3,4-5,6-7,0-3,4-7\n")
-        w(hwmon / "name", f"rngd{ident.index}\n")
-        w(hwmon / "power1_label", "RMS_TOTAL\n")
-        w(hwmon / "temp1_label", "PEAK\n")
-        for m in range(PE_COUNT):
-            w(hwmon / f"temp{m + 2}_label", f"NPU_PE{m}\n")
-        w(hwmon / f"temp{PE_COUNT + 2}_label", "AMBIENT\n")
+        """Identity and labels, and the symlinks: written once, at start."""
+        self._w.write_many(self.static_files())
         for link, target in self._links:
             self._w.symlink(link, target)
 
     def write_dynamic(self) -> None:
+        self._w.write_many(self.dynamic_files())
+
+    def static_files(self) -> list[tuple[Path, str]]:
+        ident = self.device.identity
+        mgmt, hwmon = self.mgmt_dir, self.hwmon_dir
+        files = [
+            (mgmt / "platform_type", "FuriosaAI\n"),
+            (mgmt / "device_type", "RNGD\n"),
+            (mgmt / "busname", f"{ident.bdf}\n"),
+            (mgmt / "dev", f"{ident.dev}\n"),
+            (mgmt / "device_uuid", f"{ident.uuid}\n"),
+            (mgmt / "device_sn", f"{ident.sn}\n"),
+            (mgmt / "soc_id", f"00000000-{ident.uuid[:8]}\n"),
+            (mgmt / "board_revision", "BD_REV_INIT\n"),
+            (mgmt / "fw_version", f"{FIRMWARE_VERSION}\n"),
+            (mgmt / "version", f"{DRIVER_VERSION}\n"),
+            (mgmt / "cur_pe_ids", "0,1,2,3,4,5,6,7,0-1,2-3,4-5,6-7,0-3,4-7\n"),
+            (hwmon / "name", f"rngd{ident.index}\n"),
+            (hwmon / "power1_label", "RMS_TOTAL\n"),
+            (hwmon / "temp1_label", "PEAK\n"),
+        ]
+        files += [(hwmon / f"temp{m + 2}_label", f"NPU_PE{m}\n") for m in range(PE_COUNT)]
+        files.append((hwmon / f"temp{PE_COUNT + 2}_label", "AMBIENT\n"))
+        return files
+
+    def dynamic_files(self) -> list[tuple[Path, str]]:
         """Everything that changes with time, in the units of the kernel ABI (µW, m°C, MHz)."""
         d = self.device
-        w, mgmt, hwmon = self._w.write, self.mgmt_dir, self.hwmon_dir
-        w(mgmt / "device_state", "1\n")
-        w(mgmt / "heartbeat", f"{int(d.uptime_s) % 2**32}\n")
-        w(mgmt / "npu_governor", f"{d.governor}\n")
-        w(mgmt / "power_limit_mw", f"{round(d.power_limit_w * 1000)}\n")
-        w(mgmt / "throttle_reason", f"0x{d.throttle_reason:x}\n")
+        mgmt, hwmon = self.mgmt_dir, self.hwmon_dir
         # "name (MHz): value", the line device-api parses npu_clocks with (§1.3, its regex)
         clocks = "".join(f"pe{m} (MHz): {round(d.clock_mhz)}\n" for m in range(PE_COUNT))
-        w(mgmt / "npu_clocks", clocks)
+        files = [
+            (mgmt / "device_state", "1\n"),
+            (mgmt / "heartbeat", f"{int(d.uptime_s) % 2**32}\n"),
+            (mgmt / "npu_governor", f"{d.governor}\n"),
+            (mgmt / "power_limit_mw", f"{round(d.power_limit_w * 1000)}\n"),
+            (mgmt / "throttle_reason", f"0x{d.throttle_reason:x}\n"),
+            (mgmt / "npu_clocks", clocks),
+        ]
         used = d.mem_used_bytes_per_pe()
-        capacity = DRAM_TOTAL_BYTES // PE_COUNT
+        shared_used = min(used, SHARED_PER_PE_BYTES) // 2
+        dram_capacity = DRAM_TOTAL_BYTES // PE_COUNT - SHARED_PER_PE_BYTES
+        alloc = (
+            f"dram_capacity: 0x{dram_capacity:x}\n"
+            f"dram_usage: 0x{used - shared_used:x}\n"
+            f"shared_capacity: 0x{SHARED_PER_PE_BYTES:x}\n"
+            f"shared_usage: 0x{shared_used:x}\n"
+        )
         for m, pe_dir in enumerate(self.pe_dirs):
-            metrics = (
-                f"CycleCount: {math.floor(d.cycles[m])}\n"
-                f"TaskCycleCount: {math.floor(d.busy_cycles[m])}\n"
-            )
-            w(pe_dir / "metrics", metrics)
-            shared_used = min(used, SHARED_PER_PE_BYTES) // 2
-            alloc = (
-                f"dram_capacity: 0x{capacity - SHARED_PER_PE_BYTES:x}\n"
-                f"dram_usage: 0x{used - shared_used:x}\n"
-                f"shared_capacity: 0x{SHARED_PER_PE_BYTES:x}\n"
-                f"shared_usage: 0x{shared_used:x}\n"
-            )
-            w(pe_dir / "alloc_status", alloc)
-        w(hwmon / "power1_average", f"{round(d.power_w * 1e6)}\n")
-        w(hwmon / "temp1_input", f"{round(d.peak_temp_c * 1000)}\n")
-        for m in range(PE_COUNT):
-            w(hwmon / f"temp{m + 2}_input", f"{round(d.pe_temp_c[m] * 1000)}\n")
-        w(hwmon / f"temp{PE_COUNT + 2}_input", f"{round(d.ambient_c * 1000)}\n")
+            cycles, busy = math.floor(d.cycles[m]), math.floor(d.busy_cycles[m])
+            files.append((pe_dir / "metrics", f"CycleCount: {cycles}\nTaskCycleCount: {busy}\n"))
+            files.append((pe_dir / "alloc_status", alloc))
+        files.append((hwmon / "power1_average", f"{round(d.power_w * 1e6)}\n"))
+        files.append((hwmon / "temp1_input", f"{round(d.peak_temp_c * 1000)}\n"))
+        files += [
+            (hwmon / f"temp{m + 2}_input", f"{round(d.pe_temp_c[m] * 1000)}\n")
+            for m in range(PE_COUNT)
+        ]
+        files.append((hwmon / f"temp{PE_COUNT + 2}_input", f"{round(d.ambient_c * 1000)}\n"))
+        return files
 
 
 def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:

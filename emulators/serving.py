@@ -120,7 +120,11 @@ class ServingModel:
         return done
 
     def render(self) -> str:
-        """The ``/metrics`` body, Prometheus text format 0.0.4."""
+        """The ``/metrics`` body, Prometheus text format 0.0.4.
+
+        As ``prometheus_client`` writes it: a counter family is named with ``_total``, and the
+        ``_created`` samples of a counter or histogram follow it as a gauge family of their own.
+        """
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str) -> None:
@@ -131,37 +135,42 @@ class ServingModel:
             inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
             out.append(f"{PREFIX}{name}{{{inner}}} {_num(value)}")
 
-        per_engine = [
+        def created(base: str, help_text: str, label_sets: list[dict[str, str]]) -> None:
+            family(f"{base}_created", "gauge", help_text)
+            for labels in label_sets:
+                line(f"{base}_created", labels, self._created_s)
+
+        engines = [
             ({"engine": str(i), "model_name": self.model_name}, e)
             for i, e in enumerate(self._engines)
         ]
+        plain = [labels for labels, _ in engines]
         family("num_requests_running", "gauge", "Number of requests in model execution batches.")
-        for labels, e in per_engine:
+        for labels, e in engines:
             line("num_requests_running", labels, e.running)
         family("num_requests_waiting", "gauge", "Number of requests waiting to be processed.")
-        for labels, _ in per_engine:
+        for labels in plain:
             line("num_requests_waiting", labels, 0)
-        family("request_success_total", "counter", "Count of successfully processed requests.")
-        for labels, e in per_engine:
+        help_text = "Count of successfully processed requests."
+        family("request_success_total", "counter", help_text)
+        with_reason = []
+        for labels, e in engines:
             for reason in FINISHED_REASONS:
-                with_reason = {**labels, "finished_reason": reason}
-                line("request_success_total", with_reason, e.success[reason])
-                line("request_success_created", with_reason, self._created_s)
-        for name, help_text, attr in (
-            ("prompt_tokens_total", "Number of prefill tokens processed.", "prompt_tokens"),
-            (
-                "generation_tokens_total",
-                "Number of generation tokens processed.",
-                "generation_tokens",
-            ),
+                with_reason.append({**labels, "finished_reason": reason})
+                line("request_success_total", with_reason[-1], e.success[reason])
+        created("request_success", help_text, with_reason)
+        for base, help_text, attr in (
+            ("prompt_tokens", "Number of prefill tokens processed.", "prompt_tokens"),
+            ("generation_tokens", "Number of generation tokens processed.", "generation_tokens"),
         ):
-            family(name, "counter", help_text)
-            for labels, e in per_engine:
-                line(name, labels, getattr(e, attr))
-                line(name.replace("_total", "_created"), labels, self._created_s)
+            family(f"{base}_total", "counter", help_text)
+            for labels, e in engines:
+                line(f"{base}_total", labels, getattr(e, attr))
+            created(base, help_text, plain)
         hist = "e2e_request_latency_seconds"
-        family(hist, "histogram", "Histogram of e2e request latency in seconds.")
-        for labels, e in per_engine:
+        help_text = "Histogram of e2e request latency in seconds."
+        family(hist, "histogram", help_text)
+        for labels, e in engines:
             cumulative = 0
             for bound, count in zip(E2E_LATENCY_BUCKETS_S, e.bucket_counts, strict=True):
                 cumulative += count
@@ -169,7 +178,7 @@ class ServingModel:
             line(f"{hist}_bucket", {**labels, "le": "+Inf"}, e.latency_count)
             line(f"{hist}_count", labels, e.latency_count)
             line(f"{hist}_sum", labels, e.latency_sum_s)
-            line(f"{hist}_created", labels, self._created_s)
+        created(hist, help_text, plain)
         return "\n".join(out) + "\n"
 
 

@@ -35,7 +35,8 @@ def test_examples_load():
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [(2, 2.0), (0.5, 0.5), ("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("1h", 3600.0)]
+    ("value", "seconds"),
+    [(2, 2.0), (0.5, 0.5), ("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("1h", 3600.0)],
 )
 def test_durations(value, seconds):
     assert parse_duration(value) == seconds
@@ -47,14 +48,23 @@ def test_durations(value, seconds):
         ("site: a\nnode: b\nbogus: 1\n", "agent.yaml: unknown key 'bogus'"),
         ("site: a\nnode: b\nmqtt:\n  keepalive_s: soon\n", "mqtt.keepalive_s: expected a duration"),
         ("site: a\nnode: b\nmqtt:\n  keepalive_s: -1\n", "mqtt.keepalive_s"),
-        ("site: a\nnode: b\npublish:\n  max_batch_points: many\n", "publish.max_batch_points: expected an integer"),
+        (
+            "site: a\nnode: b\npublish:\n  max_batch_points: many\n",
+            "publish.max_batch_points: expected an integer",
+        ),
         ("site: a\nnode: b\nmqtt:\n  prtocol: 5\n", "mqtt: unknown key 'prtocol'"),
         ("site: a\nnode: b\nmqtt:\n  url: http://x\n", "mqtt.url"),
         ("site: a b\nnode: b\n", "site"),
         ("node: b\n", "site: required key missing"),
         ("site: a\nnode: b\ncollectors:\n  - type: nope\n", "collectors[0].type: expected one of"),
-        ("site: a\nnode: b\ncollectors:\n  - type: furiosa\n    rooot: /x\n", "collectors[0]: unknown key 'rooot'"),
-        ("site: a\nnode: b\ncollectors:\n  - type: furiosa\n    interval_s: 1x\n", "collectors[0]: expected a duration"),
+        (
+            "site: a\nnode: b\ncollectors:\n  - type: furiosa\n    rooot: /x\n",
+            "collectors[0]: unknown key 'rooot'",
+        ),
+        (
+            "site: a\nnode: b\ncollectors:\n  - type: furiosa\n    interval_s: 1x\n",
+            "collectors[0]: expected a duration",
+        ),
         ("site: a\nnode: b\ncollectors:\n  - type: furiosa\n  - type: furiosa\n", "duplicate name"),
         ("- just a list\n", "expected a mapping at the top level"),
         ("site: [unclosed\n", "not valid YAML"),
@@ -116,3 +126,15 @@ def test_world_readable_secret_warns_without_leaking_it(tmp_path, caplog):
     assert "hunter2" not in caplog.text
     assert cfg.mqtt.password() == "hunter2"
     assert "hunter2" not in repr(cfg)
+
+
+def test_collector_timeout_reaches_a_collector_with_its_own_io_timeout(tmp_path):
+    p = write(
+        tmp_path,
+        "site: a\nnode: b\ncollectors:\n"
+        "  - type: serving\n    url: http://127.0.0.1:1/metrics\n    service: chat\n"
+        "    interval_s: 2s\n    timeout_s: 750ms\n",
+    )
+    entry = load_agent_config(p).collectors[0]
+    assert entry.timeout_s == 0.75
+    assert entry.options.timeout_s == 0.75  # type: ignore[attr-defined]

@@ -31,8 +31,9 @@ def test_absent_is_not_zero():
 
 
 def test_types_are_coerced_once_and_fixed():
-    s = Sample.accel(TS, vendor="v", model="m", device="d", power_w=40, mem_used_bytes=1024.0,
-                     throttled=True)
+    s = Sample.accel(
+        TS, vendor="v", model="m", device="d", power_w=40, mem_used_bytes=1024.0, throttled=True
+    )
     assert type(s.field("power_w")) is float
     assert type(s.field("mem_used_bytes")) is int
     assert s.field("throttled") == 1

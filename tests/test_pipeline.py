@@ -24,10 +24,9 @@ from agent import lineproto
 from agent.config import (
     AgentConfig,
     BatchConfig,
-    IngestConfig,
     InfluxConfig,
+    IngestConfig,
     MqttConfig,
-    PublishConfig,
     agent_config_from,
 )
 from agent.influx import InfluxQL
@@ -45,7 +44,9 @@ def uniq(prefix: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def emulated_node(root: Path, *, devices: int = 4, seed: int = 0) -> AsyncIterator[EmulatedNode]:
+async def emulated_node(
+    root: Path, *, devices: int = 4, seed: int = 0
+) -> AsyncIterator[EmulatedNode]:
     node = EmulatedNode(root, devices=devices, seed=seed, serving_port=0, workload="steady")
     await node.start()
     stop = asyncio.Event()
@@ -58,8 +59,15 @@ async def emulated_node(root: Path, *, devices: int = 4, seed: int = 0) -> Async
         await node.aclose()
 
 
-def agent_config(broker_url: str, site: str, node: str, root: Path, serving_url: str,
-                 interval_s: float = 0.5, extra: list[dict[str, object]] | None = None) -> AgentConfig:
+def agent_config(
+    broker_url: str,
+    site: str,
+    node: str,
+    root: Path,
+    serving_url: str,
+    interval_s: float = 0.5,
+    extra: list[dict[str, object]] | None = None,
+) -> AgentConfig:
     doc = {
         "site": site,
         "node": node,
@@ -67,8 +75,13 @@ def agent_config(broker_url: str, site: str, node: str, root: Path, serving_url:
         "publish": {"flush_interval_s": interval_s},
         "collectors": [
             {"type": "furiosa", "name": "rngd", "root": str(root), "interval_s": interval_s},
-            {"type": "serving", "name": "llm", "url": serving_url, "service": "chatbot",
-             "interval_s": interval_s},
+            {
+                "type": "serving",
+                "name": "llm",
+                "url": serving_url,
+                "service": "chatbot",
+                "interval_s": interval_s,
+            },
             *(extra or []),
         ],
     }
@@ -82,11 +95,13 @@ def build_agent(cfg: AgentConfig) -> Agent:
     return Agent(cfg, built, drain_timeout_s=10.0)
 
 
-def ingest_config(broker_url: str, influx_url: str, database: str, tmp: Path,
-                  api: str = "v1") -> IngestConfig:
+def ingest_config(
+    broker_url: str, influx_url: str, database: str, tmp: Path, api: str = "v1"
+) -> IngestConfig:
     return IngestConfig(
-        mqtt=MqttConfig(url=broker_url, client_id=uniq("ingest"), reconnect_min_s=0.1,
-                        reconnect_max_s=0.5),
+        mqtt=MqttConfig(
+            url=broker_url, client_id=uniq("ingest"), reconnect_min_s=0.1, reconnect_max_s=0.5
+        ),
         influx=InfluxConfig(url=influx_url, database=database, api=api),  # type: ignore[arg-type]
         batch=BatchConfig(max_delay_s=0.1),
         group=uniq("grp"),
@@ -120,10 +135,32 @@ def test_end_to_end_3_nodes_x_4_devices_15_s_nothing_lost(mosquitto, influxd, tm
     the number of points in InfluxDB equals the number the agents published, exactly."""
     db = uniq("e2e")
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "demo", "--nodes", "3", "--devices", "4",
-         "--duration", "15", "--no-live", "--json", "--broker", mosquitto.url,
-         "--influx", influxd.url, "--database", db, "--state-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=180, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "demo",
+            "--nodes",
+            "3",
+            "--devices",
+            "4",
+            "--duration",
+            "15",
+            "--no-live",
+            "--json",
+            "--broker",
+            mosquitto.url,
+            "--influx",
+            influxd.url,
+            "--database",
+            db,
+            "--state-dir",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout)
@@ -142,9 +179,24 @@ def test_demo_with_private_services_and_live_view(tmp_path):
     """`kwatt demo` starting its own Mosquitto and influxd, with the live view on; all stopped after."""
     state = tmp_path / "demo"
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "demo", "--nodes", "1", "--devices", "2",
-         "--duration", "4", "--state-dir", str(state)],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "demo",
+            "--nodes",
+            "1",
+            "--devices",
+            "2",
+            "--duration",
+            "4",
+            "--state-dir",
+            str(state),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
         env={**os.environ, "COLUMNS": "120"},
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -197,8 +249,9 @@ def test_raw_mqtt_payload_is_accepted_unchanged_by_influxdb_write(mosquitto, inf
     urllib.request.urlopen(req, timeout=10).read()
     lines = 0
     for payload in payloads:
-        req = urllib.request.Request(f"{influxd.url}/write?db={db}&precision=ns", data=payload,
-                                     method="POST")
+        req = urllib.request.Request(
+            f"{influxd.url}/write?db={db}&precision=ns", data=payload, method="POST"
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 204
         lines += payload.count(b"\n")
@@ -217,9 +270,19 @@ def test_failing_collector_never_stops_the_others_and_status_is_retained(mosquit
     async def main() -> None:
         async with emulated_node(tmp_path / "n1", devices=2) as emu:
             cfg = agent_config(
-                mosquitto.url, site, "n1", tmp_path / "n1", emu.serving_url,
-                extra=[{"type": "furiosa", "name": "ghost", "root": str(tmp_path / "nothing"),
-                        "interval_s": 0.5}],
+                mosquitto.url,
+                site,
+                "n1",
+                tmp_path / "n1",
+                emu.serving_url,
+                extra=[
+                    {
+                        "type": "furiosa",
+                        "name": "ghost",
+                        "root": str(tmp_path / "nothing"),
+                        "interval_s": 0.5,
+                    }
+                ],
             )
             agent = build_agent(cfg)
             stop = asyncio.Event()
@@ -240,21 +303,32 @@ def test_failing_collector_never_stops_the_others_and_status_is_retained(mosquit
                 assert json.loads(retained["status"])["state"] == "online"
                 stop.set()
                 await run
-                await wait_for(lambda: json.loads(retained["status"])["state"] == "offline", 5,
-                               "status offline")
+                await wait_for(
+                    lambda: json.loads(retained["status"])["state"] == "offline",
+                    5,
+                    "status offline",
+                )
                 reader.cancel()
 
     asyncio.run(main())
     accel = [p for p in seen if p.measurement == "accel"]
     assert {dict(p.tags)["device"] for p in accel} and len(accel) >= 4
-    ghost = [dict(p.fields) for p in seen
-             if p.measurement == "agent" and dict(p.tags).get("collector") == "ghost"]
+    ghost = [
+        dict(p.fields)
+        for p in seen
+        if p.measurement == "agent" and dict(p.tags).get("collector") == "ghost"
+    ]
     assert ghost and all(f["collect_ok"] == 0 for f in ghost)
     assert ghost[-1]["collect_errors_total"] == len(ghost)
-    ok = [dict(p.fields) for p in seen
-          if p.measurement == "agent" and dict(p.tags).get("collector") == "rngd"]
+    ok = [
+        dict(p.fields)
+        for p in seen
+        if p.measurement == "agent" and dict(p.tags).get("collector") == "rngd"
+    ]
     assert ok and all(f["collect_ok"] == 1 for f in ok)
-    seqs = [dict(p.fields)["seq"] for p in seen if p.measurement == "agent" and "seq" in dict(p.fields)]
+    seqs = [
+        dict(p.fields)["seq"] for p in seen if p.measurement == "agent" and "seq" in dict(p.fields)
+    ]
     assert seqs == list(range(1, len(seqs) + 1))
     inventory = json.loads(retained["inventory"])
     assert len(inventory) == 2 and {d["vendor"] for d in inventory} == {"furiosa"}
@@ -264,23 +338,47 @@ def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto,
     site = uniq("site")
     root = tmp_path / "n1"
     emu = subprocess.Popen(
-        [sys.executable, "-m", "emulators.node", "--root", str(root), "--devices", "2",
-         "--port", "0"], stdout=subprocess.PIPE, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "emulators.node",
+            "--root",
+            str(root),
+            "--devices",
+            "2",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     try:
         assert emu.stdout is not None
         ready = json.loads(emu.stdout.readline())
         cfg = {
-            "site": site, "node": "n1", "mqtt": {"url": mosquitto.url},
+            "site": site,
+            "node": "n1",
+            "mqtt": {"url": mosquitto.url},
             "publish": {"flush_interval_s": "300ms"},
-            "collectors": [{"type": "furiosa", "root": str(root), "interval_s": "300ms"},
-                           {"type": "serving", "url": ready["serving_url"], "service": "chat"}],
+            "collectors": [
+                {"type": "furiosa", "root": str(root), "interval_s": "300ms"},
+                {"type": "serving", "url": ready["serving_url"], "service": "chat"},
+            ],
         }
         cfg_path = tmp_path / "agent.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
         stats_path = tmp_path / "stats.json"
-        argv = [sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg_path),
-                "--stats-file", str(stats_path)]
+        argv = [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "agent",
+            "--config",
+            str(cfg_path),
+            "--stats-file",
+            str(stats_path),
+        ]
 
         def status() -> str | None:
             got: list[str] = []
@@ -323,6 +421,8 @@ def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto,
     finally:
         emu.terminate()
         emu.wait(10)
+        if emu.stdout is not None:
+            emu.stdout.close()
 
 
 def test_broker_restart_loses_nothing(fresh_mosquitto, influxd, tmp_path):
@@ -331,8 +431,9 @@ def test_broker_restart_loses_nothing(fresh_mosquitto, influxd, tmp_path):
 
     async def main() -> tuple[AgentStats, int]:
         async with emulated_node(tmp_path / "n1", devices=2) as emu:
-            cfg = agent_config(fresh_mosquitto.url, site, "n1", tmp_path / "n1", emu.serving_url,
-                               interval_s=0.25)
+            cfg = agent_config(
+                fresh_mosquitto.url, site, "n1", tmp_path / "n1", emu.serving_url, interval_s=0.25
+            )
             agent = build_agent(cfg)
             ingest = Ingest(ingest_config(fresh_mosquitto.url, influxd.url, db, tmp_path))
             stop_i, stop_a = asyncio.Event(), asyncio.Event()
@@ -346,8 +447,11 @@ def test_broker_restart_loses_nothing(fresh_mosquitto, influxd, tmp_path):
             await asyncio.sleep(2.5)
             stop_a.set()
             stats = await run_a
-            await wait_for(lambda: ingest.stats.points_written >= stats.published_points, 20,
-                           "ingest caught up")
+            await wait_for(
+                lambda: ingest.stats.points_written >= stats.published_points,
+                20,
+                "ingest caught up",
+            )
             stop_i.set()
             await run_i
             return stats, agent.stats.connects
@@ -397,8 +501,10 @@ def test_ingest_keeps_good_lines_and_deadletters_the_rest(mosquitto, influxd, tm
     assert ingest.stats.points_written == 2
     assert ingest.stats.lines_rejected == 4
     assert stored_points(influxd.url, db, site) == 2
-    records = [json.loads(line) for line in
-               (tmp_path / "deadletter" / "deadletter.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "deadletter" / "deadletter.jsonl").read_text().splitlines()
+    ]
     reasons = {r["topic"].split("/")[3]: r["reason"] for r in records}
     assert set(reasons) == {"n2", "n3", "n4", "n5"}
     assert "bogus_w" in reasons["n2"] and "1 kept" in reasons["n2"]
@@ -407,7 +513,9 @@ def test_ingest_keeps_good_lines_and_deadletters_the_rest(mosquitto, influxd, tm
     assert "timestamp" in reasons["n5"]
 
 
-def test_ingest_v2_write_path_against_a_real_api_v2_write_server(mosquitto, victoria_metrics, tmp_path):
+def test_ingest_v2_write_path_against_a_real_api_v2_write_server(
+    mosquitto, victoria_metrics, tmp_path
+):
     """api: v2 (influxdb-client write_api) against VictoriaMetrics' /api/v2/write."""
     site = uniq("site")
     now = time.time_ns()
@@ -423,7 +531,9 @@ def test_ingest_v2_write_path_against_a_real_api_v2_write_server(mosquitto, vict
         run = asyncio.create_task(ingest.run(stop))
         await wait_for(ingest.connected.is_set, 10, "ingest subscribed")
         async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=uniq("pub")) as pub:
-            await pub.publish(f"kwatt/v1/{site}/n1/metrics", ("\n".join(lines) + "\n").encode(), qos=1)
+            await pub.publish(
+                f"kwatt/v1/{site}/n1/metrics", ("\n".join(lines) + "\n").encode(), qos=1
+            )
         await wait_for(lambda: ingest.stats.points_written >= 5, 10, "write")
         stop.set()
         await run
@@ -466,6 +576,7 @@ def test_ingest_waits_for_influxdb_and_acknowledges_only_after_the_write(mosquit
     asyncio.run(main())
     influx.start()  # same port
     try:
+
         async def again() -> Ingest:
             ingest = Ingest(cfg)  # same client id: the persistent session redelivers
             stop = asyncio.Event()
@@ -479,3 +590,48 @@ def test_ingest_waits_for_influxdb_and_acknowledges_only_after_the_write(mosquit
         assert stored_points(influx.url, db, site) == 10
     finally:
         influx.stop()
+
+
+def test_agent_holds_batches_while_no_one_subscribes(fresh_mosquitto, tmp_path):
+    """MQTT 5 PUBACK "no matching subscribers": the agent keeps the batch instead of letting the
+    broker discard it, and delivers everything, in order, once a subscriber appears."""
+    site = uniq("site")
+    got: list[lineproto.Point] = []
+
+    async def main() -> AgentStats:
+        async with emulated_node(tmp_path / "n1", devices=1) as emu:
+            agent = build_agent(
+                agent_config(
+                    fresh_mosquitto.url, site, "n1", tmp_path / "n1", emu.serving_url, 0.25
+                )
+            )
+            stop = asyncio.Event()
+            run = asyncio.create_task(agent.run(stop))
+            await asyncio.sleep(1.5)
+            assert agent.stats.published_points == 0
+            assert agent.stats.no_subscriber_retries > 0 and len(agent.outbox) >= 3
+            async with aiomqtt.Client(
+                "127.0.0.1",
+                fresh_mosquitto.port,
+                identifier=uniq("late"),
+                protocol=aiomqtt.ProtocolVersion.V5,
+            ) as sub:
+                await sub.subscribe(f"kwatt/v1/{site}/n1/metrics", qos=1)
+
+                async def read() -> None:
+                    async for m in sub.messages:
+                        assert isinstance(m.payload, bytes)
+                        got.extend(lineproto.parse_payload(m.payload).points)
+
+                reader = asyncio.create_task(read())
+                await asyncio.sleep(1.0)
+                stop.set()
+                stats = await run
+                await wait_for(lambda: len(got) >= stats.published_points, 5, "delivery")
+                reader.cancel()
+                return stats
+
+    stats = asyncio.run(main())
+    assert stats.pending_batches == 0 and stats.published_points == len(got)
+    seqs = [dict(p.fields)["seq"] for p in got if "seq" in dict(p.fields)]
+    assert seqs == list(range(1, len(seqs) + 1))

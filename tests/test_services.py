@@ -326,7 +326,7 @@ def test_start_with_a_missing_binary_raises_before_spawning(tmp_path):
 
 
 def test_conftest_skips_locally_and_fails_in_ci(tmp_path, monkeypatch):
-    from conftest import start_or_skip  # noqa: PLC0415 - the helper under test
+    from conftest import start_or_skip
 
     svc = Mosquitto(tmp_path / "m", binary=str(tmp_path / "no-such-mosquitto"))
     monkeypatch.delenv("CI", raising=False)

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Make this checkout ready to run: server binaries (Debian packages), .venv, kwatt installed in it.
+#
+#   scripts/bootstrap.sh [--for demo|test] [--venv-only]
+#
+#   --for demo   mosquitto + influxd (what `kwatt demo` starts)
+#   --for test   the same plus victoria-metrics (the /api/v2/write target of the tests); default
+#   --venv-only  skip the server binaries (lint and type checks need only the venv)
+#
+# As root, missing packages are installed with apt-get (services kept from auto-starting); as any
+# other user the script prints the sudo command to run and exits 1. Idempotent, needs no stdin,
+# and does nothing but a few checks when everything is already there. Env: PYTHON (default python3).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MODE=test
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --for)
+            [ $# -ge 2 ] || { echo "bootstrap: --for needs demo or test" >&2; exit 2; }
+            MODE=$2; shift 2 ;;
+        --for=*) MODE=${1#--for=}; shift ;;
+        --venv-only) MODE=venv; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bootstrap: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+case "$MODE" in
+    demo) BINARIES=(mosquitto influxd)
+          PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client) ;;
+    test) BINARIES=(mosquitto influxd victoria-metrics)
+          PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics) ;;
+    venv) BINARIES=(); PACKAGES=() ;;
+    *) echo "bootstrap: --for must be demo or test, not '$MODE'" >&2; exit 2 ;;
+esac
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.kwatt-installed
+IS_ROOT=false
+[ "$(id -u)" -eq 0 ] && IS_ROOT=true
+
+log() { echo "bootstrap: $*" >&2; }
+
+# mosquitto is in /usr/sbin, which is not on a normal user's PATH
+have_binary() {
+    local p d
+    # (bash's command -v may name a non-executable file when nothing executable matches)
+    p=$(command -v "$1" 2>/dev/null) && [ -f "$p" ] && [ -x "$p" ] && return 0
+    for d in /usr/local/sbin /usr/sbin /sbin; do
+        [ -x "$d/$1" ] && return 0
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- apt (root only)
+
+APT_UPDATED=false
+POLICY=/usr/sbin/policy-rc.d
+POLICY_CREATED=false
+
+remove_policy() {
+    if $POLICY_CREATED; then
+        rm -f "$POLICY"
+        POLICY_CREATED=false
+    fi
+}
+trap remove_policy EXIT
+
+apt_install() {
+    if ! $APT_UPDATED; then
+        log "apt-get update"
+        apt-get update -q </dev/null
+        APT_UPDATED=true
+    fi
+    # Keep the packages' init scripts from starting system-wide servers on the default ports
+    # (1883, 8086, 8088...): invoke-rc.d asks policy-rc.d, and exit status 101 means "forbidden".
+    if [ ! -e "$POLICY" ]; then
+        printf '#!/bin/sh\n# temporary, created by kwatt scripts/bootstrap.sh\nexit 101\n' >"$POLICY"
+        chmod 755 "$POLICY"
+        POLICY_CREATED=true
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" </dev/null
+    remove_policy
+}
+
+# ---------------------------------------------------------------- (a) server binaries
+
+missing=()
+for b in "${BINARIES[@]}"; do
+    have_binary "$b" || missing+=("$b")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if $IS_ROOT; then
+        log "missing: ${missing[*]}"
+        apt_install "${PACKAGES[@]}"
+        still=()
+        for b in "${missing[@]}"; do have_binary "$b" || still+=("$b"); done
+        if [ ${#still[@]} -gt 0 ]; then
+            log "still missing after apt-get install: ${still[*]}"
+            exit 1
+        fi
+    else
+        log "missing: ${missing[*]} (needed for --for $MODE). Install them with:"
+        echo "sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${PACKAGES[*]}" >&2
+        exit 1
+    fi
+fi
+
+# ---------------------------------------------------------------- (b) .venv
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    log "$PYTHON not found; kwatt needs Python >= 3.11 (Debian bookworm: apt-get install -y python3 python3-venv)"
+    exit 1
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    log "$("$PYTHON" -V 2>&1) is too old; kwatt needs Python >= 3.11 (set PYTHON=/path/to/python3.11)"
+    exit 1
+fi
+
+if ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+    if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        if $IS_ROOT; then
+            apt_install python3-venv
+        else
+            log "$PYTHON cannot create virtual environments (no ensurepip). Install it with:"
+            echo "sudo apt-get update && sudo apt-get install -y python3-venv" >&2
+            exit 1
+        fi
+    fi
+    if [ -e "$VENV" ]; then
+        log "$VENV is broken or too old: recreating it"
+        "$PYTHON" -m venv --clear "$VENV"
+    else
+        log "creating $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+fi
+
+# ---------------------------------------------------------------- (c) kwatt + dev tools
+
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+    log "pip install -e '.[dev]' into $VENV"
+    PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/pip" install -q -e '.[dev]' </dev/null
+    touch "$STAMP"
+fi
