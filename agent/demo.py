@@ -498,7 +498,8 @@ async def _show(
 
 
 def _print_summary(s: _Summary, console: Console) -> None:
-    t = Table(title="kwatt demo summary")
+    console.print()
+    t = Table(title="kwatt demo summary", show_header=False)
     t.add_column("")
     t.add_column("", justify="right")
     t.add_row("nodes x NPUs", f"{s.nodes} x {s.devices_per_node}")
