@@ -10,9 +10,23 @@ them the way the real one would.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-__all__ = ["DeviceState", "HostState"]
+__all__ = [
+    "DeviceState",
+    "HostState",
+    "Snapshot",
+    "ToolFaults",
+    "read_snapshot",
+    "snapshot_path",
+    "write_atomic",
+    "write_snapshot",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +65,81 @@ class HostState:
     dram_energy_j: tuple[float, ...]
     system_power_w: float  # what the BMC reports (IPMI DCMI / Redfish): host + accelerators + fans
     system_energy_j: float
+
+
+# ------------------------------------------------------------------------ snapshot file
+#
+# Emulated vendor *executables* (ROOT/bin/nvidia-smi, rbln-smi, furiosa-smi, ipmitool, ...) are separate
+# processes: the node writes its latest states to ROOT/.kwatt-emulator/state.json (atomically) at every
+# step and each tool renders that snapshot in its own format. Tool faults live in the snapshot too.
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFaults:
+    """Faults of one emulated executable, injected at run time."""
+
+    hang_s: float = 0.0  # sleep this long before answering (a hung tool)
+    garbage: bool = False  # print random bytes instead of the real format
+    truncate: bool = False  # print only the first half of the real output
+    exit_code: int = 0  # exit with this status (after printing, unless hanging)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the emulated tools of one node see."""
+
+    t_s: float
+    wall_ns: int
+    devices: tuple[DeviceState, ...]
+    host: HostState | None
+    tool_faults: tuple[tuple[str, ToolFaults], ...] = ()  # (tool name, faults)
+
+    def faults_for(self, tool: str) -> ToolFaults:
+        for name, f in self.tool_faults:
+            if name == tool:
+                return f
+        return ToolFaults()
+
+
+def snapshot_path(root: Path) -> Path:
+    return root / ".kwatt-emulator" / "state.json"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` atomically (temp file + rename): a reader never sees half a value."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_snapshot(root: Path, snap: Snapshot) -> None:
+    doc = dataclasses.asdict(snap)
+    write_atomic(snapshot_path(root), json.dumps(doc, separators=(",", ":")))
+
+
+def read_snapshot(root: Path) -> Snapshot:
+    """Read the node's latest snapshot; raises OSError/ValueError when missing or malformed."""
+    doc = json.loads(snapshot_path(root).read_text(encoding="utf-8"))
+    host: dict[str, Any] | None = doc.get("host")
+    return Snapshot(
+        t_s=float(doc["t_s"]),
+        wall_ns=int(doc["wall_ns"]),
+        devices=tuple(DeviceState(**d) for d in doc["devices"]),
+        host=None if host is None else _host(host),
+        tool_faults=tuple((name, ToolFaults(**f)) for name, f in doc.get("tool_faults", [])),
+    )
+
+
+def _host(doc: dict[str, Any]) -> HostState:
+    return HostState(
+        t_s=float(doc["t_s"]),
+        cpu_power_w=tuple(doc["cpu_power_w"]),
+        cpu_energy_j=tuple(doc["cpu_energy_j"]),
+        dram_power_w=tuple(doc["dram_power_w"]),
+        dram_energy_j=tuple(doc["dram_energy_j"]),
+        system_power_w=float(doc["system_power_w"]),
+        system_energy_j=float(doc["system_energy_j"]),
+    )
