@@ -71,6 +71,9 @@ class Config:
 
     #: Prefix of ``/sys``: ``/`` on a real host, an emulated node's root directory otherwise.
     root: str = "/"
+    #: Re-list cards and hwmon sensors at least this often (also at once when a card's identity
+    #: file changes or a read fails). Listing costs about as much as reading the values.
+    rediscover_s: float = 30.0
 
 
 def create(name: str, config: Config) -> FuriosaCollector:
@@ -192,6 +195,7 @@ class _Card:
     device_id: str
     busname: str | None
     pe_dirs: tuple[tuple[int, Path], ...]  # (PE index, rngd!npu{N}pe{M} directory)
+    id_file: str = ""  # the mgmt file the identity came from ("" for the PCI address)
 
 
 class FuriosaCollector:
@@ -203,6 +207,9 @@ class FuriosaCollector:
         self._sys = Path(config.root) / "sys"
         self._class_dir = self._sys / "class" / "rngd_mgmt"
         self._counters: dict[str, dict[int, tuple[int, int]]] = {}
+        self._discovered: list[_Card] | None = None
+        self._discovered_at = 0.0
+        self._sensors: dict[str, tuple[Path, str | None, str | None]] = {}
 
     async def inventory(self) -> list[DeviceInfo]:
         return await asyncio.to_thread(self._inventory)
@@ -259,7 +266,7 @@ class FuriosaCollector:
         for key in ("device_uuid", "device_sn"):
             value = _read_optional(mgmt / key)
             if value:
-                return _Card(mgmt, index, value, busname, pe_dirs)
+                return _Card(mgmt, index, value, busname, pe_dirs, key)
         if busname:
             return _Card(mgmt, index, busname, busname, pe_dirs)
         raise ParseError(f"{mgmt}: no device_uuid, device_sn or busname to identify the card by")
@@ -280,9 +287,25 @@ class FuriosaCollector:
 
     # -- one poll
 
+    def _current_cards(self) -> list[_Card]:
+        """Cards from the last discovery while it is fresh and every card is still itself."""
+        now = time.monotonic()
+        cards = self._discovered
+        if cards is not None and now - self._discovered_at < self.config.rediscover_s:
+            for card in cards:
+                ident = card.mgmt / card.id_file
+                if card.id_file and _read_optional(ident) != card.device_id:
+                    break  # re-enumerated or gone: list again
+            else:
+                return cards
+        cards = self._cards()
+        self._discovered, self._discovered_at = cards, now
+        self._sensors.clear()
+        return cards
+
     def _collect(self) -> list[Sample]:
         samples: list[Sample] = []
-        for card in self._cards():
+        for card in self._current_cards():
             ts_ns = time.time_ns()
             power_limit_w, throttled, clock_hz = self._read_mgmt(card)
             util_ratio, mem_used_bytes, mem_total_bytes = self._read_pes(card)
@@ -382,30 +405,45 @@ class FuriosaCollector:
                 return d
         return dirs[0] if len(dirs) == 1 else None
 
-    def _read_hwmon(self, card: _Card) -> tuple[float | None, float | None]:
-        """``(power_w, temp_c)``: the sensors labelled ``RMS_TOTAL`` and ``PEAK`` (§1.3)."""
+    def _hwmon_sensors(self, card: _Card) -> tuple[Path, str | None, str | None] | None:
+        """``(hwmon dir, power sensor prefix, temperature sensor prefix)``, cached per discovery."""
+        cached = self._sensors.get(card.device_id)
+        if cached is not None:
+            return cached
         hwmon = self._hwmon_dir(card)
         if hwmon is None:
-            return None, None
+            return None
         labels: dict[str, str] = {}  # label -> sensor prefix, e.g. "PEAK" -> "temp1"
         for label_file in hwmon.glob("*_label"):
             label = _read_optional(label_file)
             if label:
                 labels.setdefault(label, label_file.name.removesuffix("_label"))
+        found = (hwmon, labels.get("RMS_TOTAL"), labels.get("PEAK"))
+        self._sensors[card.device_id] = found
+        return found
+
+    def _read_hwmon(self, card: _Card) -> tuple[float | None, float | None]:
+        """``(power_w, temp_c)``: the sensors labelled ``RMS_TOTAL`` and ``PEAK`` (§1.3)."""
+        sensors = self._hwmon_sensors(card)
+        if sensors is None:
+            return None, None
+        hwmon, power, peak = sensors
         power_w: float | None = None
-        if "RMS_TOTAL" in labels:
+        if power is not None:
             for item in ("average", "input"):
-                path = hwmon / f"{labels['RMS_TOTAL']}_{item}"
+                path = hwmon / f"{power}_{item}"
                 text = _read_optional(path)
                 if text is not None:
                     power_w = uw_to_w(parse_int(text, str(path), "microwatts"))
                     break
         temp_c: float | None = None
-        if "PEAK" in labels:
-            path = hwmon / f"{labels['PEAK']}_input"
+        if peak is not None:
+            path = hwmon / f"{peak}_input"
             text = _read_optional(path)
             if text is not None:
                 temp_c = millic_to_c(_parse_signed(text, str(path)))
+        if power_w is None and temp_c is None:
+            self._sensors.pop(card.device_id, None)  # sensors moved? look again next poll
         return power_w, temp_c
 
 

@@ -307,3 +307,21 @@ def test_emulated_power_cap_and_reset(tmp_path: Path) -> None:
             assert again[node.devices[1].identity.uuid].field("util_ratio") is not None
 
     asyncio.run(go())
+
+
+def test_cached_discovery_follows_a_re_enumeration(tree: Path) -> None:
+    """Cards are listed once per ``rediscover_s``, but a card whose identity file changed (npuN
+    renumbered) is noticed on the next poll: values never go to another card's device tag."""
+    c = furiosa.create("npu", Config(root=str(tree), rediscover_s=3600.0))
+    before = collect(c)
+    assert before[CARD0].field("power_w") == 38.4
+    d = class_dir(tree)
+    (d / "rngd!npu0mgmt").rename(d / "tmp")
+    (d / "rngd!npu1mgmt").rename(d / "rngd!npu0mgmt")
+    (d / "tmp").rename(d / "rngd!npu1mgmt")
+    for pe in sorted(d.glob("rngd!npu0pe*")):  # the renumbered card's PEs move with it
+        pe.rename(d / pe.name.replace("npu0", "npu1"))
+    after = collect(c)
+    assert set(after) == {CARD0, CARD1}
+    assert fields(after[CARD1]) == fields(before[CARD1])  # the SN-identified card, unchanged
+    assert fields(after[CARD0]) == fields(before[CARD0])
