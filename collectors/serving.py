@@ -27,7 +27,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -205,13 +205,17 @@ def _parse_sample(line: str, where: str) -> PromSample:
     return PromSample(name, labels, value, timestamp_ms)
 
 
-def parse_exposition(text: str, source: str = "metrics") -> Exposition:
+def parse_exposition(
+    text: str, source: str = "metrics", keep: Container[str] | None = None
+) -> Exposition:
     """Parse Prometheus text exposition format 0.0.4 (also the OpenMetrics subset it shares).
 
     Handles ``# HELP`` (with ``\\\\`` and ``\\n`` escapes), ``# TYPE``, other comments, label
     values with escaped quotes, backslashes and newlines, ``+Inf``/``-Inf``/``NaN`` and optional
     timestamps.
     A malformed line raises :class:`ParseError` naming ``source`` and the line number.
+    With ``keep``, only samples of those metric names are parsed in full (a scrape of a busy
+    server has hundreds of series the collector does not use); every line still needs a valid name.
     """
     samples: list[PromSample] = []
     types: dict[str, str] = {}
@@ -233,8 +237,22 @@ def parse_exposition(text: str, source: str = "metrics") -> Exposition:
                     raise ParseError(f"{where}: unknown metric type {kind!r} for {parts[1]}")
                 types[parts[1]] = kind
             continue
+        if keep is not None:
+            m = _METRIC_NAME.match(line)
+            if m is None:
+                raise ParseError(f"{where}: expected a metric name, got {line[:80]!r}")
+            if m.group(0) not in keep:
+                continue
         samples.append(_parse_sample(line, where))
     return Exposition(tuple(samples), types, helps)
+
+
+#: Every metric name :func:`snapshot` can use, for ``parse_exposition(keep=...)``.
+WANTED_NAMES = frozenset(
+    name
+    for prefix in {*_ALL_PREFIXES, *(p for ps in RUNTIME_PREFIXES.values() for p in ps)}
+    for name in (prefix + REQUESTS, prefix + TOKENS, f"{prefix}{LATENCY}_bucket")
+)
 
 
 # ------------------------------------------------------------------------ runtime mapping
@@ -412,7 +430,7 @@ class ServingCollector:
     async def collect(self) -> list[Sample]:
         text = await asyncio.to_thread(fetch, self.url, self.config.timeout_s)
         ts_ns = time.time_ns()
-        expo = parse_exposition(text, self.url)
+        expo = parse_exposition(text, self.url, keep=WANTED_NAMES)
         snap = snapshot(expo, self.config.runtime, self.config.model_name, self.url)
         if (
             snap.requests_total is None

@@ -376,3 +376,17 @@ def test_a_silent_server_times_out() -> None:
         c = serving.create("llm", Config(url=url, service="chat", timeout_s=0.2))
         with pytest.raises(CollectorTimeout, match=r"no answer within 0\.2 s"):
             asyncio.run(c.collect())
+
+
+def test_keep_parses_only_the_metrics_used_but_still_rejects_garbage() -> None:
+    from collectors.serving import WANTED_NAMES, parse_exposition
+
+    text = (
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{model_name="m"} 3\n'
+        'vllm:request_success_total{finished_reason="stop",model_name="m"} 7\n'
+    )
+    expo = parse_exposition(text, "t", keep=WANTED_NAMES)
+    assert [s.name for s in expo.samples] == ["vllm:request_success_total"]
+    with pytest.raises(ParseError, match="line 2"):
+        parse_exposition("vllm:request_success_total 1\n{not a metric} 2\n", "t", keep=WANTED_NAMES)
