@@ -10,20 +10,37 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent import __version__
 
+if TYPE_CHECKING:
+    from agent.config import AgentConfig, IngestConfig
+    from agent.ingest import IngestStats
+    from agent.runtime import AgentStats
+
 log = logging.getLogger("kwatt")
+
+C = TypeVar("C")
+R = TypeVar("R")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log to stderr: ``<priority>LEVEL component: message`` under systemd (journald stamps the
+    time), ``time LEVEL component: message`` in a terminal."""
+    from agent.sdnotify import JournalFormatter, journal_logging_wanted
+
+    handler = logging.StreamHandler(sys.stderr)
+    if journal_logging_wanted():
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -39,30 +56,150 @@ def _write_json(path: str | None, doc: object) -> None:
         tmp.replace(path)
 
 
+# ---------------------------------------------------------------- service lifecycle (systemd)
+
+
+async def _watchdog(interval_s: float, stop: asyncio.Event) -> None:
+    """``WATCHDOG=1`` every ``interval_s`` while the event loop runs (a hung loop stops the pings
+    and systemd restarts the service)."""
+    from agent.sdnotify import Notifier
+
+    notifier = Notifier()
+    try:
+        while not stop.is_set():
+            notifier.watchdog()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await stop.wait()
+    finally:
+        notifier.close()
+
+
+async def _serve(
+    what: str,
+    config_path: str,
+    prepare: Callable[[C], Callable[[asyncio.Event], Coroutine[Any, Any, R]]],
+    load: Callable[[str], C],
+    cfg: C,
+    on_result: Callable[[R], None],
+) -> R:
+    """Run a daemon under the service manager's protocol until SIGTERM/SIGINT; return its result.
+
+    ``prepare(cfg)`` validates and builds everything a run needs (raising on a bad config) and
+    returns ``run(stop)``. READY=1 once a run has started; WATCHDOG=1 pings when ``WatchdogSec=`` is
+    set; STOPPING=1 on SIGTERM/SIGINT (the run then flushes). SIGHUP re-reads ``config_path``: a
+    config that does not load or build is logged and the running one is kept; a good one stops
+    the current run (it flushes) and starts a new one (RELOADING=1, then READY=1).
+    ``on_result`` sees the result of every finished run.
+    """
+    from agent.sdnotify import Notifier
+
+    notifier = Notifier()
+    stop, reload = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    dog: asyncio.Task[None] | None = None
+    if notifier.watchdog_interval_s is not None:
+        dog = asyncio.create_task(_watchdog(notifier.watchdog_interval_s, stop))
+    run = prepare(cfg)
+    try:
+        while True:
+            run_stop = asyncio.Event()
+            task: asyncio.Task[R] = asyncio.create_task(run(run_stop))
+            notifier.ready(f"{what} running ({config_path})")
+            log.info("%s running with %s", what, config_path)
+            following: Callable[[asyncio.Event], Coroutine[Any, Any, R]] | None = None
+            while following is None and not stop.is_set():
+                waits = [asyncio.ensure_future(e.wait()) for e in (stop, reload)]
+                try:
+                    await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+                if task.done():
+                    result = task.result()  # a run that ended by itself (or its exception)
+                    on_result(result)
+                    return result
+                if stop.is_set():
+                    break
+                reload.clear()
+                log.info("SIGHUP: reloading %s", config_path)
+                try:
+                    following = prepare(load(config_path))
+                except Exception as e:
+                    log.error(  # noqa: TRY400 - the reason is the message; no traceback wanted
+                        "reload failed, still running with the previous configuration: %s", e
+                    )
+                    notifier.status(f"{what} running; last reload failed: {e}")
+            if following is None:
+                notifier.stopping(f"{what} stopping: flushing")
+                log.info("%s stopping: flushing", what)
+                run_stop.set()
+                result = await task
+                on_result(result)
+                return result
+            notifier.reloading(f"{what} reloading {config_path}")
+            run_stop.set()
+            on_result(await task)
+            run = following
+    finally:
+        stop.set()
+        if dog is not None:
+            await dog
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        notifier.close()
+
+
+def _sum_stats(total: dict[str, object], run: dict[str, object]) -> dict[str, object]:
+    """Counters of successive runs (reloads) added up; other values are the last run's."""
+    out = dict(run)
+    for key, value in run.items():
+        before = total.get(key)
+        if isinstance(value, int) and isinstance(before, int) and key != "last_seq":
+            out[key] = before + value
+        elif isinstance(value, dict) and isinstance(before, dict):
+            merged = dict(before)
+            for k, v in value.items():
+                merged[k] = merged.get(k, 0) + v if isinstance(v, int) else v
+            out[key] = merged
+    return out
+
+
 # ---------------------------------------------------------------- agent
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from agent.config import load_agent_config
-    from agent.runtime import Agent
+    from agent.runtime import Agent, MemoryOutbox
 
     cfg = load_agent_config(args.config)
     _setup_logging(args.log_level or cfg.log_level)
     if args.check:
         print(f"{args.config}: OK ({len(cfg.collectors)} collector(s))")
         return 0
-    built = []
-    for entry in cfg.collectors:
+    previous: list[Agent] = []
+    totals: dict[str, object] = {}
+
+    def prepare(c: AgentConfig) -> Callable[[asyncio.Event], Coroutine[Any, Any, AgentStats]]:
         import collectors
 
-        module = collectors.load(entry.type)
-        built.append((entry, module.create(entry.name, entry.options)))
+        built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in c.collectors]
 
-    async def main() -> int:
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
-        agent = Agent(cfg, built)
-        stats = await agent.run(stop)
+        async def run(stop: asyncio.Event) -> AgentStats:
+            # After a reload, batches still waiting in memory carry over (a spool is on disk).
+            outbox = None
+            if previous and isinstance(previous[-1].outbox, MemoryOutbox) and c.spool is None:
+                outbox = previous[-1].outbox
+            agent = Agent(c, built, outbox=outbox)
+            previous[:] = [agent]
+            return await agent.run(stop)
+
+        return run
+
+    def finished(stats: AgentStats) -> None:
         log.info(
             "stopped: %d points in %d batches published, %d dropped, %d pending",
             stats.published_points,
@@ -70,7 +207,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
             stats.dropped_points,
             stats.pending_batches,
         )
-        _write_json(args.stats_file, dataclasses.asdict(stats))
+        totals.update(_sum_stats(totals, dataclasses.asdict(stats)))
+        _write_json(args.stats_file, totals)
+
+    async def main() -> int:
+        stats = await _serve("kwatt agent", args.config, prepare, load_agent_config, cfg, finished)
         return 0 if stats.pending_batches == 0 else 3
 
     return asyncio.run(main())
@@ -88,24 +229,35 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: OK")
         return 0
+    totals: dict[str, object] = {}
+
+    def prepare(c: IngestConfig) -> Callable[[asyncio.Event], Coroutine[Any, Any, IngestStats]]:
+        ingest = Ingest(c)
+
+        async def run(stop: asyncio.Event) -> IngestStats:
+            async def report() -> None:
+                while not stop.is_set():
+                    _write_json(args.stats_file, _sum_stats(totals, dict(ingest.stats_dict())))
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            await stop.wait()
+
+            reporter = asyncio.create_task(report())
+            try:
+                return await ingest.run(stop)
+            finally:
+                stop.set()
+                await reporter
+
+        return run
+
+    def finished(stats: IngestStats) -> None:
+        totals.update(_sum_stats(totals, dataclasses.asdict(stats)))
+        _write_json(args.stats_file, totals)
+        log.info("stopped: %s", dataclasses.asdict(stats))
 
     async def main() -> int:
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
-        ingest = Ingest(cfg)
-
-        async def report() -> None:
-            while not stop.is_set():
-                _write_json(args.stats_file, ingest.stats_dict())
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await stop.wait()
-
-        reporter = asyncio.create_task(report())
-        stats = await ingest.run(stop)
-        await reporter
-        _write_json(args.stats_file, dataclasses.asdict(stats))
-        log.info("stopped: %s", dataclasses.asdict(stats))
+        await _serve("kwatt ingest", args.config, prepare, load_ingest_config, cfg, finished)
         return 0
 
     return asyncio.run(main())
@@ -120,10 +272,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    from agent import top
+
+    return top.run(args)
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
+    """``kwatt emulate node|fleet|fault …`` (emulators/node.py); the printed agent config keeps only
+    the collectors this agent has and whose options validate."""
     from emulators.node import main as emulate_main
 
-    return emulate_main(args.emulator_args)
+    return emulate_main(args.emulator_args, config_check=_emulator_collector_check)
+
+
+def _emulator_collector_check(entry: Mapping[str, object]) -> str | None:
+    import collectors
+    from agent.config import ConfigError, agent_config_from
+
+    if entry.get("type") not in collectors.REGISTRY:
+        return "no such collector in this agent (collectors.REGISTRY)"
+    try:
+        agent_config_from({"site": "s", "node": "n", "collectors": [dict(entry)]}, where="entry")
+    except (ConfigError, ValueError, TypeError) as e:
+        return str(e).replace("\n", " ")
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,9 +352,36 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=1, help="emulator seed (default 1)")
     d.set_defaults(func=cmd_demo)
 
+    t = sub.add_parser(
+        "top",
+        help="live view of the fleet from the MQTT wire",
+        description="Follow kwatt/v1/<site>/+/{metrics,status} and show nodes and devices live: "
+        "utilization, power, temperature, clock, throttling, throughput and work per joule.",
+    )
+    from agent import top as _top
+
+    _top.configure_parser(t)
+    t.set_defaults(func=cmd_top)
+
+    def cmd_report(args: argparse.Namespace) -> int:
+        from analytics import report
+
+        return report.run(args)
+
+    r = sub.add_parser(
+        "report",
+        help="perf-per-watt, target verdicts, money and carbon (InfluxDB or a .lp file)",
+        description="Energy and work per device, node, service, device class and fleet; verdicts "
+        "against targets.yaml; as a terminal table, Markdown, self-contained HTML or JSON.",
+    )
+    from analytics import report as _report
+
+    _report.configure_parser(r)
+    r.set_defaults(func=cmd_report)
+
     e = sub.add_parser(
         "emulate",
-        help="run an emulated NPU node (driver surfaces only)",
+        help="run emulated nodes: kwatt emulate node|fleet|fault --help",
         description="Run an emulated node; all arguments go to the emulator "
         "(kwatt emulate --help lists them).",
         add_help=False,

@@ -30,11 +30,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agent import lineproto, topics
 from agent.config import InfluxConfig, MqttConfig
 from agent.influx import InfluxError, InfluxQL
-from agent.mqtt import make_client
 from agent.services import Influxd, Mosquitto, ServiceError
+from agent.top import TopState, ViewOptions, follow, render
 
 __all__ = ["run_demo"]
 
@@ -122,79 +121,28 @@ def _tail(path: Path, n: int = 2000) -> str:
         return "(no log)"
 
 
-@dataclass
 class _Live:
-    """Latest values seen on the wire, for the live view."""
+    """The demo's live view: `kwatt top`'s state and screen, plus the demo's progress line."""
 
-    points: int = 0
-    messages: int = 0
-    devices: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
-    serving: dict[str, dict[str, float]] = field(default_factory=dict)
-    seq: dict[str, int] = field(default_factory=dict)
-
-    def feed(self, payload: bytes) -> None:
-        result = lineproto.parse_payload(payload)
-        self.messages += 1
-        self.points += len(result.points)
-        for pt in result.points:
-            tags = dict(pt.tags)
-            values = {k: float(v) for k, v in pt.fields}
-            node = tags.get("node", "?")
-            if pt.measurement == "accel":
-                self.devices.setdefault((node, tags.get("device", "?")), {}).update(values)
-            elif pt.measurement == "serving":
-                self.serving.setdefault(node, {}).update(values)
-            elif pt.measurement == "agent" and "seq" in values:
-                self.seq[node] = int(values["seq"])
+    def __init__(self, site: str) -> None:
+        self.site = site
+        self.state = TopState()
+        self.options = ViewOptions(title="kwatt demo", limit=20, devices="auto")
 
     def render(self, elapsed_s: float, duration_s: float, stored: int | None) -> Group:
-        t = Table(title="kwatt demo: emulated FuriosaAI RNGD nodes", expand=False)
-        for col in ("node", "device", "util", "power", "temp", "clock"):
-            t.add_column(col, justify="right" if col not in ("node", "device") else "left")
-        for (node, dev), v in sorted(self.devices.items()):
-            t.add_row(
-                node,
-                dev[:18],
-                _fmt(v.get("util_ratio"), "{:.0%}"),
-                _fmt(v.get("power_w"), "{:.1f} W"),
-                _fmt(v.get("temp_c"), "{:.1f} °C"),
-                _fmt(None if "clock_hz" not in v else v["clock_hz"] / 1e9, "{:.2f} GHz"),
-            )
-        s = Table(title="serving (furiosa-llm /metrics)")
-        for col in ("node", "requests", "tokens", "p50", "p99", "batch seq"):
-            s.add_column(col, justify="right" if col != "node" else "left")
-        for node, v in sorted(self.serving.items()):
-            s.add_row(
-                node,
-                _fmt(v.get("requests_total"), "{:.0f}"),
-                _fmt(v.get("tokens_total"), "{:.0f}"),
-                _fmt(v.get("latency_p50_s"), "{:.3f} s"),
-                _fmt(v.get("latency_p99_s"), "{:.3f} s"),
-                str(self.seq.get(node, "-")),
-            )
         line = Text(
-            f"{elapsed_s:5.1f} / {duration_s:g} s   {self.messages} MQTT messages, "
-            f"{self.points} points on the wire"
-            + (f", {stored} stored in InfluxDB" if stored is not None else "")
+            f"{elapsed_s:5.1f} / {duration_s:g} s   {self.state.messages} MQTT messages, "
+            f"{self.state.points} points on the wire"
+            + (f", {stored} stored in InfluxDB" if stored is not None else ""),
+            style="dim",
         )
-        return Group(t, s, line)
+        return Group(render(self.state, self.options, time.monotonic()), line)
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else spec.format(value)
-
-
-async def _watch(broker: MqttConfig, site: str, live: _Live, stop: asyncio.Event) -> None:
-    """Follow the agents' metrics with a plain (non-shared) subscription, for display only."""
-    client = make_client(broker, identifier=f"kwatt-demo-view-{os.getpid()}")
-    with contextlib.suppress(Exception):
-        async with client:
-            await client.subscribe(f"{topics.PREFIX}/{site}/+/metrics", qos=0)
-            async for msg in client.messages:
-                if isinstance(msg.payload, bytes | bytearray):
-                    live.feed(bytes(msg.payload))
-                if stop.is_set():
-                    return
+async def _watch(broker: MqttConfig, live: _Live) -> None:
+    """Follow the agents' metrics and status with a plain (non-shared) subscription, for display
+    only (`kwatt top`'s follower; runs until cancelled)."""
+    await follow(broker, live.site, live.state, identifier=f"kwatt-demo-view-{os.getpid()}")
 
 
 def _count_stored(q: InfluxQL, site: str, since_ns: int) -> dict[str, int]:
@@ -404,7 +352,7 @@ def _run(
         )
         agents.append((node, proc, stats_path))
 
-    live = _Live()
+    live = _Live(args.site)
     asyncio.run(_show(args, mqtt_cfg, live, procs, agents, ingest, quiet, err))
 
     # stop the agents: each flushes its last batch and writes its counters
@@ -468,8 +416,7 @@ async def _show(
     quiet: bool,
     err: Console,
 ) -> None:
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(_watch(mqtt_cfg, args.site, live, stop))
+    watcher = asyncio.create_task(_watch(mqtt_cfg, live))
     start = time.monotonic()
 
     def check_children() -> None:
@@ -491,7 +438,6 @@ async def _show(
                     view.update(live.render(elapsed, args.duration, None))
                     await asyncio.sleep(0.25)
     finally:
-        stop.set()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher

@@ -18,7 +18,7 @@ Shape (one asyncio TaskGroup):
   a little later. On a broken connection it reconnects with capped, jittered
   backoff and resends what was not acknowledged.
 
-The outbox is the boundary where the on-disk spool slots in: anything with ``put``/``head``/``ack``.
+The outbox is the on-disk spool (agent/spool.py) when ``spool.dir`` is configured, else memory.
 On SIGTERM the pollers stop, the last batch is closed, the outbox is flushed (bounded by
 ``drain_timeout_s``), ``status`` = offline is published and the client disconnects cleanly.
 """
@@ -39,27 +39,23 @@ from typing import Protocol
 import aiomqtt
 
 from agent import __version__, lineproto, topics
+from agent.batch import Batch
 from agent.config import AgentConfig, CollectorEntry
 from agent.model import DeviceInfo, Sample
 from agent.mqtt import NO_MATCHING_SUBSCRIBERS, Backoff, Client, make_client
+from agent.spool import Spool
 from collectors.base import Collector, CollectorError
 
-__all__ = ["Agent", "AgentStats", "Batch", "MemoryOutbox", "Outbox"]
+__all__ = ["Agent", "AgentStats", "Batch", "MemoryOutbox", "Outbox", "make_outbox"]
 
 log = logging.getLogger("kwatt.agent")
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """One encoded MQTT payload: line protocol for ``points`` points, numbered ``seq``."""
-
-    seq: int
-    payload: bytes
-    points: int
-
-
 class Outbox(Protocol):
-    """Batches waiting for a PUBACK, oldest first. The spool implements the same three calls."""
+    """Batches waiting for a PUBACK, oldest first: :class:`MemoryOutbox` or :class:`agent.spool.Spool`.
+
+    ``last_seq`` is the highest seq ever put (a spool persists it, so the agent's numbering
+    continues across restarts); ``aclose`` releases files."""
 
     def put(self, batch: Batch) -> None: ...
     async def head(self) -> Batch: ...
@@ -69,6 +65,9 @@ class Outbox(Protocol):
     def bytes(self) -> int: ...
     @property
     def dropped_points(self) -> int: ...
+    @property
+    def last_seq(self) -> int: ...
+    async def aclose(self) -> None: ...
 
 
 class MemoryOutbox:
@@ -82,9 +81,11 @@ class MemoryOutbox:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._dropped_points = 0
+        self._last_seq = 0
         self._nonempty = asyncio.Event()
 
     def put(self, batch: Batch) -> None:
+        self._last_seq = max(self._last_seq, batch.seq)
         self._q.append(batch)
         self._bytes += len(batch.payload)
         while self._bytes > self._max_bytes and len(self._q) > 1:
@@ -116,6 +117,31 @@ class MemoryOutbox:
     @property
     def dropped_points(self) -> int:
         return self._dropped_points
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    async def aclose(self) -> None:
+        return None
+
+
+def make_outbox(config: AgentConfig) -> Outbox:
+    """The spool of ``config.spool``, or a :class:`MemoryOutbox` (logged: nothing survives a crash)."""
+    if config.spool is None:
+        log.warning(
+            "no spool configured: batches wait in memory and are lost if the agent dies "
+            "(set spool.dir)"
+        )
+        return MemoryOutbox(config.publish.queue_max_bytes)
+    sp = config.spool
+    return Spool(
+        sp.dir,
+        max_bytes=sp.max_bytes,
+        segment_bytes=sp.segment_bytes,
+        fsync=sp.fsync,
+        fsync_interval_s=sp.fsync_interval_s,
+    )
 
 
 @dataclass
@@ -151,12 +177,12 @@ class Agent:
     ) -> None:
         self.config = config
         self.collectors = list(collectors)
-        self.outbox: Outbox = outbox or MemoryOutbox(config.publish.queue_max_bytes)
+        self.outbox: Outbox = outbox if outbox is not None else make_outbox(config)
         self.stats = AgentStats()
         self.drain_timeout_s = drain_timeout_s
         self._pending: list[Sample] = []
         self._batch_ready = asyncio.Event()
-        self._seq = 0
+        self._seq = self.outbox.last_seq  # a spool continues the numbering across restarts
         self._inventory: list[DeviceInfo] = []
         self._site, self._node = config.site, config.node
         self._metrics_topic = topics.metrics_topic(self._site, self._node)
@@ -193,6 +219,7 @@ class Agent:
                 log.exception("collector %s: error while closing", e.name)
         self.stats.pending_batches = len(self.outbox)
         self.stats.dropped_points = self.outbox.dropped_points
+        await self.outbox.aclose()
         if self.stats.pending_batches:
             log.warning(
                 "exiting with %d unpublished batch(es) (broker unreachable?)",

@@ -16,6 +16,7 @@ __all__ = [
     "QuantityError",
     "c_to_c",
     "kib_to_bytes",
+    "kwh_to_j",
     "mhz_to_hz",
     "mib_to_bytes",
     "millic_to_c",
@@ -23,7 +24,9 @@ __all__ = [
     "ms_to_s",
     "mw_to_w",
     "ns_to_s",
+    "parse_percent",
     "parse_quantity",
+    "parse_rbln_memory",
     "pct_to_ratio",
     "uj_to_j",
     "us_to_s",
@@ -53,6 +56,11 @@ def mj_to_j(mj: float) -> float:
 def uj_to_j(uj: float) -> float:
     """Microjoules (powercap ``energy_uj``, hwmon ``energy*_input``) to joules."""
     return uj / 1e6
+
+
+def kwh_to_j(kwh: float) -> float:
+    """Kilowatt-hours (Redfish ``EnvironmentMetrics.EnergykWh.Reading``) to joules."""
+    return kwh * 3.6e6
 
 
 def mhz_to_hz(mhz: float) -> float:
@@ -176,3 +184,55 @@ def parse_quantity(text: str, expect: str) -> float | None:
     if si is None or si[0] != expect:
         raise QuantityError(f"{text!r}: unit {unit!r} is not a unit of {expect}")
     return value * si[1]
+
+
+_PERCENT = re.compile(r"^\s*(\d+\.?\d*|\.\d+)\s*%?\s*$")
+
+
+def parse_percent(text: str) -> float | None:
+    """A percentage as a tool prints it, bare (rbln-smi ``Util`` ``"98.7"``) or with ``%``, to 0-1.
+
+    reference/device-interfaces.md §2.1: the text table's ``Util`` column is a bare number in percent;
+    the JSON ``util`` string's format is UNCONFIRMED (all-smi accepts ``"85%"`` and bare numbers).
+    "No value" spellings (``N/A``, ``-``) give ``None``; anything else (negative, other units) raises
+    :class:`QuantityError`.
+    """
+    if text.strip().lower() in NOT_AVAILABLE:
+        return None
+    m = _PERCENT.match(text)
+    if m is None:
+        raise QuantityError(f"{text!r} is not a percentage")
+    value = float(m.group(1))
+    if not math.isfinite(value):
+        raise QuantityError(f"{text!r} is not finite")
+    return pct_to_ratio(value)
+
+
+# binary multiples: rbln-smi prints "2.4GB / 15.7GiB" for one quantity (§2.1), so "GB" is taken as GiB
+_RBLN_SIZE = re.compile(r"^\s*(\d+\.?\d*|\.\d+)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_RBLN_FACTORS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_rbln_memory(text: str) -> int | None:
+    """A Rebellions memory value to bytes: a decimal byte count or a size such as ``"15.7GiB"``.
+
+    reference/device-interfaces.md §2.1: ``rbln-smi -j`` gives ``memory.used/total`` as "bytes encoded
+    as decimal strings" (rblnlib-go); the text table prints ``"2.4GB / 15.7GiB"`` and ``"0.0B"``.
+    CONFLICT noted there: all-smi reads ``"1024MB"`` as MiB. ASSUMED here: every unit is binary (``GB``
+    = GiB), since the tool labels the used and total halves of one column ``GB`` and ``GiB``. A bare
+    number must be a whole byte count. ``N/A``/``-`` give ``None``.
+    """
+    if text.strip().lower() in NOT_AVAILABLE:
+        return None
+    m = _RBLN_SIZE.match(text)
+    if m is None:
+        raise QuantityError(f"{text!r} is not a byte count or a size such as '15.7GiB'")
+    number, unit = m.group(1), m.group(2)
+    if unit is None:
+        if not number.isdigit():
+            raise QuantityError(f"{text!r}: a bare memory value must be a whole number of bytes")
+        return int(number)
+    value = float(number) * _RBLN_FACTORS[unit[0].lower()]
+    if not math.isfinite(value):
+        raise QuantityError(f"{text!r} is not finite")
+    return round(value)

@@ -12,7 +12,15 @@ from types import ModuleType
 
 REGISTRY: dict[str, str] = {
     "furiosa": "collectors.furiosa",
+    "rebellions": "collectors.rebellions",
+    "sapeon": "collectors.sapeon",
     "serving": "collectors.serving",
+    "rapl": "collectors.rapl",
+    "hwmon": "collectors.hwmon",
+    "ipmi_dcmi": "collectors.ipmi_dcmi",
+    "redfish": "collectors.redfish",
+    "nvml": "collectors.nvml",
+    "nvidia_smi": "collectors.nvidia_smi",
 }
 
 

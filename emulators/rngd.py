@@ -16,10 +16,13 @@ import hashlib
 import math
 import os
 import random
+import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from emulators.state import DeviceState
 
 __all__ = [
     "PE_COUNT",
@@ -29,9 +32,14 @@ __all__ = [
     "WORKLOADS",
     "RngdDevice",
     "RngdIdentity",
+    "RngdLayout",
     "RngdSysfs",
     "SysfsWriter",
     "Workload",
+    "pe_temperatures",
+    "rngd_dynamic_files",
+    "rngd_layout",
+    "rngd_static_files",
 ]
 
 # --- published figures (reference/device-interfaces.md) -------------------------------------------
@@ -290,6 +298,20 @@ class SysfsWriter:
         for path, text in files:
             self.write(path, text)
 
+    def remove(self, path: Path) -> None:
+        """Remove one file (a sensor that became unavailable); no error if it is not there."""
+        path.unlink(missing_ok=True)
+        self._last.pop(path, None)
+
+    def remove_tree(self, path: Path) -> None:
+        """Remove a directory tree or a symlink (a device that vanished), and forget its files."""
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+        self._last = {p: t for p, t in self._last.items() if not p.is_relative_to(path)}
+        self._dirs = {d for d in self._dirs if not d.is_relative_to(path)}
+
     def symlink(self, link: Path, target: Path) -> None:
         """Make ``link`` point at ``target`` with a relative path, as sysfs does."""
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -405,3 +427,124 @@ class RngdSysfs:
 
 def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
     return min(hi, max(lo, x))
+
+
+# ------------------------------------------------------------------ rendering from a DeviceState
+#
+# The generalized node (emulators.node.Node) computes the physics in emulators.physics and hands each
+# surface a DeviceState; the functions below render an RNGD from it, in exactly the layout and units
+# of RngdSysfs above (reference §1.3, §1.7 item 1). Per-PE quantities the state does not carry are
+# derived: PE temperatures sit below PEAK by a fixed per-PE offset (the hottest PE = PEAK), and the
+# per-PE busy cycles are integrated by the caller from ``core_util`` (see emulators.furiosa_surface).
+
+
+@dataclass(frozen=True, slots=True)
+class RngdLayout:
+    """Where one RNGD's files live for enumeration index ``index``."""
+
+    mgmt_dir: Path
+    pe_dirs: tuple[Path, ...]
+    hwmon_dir: Path
+    links: tuple[tuple[Path, Path], ...]  # (symlink, real directory)
+    owned: tuple[Path, ...]  # real directories removed when the device vanishes
+
+
+def rngd_layout(root: Path, index: int, bdf: str) -> RngdLayout:
+    sysfs = root / "sys"
+    virtual = sysfs / "devices" / "virtual" / "rngd_mgmt"
+    class_dir = sysfs / "class" / "rngd_mgmt"
+    mgmt_name = f"rngd!npu{index}mgmt"
+    pe_names = [f"rngd!npu{index}pe{m}" for m in range(PE_COUNT)]
+    pci_dir = sysfs / "devices" / "pci0000:00" / bdf
+    hwmon_name = f"hwmon{FIRST_HWMON_INDEX + index}"
+    mgmt = virtual / mgmt_name
+    pes = tuple(virtual / n for n in pe_names)
+    hwmon = pci_dir / "hwmon" / hwmon_name
+    links = [(class_dir / mgmt_name, mgmt), (sysfs / "bus" / "pci" / "devices" / bdf, pci_dir)]
+    links += [(class_dir / n, d) for n, d in zip(pe_names, pes, strict=True)]
+    links.append((sysfs / "class" / "hwmon" / hwmon_name, hwmon))
+    return RngdLayout(mgmt, pes, hwmon, tuple(links), (mgmt, *pes, pci_dir))
+
+
+def rngd_static_files(lay: RngdLayout, state: DeviceState, firmware: str) -> list[tuple[Path, str]]:
+    mgmt, hwmon = lay.mgmt_dir, lay.hwmon_dir
+    files = [
+        (mgmt / "platform_type", "FuriosaAI\n"),
+        (mgmt / "device_type", "RNGD\n"),
+        (mgmt / "busname", f"{state.bus_id}\n"),
+        (mgmt / "dev", f"{DEV_MAJOR}:{state.index}\n"),
+        (mgmt / "device_uuid", f"{state.uuid.upper()}\n"),
+        (mgmt / "device_sn", f"{state.serial}\n"),
+        (mgmt / "soc_id", f"00000000-{state.uuid[:8].upper()}\n"),
+        (mgmt / "board_revision", "BD_REV_INIT\n"),
+        (mgmt / "fw_version", f"{firmware}\n"),
+        (mgmt / "version", f"{DRIVER_VERSION}\n"),
+        (mgmt / "cur_pe_ids", "0,1,2,3,4,5,6,7,0-1,2-3,4-5,6-7,0-3,4-7\n"),
+        (hwmon / "name", f"rngd{state.index}\n"),
+        (hwmon / "power1_label", "RMS_TOTAL\n"),
+        (hwmon / "temp1_label", "PEAK\n"),
+    ]
+    files += [(hwmon / f"temp{m + 2}_label", f"NPU_PE{m}\n") for m in range(PE_COUNT)]
+    files.append((hwmon / f"temp{PE_COUNT + 2}_label", "AMBIENT\n"))
+    return files
+
+
+def pe_temperatures(state: DeviceState, count: int) -> list[float]:
+    """Per-PE temperatures: PEAK (``temp_c``) minus a per-device, per-PE offset of 0–4 K."""
+    digest = hashlib.sha256(f"kwatt-pe-temps:{state.uuid}".encode()).digest()
+    offsets = [digest[m] / 255 * 4.0 for m in range(count)]
+    low = min(offsets)
+    return [state.temp_c - (o - low) for o in offsets]
+
+
+def _milli(value: float) -> str:
+    """An integer sysfs value; NaN (a fault) is written as the kernel never would: ``nan``."""
+    return "nan" if math.isnan(value) else str(round(value))
+
+
+def rngd_dynamic_files(
+    lay: RngdLayout, state: DeviceState, cycles: float, busy: Sequence[float]
+) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """Files to write, and files to remove (a sensor the fault made not available)."""
+    mgmt, hwmon = lay.mgmt_dir, lay.hwmon_dir
+    clock_mhz = state.clock_hz / 1e6
+    clock_text = "nan" if math.isnan(clock_mhz) else str(round(clock_mhz))
+    clocks = "".join(f"pe{m} (MHz): {clock_text}\n" for m in range(PE_COUNT))
+    reason = THROTTLE_IDLE if state.util_ratio < 0.01 else 0
+    reason |= THROTTLE_THERMAL_SLOWDOWN if state.throttle_thermal else 0
+    reason |= THROTTLE_APP_POWER_CAP if state.throttle_power else 0
+    files = [
+        (mgmt / "device_state", "1\n"),
+        (mgmt / "heartbeat", f"{int(state.t_s) % 2**32}\n"),
+        (mgmt / "npu_governor", f"{state.governor}\n"),
+        (mgmt / "power_limit_mw", f"{_milli(state.power_limit_w * 1000)}\n"),
+        (mgmt / "throttle_reason", f"0x{reason:x}\n"),
+        (mgmt / "npu_clocks", clocks),
+    ]
+    per_pe = state.mem_used_bytes // PE_COUNT
+    shared_used = min(per_pe, SHARED_PER_PE_BYTES) // 2
+    dram_capacity = state.mem_total_bytes // PE_COUNT - SHARED_PER_PE_BYTES
+    alloc = (
+        f"dram_capacity: 0x{dram_capacity:x}\n"
+        f"dram_usage: 0x{per_pe - shared_used:x}\n"
+        f"shared_capacity: 0x{SHARED_PER_PE_BYTES:x}\n"
+        f"shared_usage: 0x{shared_used:x}\n"
+    )
+    for m, pe_dir in enumerate(lay.pe_dirs):
+        task = min(math.floor(busy[m]), math.floor(cycles))
+        files.append(
+            (pe_dir / "metrics", f"CycleCount: {math.floor(cycles)}\nTaskCycleCount: {task}\n")
+        )
+        files.append((pe_dir / "alloc_status", alloc))
+    removed: list[Path] = []
+    sensors = [(hwmon / "power1_average", state.power_w * 1e6, "power_w")]
+    temps = pe_temperatures(state, PE_COUNT)
+    sensors.append((hwmon / "temp1_input", state.temp_c * 1000, "temp_c"))
+    sensors += [(hwmon / f"temp{m + 2}_input", t * 1000, "temp_c") for m, t in enumerate(temps)]
+    sensors.append((hwmon / f"temp{PE_COUNT + 2}_input", state.ambient_c * 1000, "ambient_c"))
+    for path, value, name in sensors:
+        if name in state.na_fields:
+            removed.append(path)
+        else:
+            files.append((path, f"{_milli(value)}\n"))
+    return files, removed

@@ -52,6 +52,18 @@ class DeviceState:
     throttle_power: bool = False
     present: bool = True  # False while the device has "disappeared" (fault)
     stuck: bool = False  # True while a sensor is stuck (surfaces repeat the last value)
+    # --- added by the physics engineer (defaults keep older writers and readers working) ---
+    governor: str = "performance"  # clock governor: "performance" | "powersave"
+    ambient_c: float = 25.0  # inlet/board ambient temperature
+    core_util: tuple[float, ...] = ()  # per core (PE, engine, SM group), 0-1, over the last step
+    cycles: float = 0.0  # core-clock cycles since the last counter reset (true, not wrapped)
+    busy_cycles: float = 0.0  # cycles spent executing tasks since the last reset (<= cycles)
+    reset_count: int = 0  # counter resets so far (fault or device reset): counters restart from 0
+    energy_at_reset_j: float = 0.0  # true energy at the last reset: counter = energy_j - this
+    na_fields: tuple[str, ...] = ()  # fields the surface must show as not available (N/A) (fault)
+    nan_fields: tuple[str, ...] = ()  # fields the surface must show as NaN (fault)
+    card: int = 0  # physical card of the device (an ATOM-Max card shows as 4 devices)
+    service: str = ""  # the service this device serves (ground truth, not rendered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +139,15 @@ def read_snapshot(root: Path) -> Snapshot:
     return Snapshot(
         t_s=float(doc["t_s"]),
         wall_ns=int(doc["wall_ns"]),
-        devices=tuple(DeviceState(**d) for d in doc["devices"]),
+        devices=tuple(DeviceState(**_tuples(d)) for d in doc["devices"]),
         host=None if host is None else _host(host),
         tool_faults=tuple((name, ToolFaults(**f)) for name, f in doc.get("tool_faults", [])),
     )
+
+
+def _tuples(doc: dict[str, Any]) -> dict[str, Any]:
+    """JSON arrays back to the tuples of the frozen dataclasses."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
 
 
 def _host(doc: dict[str, Any]) -> HostState:

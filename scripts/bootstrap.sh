@@ -32,7 +32,7 @@ case "$MODE" in
     demo) BINARIES=(mosquitto influxd)
           PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client) ;;
     test) BINARIES=(mosquitto influxd victoria-metrics)
-          PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics) ;;
+          PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics systemd nodejs npm) ;;
     venv) BINARIES=(); PACKAGES=() ;;
     *) echo "bootstrap: --for must be demo or test, not '$MODE'" >&2; exit 2 ;;
 esac

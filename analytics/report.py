@@ -1,0 +1,753 @@
+"""``kwatt report``: perf-per-watt, verdicts, money and carbon, as a terminal table, Markdown, a
+self-contained HTML page or JSON; optionally the ``efficiency`` measurement back to InfluxDB.
+
+Wired into ``agent/cli.py`` through :func:`configure_parser` and :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from analytics import html as htmlr
+from analytics.load import LoadError, SeriesSet, load_influx, load_lp_file, parse_time
+from analytics.ppw import Analysis, DeviceRow, Level, Options, PpwRow, analyze
+from analytics.targets import PHASES, Targets, TargetsError, load_targets
+from analytics.verdict import Cost, Verdict, cost_of, is_baseline, verdicts
+
+__all__ = [
+    "Report",
+    "build_report",
+    "configure_parser",
+    "efficiency_lines",
+    "render_html",
+    "render_json",
+    "render_markdown",
+    "render_table",
+    "run",
+]
+
+FORMATS = ("table", "md", "html", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    source: str
+    analysis: Analysis
+    targets: Targets
+    phase: str
+    verdicts: tuple[Verdict, ...]
+    all_phase_verdicts: tuple[Verdict, ...]
+
+
+def build_report(
+    ss: SeriesSet,
+    start_s: float,
+    end_s: float,
+    targets: Targets,
+    *,
+    options: Options | None = None,
+    phase: str | None = None,
+) -> Report:
+    phase = phase or targets.default_phase
+    analysis = analyze(ss, start_s, end_s, options)
+    per_phase = tuple(v for p in PHASES for v in verdicts(analysis, targets, p))
+    return Report(
+        ss.source,
+        analysis,
+        targets,
+        phase,
+        tuple(v for v in per_phase if v.phase == phase),
+        per_phase,
+    )
+
+
+# ---------------------------------------------------------------------------------- formatting
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    if v is None or not math.isfinite(v):
+        return "–"
+    return f"{v:.{digits}g}"
+
+
+def _pct(v: float) -> str:
+    return f"{v * 100:.1f}%"
+
+
+def _verdict_word(v: Verdict) -> str:
+    if v.meets_target is None:
+        return "n/a"
+    word = "PASS" if v.meets_target else "FAIL"
+    return word + (" (ref)" if v.baseline_kind == "published_reference" else "")
+
+
+def _ts(t_s: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_s)) + "Z"
+
+
+def _class_rows(r: Report) -> list[tuple[PpwRow, Verdict | None]]:
+    by_key = {(v.service, v.device_class): v for v in r.verdicts}
+    return [
+        (row, by_key.get((row.service or "", row.device_class or "")))
+        for row in r.analysis.select(Level.DEVICE_CLASS)
+    ]
+
+
+_CLASS_HEAD = (
+    "service",
+    "device class",
+    "devices",
+    "unit",
+    "work/s",
+    "mean W",
+    "work/J",
+    "J/unit",
+    "p99 s",
+    "coverage",
+    "energy method",
+    "baseline",
+    "ratio",
+    "target",
+    "verdict",
+    "margin",
+)
+
+
+def _class_cells(row: PpwRow, v: Verdict | None, targets: Targets) -> list[str]:
+    base = "(baseline)" if is_baseline(row.device_class, targets) else "–"
+    ratio = target = verdict = margin = "–"
+    if v is not None:
+        base = f"{v.baseline_name or '–'} [{v.baseline_kind}]"
+        ratio = _num(v.ratio_vs_baseline, 3)
+        target = f"≥{v.target_ratio:g}"
+        verdict = _verdict_word(v)
+        margin = "–" if not math.isfinite(v.margin) else f"{v.margin:+.2f} ({v.margin_pct:+.0f}%)"
+    return [
+        row.service or "",
+        row.device_class or "",
+        str(row.devices),
+        row.work_unit.value if row.work_unit else "–",
+        _num(row.throughput_per_s),
+        _num(row.mean_power_w),
+        _num(row.work_per_j),
+        _num(row.j_per_work),
+        _num(row.latency_p99_s, 3),
+        _pct(row.coverage),
+        row.energy_method,
+        base,
+        ratio,
+        target,
+        verdict,
+        margin,
+    ]
+
+
+_COST_HEAD = ("service", "kWh", "cost", "kg CO2", "per", "kWh/per", "cost/per", "kg CO2/per")
+
+
+def _cost_cells(row: PpwRow, c: Cost) -> list[str]:
+    return [
+        row.service or row.name,
+        _num(c.energy_kwh),
+        f"{_num(c.cost)} {c.currency}",
+        _num(c.co2_kg),
+        c.per_label,
+        _num(c.kwh_per),
+        f"{_num(c.cost_per)} {c.currency}",
+        _num(c.co2_kg_per),
+    ]
+
+
+_DEV_HEAD = (
+    "node",
+    "device",
+    "class",
+    "service",
+    "method",
+    "energy J",
+    "mean W",
+    "util",
+    "coverage",
+    "gaps",
+    "resets",
+    "wraps",
+)
+
+
+def _dev_cells(d: DeviceRow) -> list[str]:
+    return [
+        d.device.node,
+        d.device.device,
+        d.device.device_class,
+        d.service or "–",
+        d.method.value,
+        _num(d.energy_j, 6),
+        _num(d.mean_power_w),
+        "–" if d.util_mean_ratio is None else _pct(d.util_mean_ratio),
+        _pct(d.coverage),
+        str(d.gaps),
+        str(d.resets),
+        str(d.wraps),
+    ]
+
+
+def _notes(r: Report) -> list[str]:
+    out = []
+    for v in r.verdicts:
+        if v.baseline_kind != "measured":
+            out.append(f"{v.service} / {v.device_class}: {v.baseline_note}.")
+        if v.workload_assumed is not None:
+            out.append(
+                f"{v.service}: workload {v.workload} assumed from its unit of work "
+                f"({v.workload_assumed.status}: {v.workload_assumed.source})."
+            )
+        out.append(
+            f"{v.service} / {v.device_class}: {v.phase} target ≥{v.target_ratio:g}× "
+            f"({v.target.status}: {v.target.source})."
+        )
+        if v.row.note:
+            out.append(f"{v.service} / {v.device_class}: {v.row.note}.")
+    eco = r.targets.economics
+    out.append(
+        f"Tariff {eco.tariff_per_kwh.value:g} {eco.currency}/kWh ({eco.tariff_per_kwh.provenance.status}: "
+        f"{eco.tariff_per_kwh.provenance.source}); grid {eco.grid_kg_co2_per_kwh.value:g} kg CO2/kWh "
+        f"({eco.grid_kg_co2_per_kwh.provenance.status}: {eco.grid_kg_co2_per_kwh.provenance.source})."
+    )
+    return list(dict.fromkeys(out))
+
+
+def _header(r: Report) -> str:
+    a = r.analysis
+    return (
+        f"{r.source}: {_ts(a.start_s)} – {_ts(a.end_s)} ({a.end_s - a.start_s:.0f} s), "
+        f"{len(a.devices)} devices, {a.samples} samples; phase {r.phase}; "
+        f"targets {', '.join(r.targets.files)}"
+    )
+
+
+def render_table(r: Report, file: TextIO | None = None) -> None:
+    """Rich tables on the terminal (or ``file``)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file, width=200) if file is not None else Console()
+    console.print(_header(r))
+    t = Table(title="Perf-per-watt by service and device class")
+    for h in _CLASS_HEAD:
+        t.add_column(
+            h,
+            justify="left"
+            if h in ("service", "device class", "energy method", "baseline")
+            else "right",
+        )
+    for row, v in _class_rows(r):
+        cells = _class_cells(row, v, r.targets)
+        style = (
+            None if v is None or v.meets_target is None else ("green" if v.meets_target else "red")
+        )
+        t.add_row(*cells, style=style)
+    console.print(t)
+    c = Table(title="Energy, money and carbon by service")
+    for h in _COST_HEAD:
+        c.add_column(h, justify="left" if h in ("service", "per") else "right")
+    for row in r.analysis.select(Level.SERVICE) + r.analysis.select(Level.FLEET):
+        c.add_row(*_cost_cells(row, cost_of(row, r.targets)))
+    console.print(c)
+    d = Table(title="Devices")
+    for h in _DEV_HEAD:
+        d.add_column(h)
+    for dev in r.analysis.devices:
+        d.add_row(*_dev_cells(dev))
+    console.print(d)
+    for n in _notes(r):
+        console.print(f"• {n}", highlight=False)
+
+
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(r: Report) -> str:
+    parts = [f"# kwatt perf-per-watt report\n\n{_header(r)}\n\n## Perf-per-watt and verdicts\n\n"]
+    parts.append(
+        _md_table(_CLASS_HEAD, [_class_cells(row, v, r.targets) for row, v in _class_rows(r)])
+    )
+    parts.append("\n## Energy, money and carbon\n\n")
+    rows = r.analysis.select(Level.SERVICE) + r.analysis.select(Level.FLEET)
+    parts.append(_md_table(_COST_HEAD, [_cost_cells(row, cost_of(row, r.targets)) for row in rows]))
+    parts.append("\n## Nodes\n\n")
+    parts.append(
+        _md_table(
+            (
+                "service",
+                "node",
+                "class",
+                "devices",
+                "work/J",
+                "mean W",
+                "coverage",
+                "skew s",
+                "aligned",
+            ),
+            [
+                [
+                    n.service or "",
+                    n.name,
+                    n.device_class or "mixed",
+                    str(n.devices),
+                    _num(n.work_per_j),
+                    _num(n.mean_power_w),
+                    _pct(n.coverage),
+                    _num(n.skew_s, 2),
+                    "yes" if n.aligned else "no",
+                ]
+                for n in r.analysis.select(Level.NODE)
+            ],
+        )
+    )
+    parts.append("\n## Devices\n\n")
+    parts.append(_md_table(_DEV_HEAD, [_dev_cells(d) for d in r.analysis.devices]))
+    parts.append("\n## Notes\n\n" + "".join(f"- {n}\n" for n in _notes(r)))
+    return "".join(parts)
+
+
+def _f(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
+
+def _row_json(row: PpwRow, targets: Targets) -> dict[str, object]:
+    c = cost_of(row, targets)
+    return {
+        "level": row.level.value,
+        "name": row.name,
+        "service": row.service,
+        "node": row.node,
+        "device_class": row.device_class,
+        "work_unit": row.work_unit.value if row.work_unit else None,
+        "start_s": row.start_s,
+        "end_s": row.end_s,
+        "devices": row.devices,
+        "work": row.work,
+        "throughput_per_s": _f(row.throughput_per_s),
+        "energy_j": row.energy_j,
+        "energy_method": row.energy_method,
+        "coverage": row.coverage,
+        "mean_power_w": _f(row.mean_power_w),
+        "work_per_j": _f(row.work_per_j),
+        "j_per_work": _f(row.j_per_work),
+        "latency_p50_s": row.latency_p50_s,
+        "latency_p99_s": row.latency_p99_s,
+        "skew_s": _f(row.skew_s),
+        "aligned": row.aligned,
+        "note": row.note,
+        "energy_kwh": c.energy_kwh,
+        "cost": c.cost,
+        "currency": c.currency,
+        "co2_kg": c.co2_kg,
+        "per": c.per_label,
+        "kwh_per": _f(c.kwh_per),
+        "cost_per": _f(c.cost_per),
+        "co2_kg_per": _f(c.co2_kg_per),
+    }
+
+
+def _verdict_json(v: Verdict) -> dict[str, object]:
+    return {
+        "service": v.service,
+        "device_class": v.device_class,
+        "phase": v.phase,
+        "workload": v.workload,
+        "workload_assumed": None
+        if v.workload_assumed is None
+        else {"status": v.workload_assumed.status, "source": v.workload_assumed.source},
+        "work_unit": v.work_unit.value,
+        "work_per_j": _f(v.work_per_j),
+        "baseline_kind": v.baseline_kind,
+        "baseline": v.baseline_name,
+        "baseline_work_per_j": _f(v.baseline_work_per_j),
+        "baseline_note": v.baseline_note,
+        "ratio_vs_baseline": _f(v.ratio_vs_baseline),
+        "target_ratio": v.target_ratio,
+        "target_status": v.target.status,
+        "target_source": v.target.source,
+        "stretch": v.stretch,
+        "meets_target": v.meets_target,
+        "margin": _f(v.margin),
+        "margin_pct": _f(v.margin_pct),
+        "latency_p99_s": v.latency_p99_s,
+        "latency_p99_s_max": v.latency_p99_s_max,
+        "latency_ok": v.latency_ok,
+        "tops_per_w": v.tops_per_w,
+        "chip_floor_tflops_per_w": v.chip_floor_tflops_per_w,
+        "meets_chip_floor": v.meets_chip_floor,
+        "energy_method": v.row.energy_method,
+        "coverage": v.row.coverage,
+    }
+
+
+def render_json(r: Report) -> str:
+    a = r.analysis
+    eco = r.targets.economics
+    doc = {
+        "source": r.source,
+        "start_s": a.start_s,
+        "end_s": a.end_s,
+        "chart_window_s": a.window_s,
+        "samples": a.samples,
+        "phase": r.phase,
+        "targets_files": list(r.targets.files),
+        "options": {
+            "gap_factor": a.options.gap_factor,
+            "max_skew_s": a.options.max_skew_s,
+            "min_window_s": a.options.min_window_s,
+        },
+        "economics": {
+            "tariff_per_kwh": eco.tariff_per_kwh.value,
+            "currency": eco.currency,
+            "tariff_status": eco.tariff_per_kwh.provenance.status,
+            "tariff_source": eco.tariff_per_kwh.provenance.source,
+            "grid_kg_co2_per_kwh": eco.grid_kg_co2_per_kwh.value,
+            "grid_status": eco.grid_kg_co2_per_kwh.provenance.status,
+            "grid_source": eco.grid_kg_co2_per_kwh.provenance.source,
+        },
+        "verdicts": [_verdict_json(v) for v in r.all_phase_verdicts],
+        "rows": [_row_json(row, r.targets) for row in a.rows],
+        "devices": [
+            {
+                "site": d.device.site,
+                "node": d.device.node,
+                "device": d.device.device,
+                "device_class": d.device.device_class,
+                "service": d.service,
+                "energy_method": d.method.value,
+                "energy_j": d.energy_j,
+                "covered_s": d.covered_s,
+                "coverage": d.coverage,
+                "mean_power_w": _f(d.mean_power_w),
+                "util_mean_ratio": d.util_mean_ratio,
+                "gaps": d.gaps,
+                "resets": d.resets,
+                "wraps": d.wraps,
+            }
+            for d in a.devices
+        ],
+        "notes": _notes(r),
+    }
+    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
+
+
+def render_html(r: Report) -> str:
+    a = r.analysis
+    body = [f"<p>{htmlr._e(_header(r))}</p>", "<h2>Perf-per-watt and verdicts</h2><table><tr>"]
+    body += [f"<th>{htmlr._e(h)}</th>" for h in _CLASS_HEAD]
+    body.append("</tr>")
+    for row, v in _class_rows(r):
+        cls = (
+            "na" if v is None or v.meets_target is None else ("pass" if v.meets_target else "fail")
+        )
+        cells = _class_cells(row, v, r.targets)
+        body.append(
+            "<tr>"
+            + "".join(
+                f'<td class="{cls}">{htmlr._e(c)}</td>'
+                if h == "verdict"
+                else f"<td>{htmlr._e(c)}</td>"
+                for h, c in zip(_CLASS_HEAD, cells, strict=True)
+            )
+            + "</tr>"
+        )
+    body.append("</table><h2>Charts</h2>")
+    by_key = {(v.service, v.device_class): v for v in r.verdicts}
+    for svc in a.services:
+        series = []
+        for cls in sorted({p.device_class for p in a.timeline if p.service == svc}):
+            pts = [
+                ((p.start_s + p.end_s) / 2, p.work_per_j)
+                for p in a.timeline
+                if p.service == svc and p.device_class == cls
+            ]
+            series.append((cls, pts))
+        hl = []
+        for (vs, vc), v in sorted(by_key.items()):
+            if vs == svc and math.isfinite(v.baseline_work_per_j):
+                hl.append(
+                    (
+                        f"target {vc} ≥{v.target_ratio:g}× {v.baseline_kind.split('_')[0]}",
+                        v.baseline_work_per_j * v.target_ratio,
+                    )
+                )
+                break
+        unit = next(
+            (row.work_unit.value for row in a.select(Level.SERVICE, service=svc) if row.work_unit),
+            "work",
+        )
+        body.append(
+            htmlr.line_chart(
+                f"{svc}: {unit} per joule over time, by device class",
+                series,
+                hl,
+                ylabel=f"{unit}/J",
+            )
+        )
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for cls, u, p in a.power_vs_util:
+        groups.setdefault(cls, []).append((u, p))
+    body.append(
+        htmlr.scatter_chart(
+            "Power against utilisation (per device and window)",
+            sorted(groups.items()),
+            xlabel="utilisation (0-1)",
+            ylabel="W",
+        )
+    )
+    bars = [(row.name, row.energy_j / 3.6e6) for row in a.select(Level.SERVICE)]
+    body.append(htmlr.bar_chart("Energy by service (kWh)", bars, ylabel="kWh"))
+    body.append(
+        "<h2>Energy, money and carbon</h2><table><tr>"
+        + "".join(f"<th>{htmlr._e(h)}</th>" for h in _COST_HEAD)
+        + "</tr>"
+    )
+    for row in a.select(Level.SERVICE) + a.select(Level.FLEET):
+        body.append(
+            "<tr>"
+            + "".join(f"<td>{htmlr._e(c)}</td>" for c in _cost_cells(row, cost_of(row, r.targets)))
+            + "</tr>"
+        )
+    body.append(
+        "</table><h2>Devices</h2><table><tr>"
+        + "".join(f"<th>{htmlr._e(h)}</th>" for h in _DEV_HEAD)
+        + "</tr>"
+    )
+    for d in a.devices:
+        body.append("<tr>" + "".join(f"<td>{htmlr._e(c)}</td>" for c in _dev_cells(d)) + "</tr>")
+    body.append(
+        "</table><h2>Notes</h2><ul>"
+        + "".join(f'<li class="note">{htmlr._e(n)}</li>' for n in _notes(r))
+        + "</ul>"
+    )
+    return htmlr.page("kwatt perf-per-watt report", body)
+
+
+# ------------------------------------------------------------------------------- efficiency
+
+
+def efficiency_lines(r: Report) -> bytes:
+    """The ``efficiency`` measurement (DESIGN §4) for the report's window, as line protocol: per
+    node and per device (where work is counted per device) ``work_per_j`` and, where the row's class
+    has a verdict, ``ratio_vs_baseline``, ``target_ratio``, ``meets_target``; per service
+    ``work_per_j`` (and the verdict when the service has exactly one non-baseline class)."""
+    from agent.lineproto import format_float
+    from agent.model import validate_tag_value
+
+    a = r.analysis
+    window = f"{round(a.end_s - a.start_s)}s"
+    ts = int(a.end_s * 1e9)
+    by_key = {(vd.service, vd.device_class): vd for vd in r.verdicts}
+    per_service: dict[str, list[Verdict]] = {}
+    for vd in r.verdicts:
+        per_service.setdefault(vd.service, []).append(vd)
+    sites = {d.device.node: d.device.site for d in a.devices}
+    default_site = next(iter(sites.values()), "unknown")
+    lines = []
+    for row in a.rows:
+        if row.level not in (Level.DEVICE, Level.NODE, Level.SERVICE) or row.service is None:
+            continue
+        if not math.isfinite(row.work_per_j):
+            continue
+        tags = {
+            "service": row.service,
+            "window": window,
+            "site": sites.get(row.node or "", default_site),
+        }
+        if row.node is not None:
+            tags["node"] = row.node
+        if row.level is Level.DEVICE:
+            tags["device"] = row.name
+        v: Verdict | None = by_key.get((row.service, row.device_class or ""))
+        if row.level is Level.SERVICE and len(per_service.get(row.service, [])) == 1:
+            v = per_service[row.service][0]
+        fields = [f"work_per_j={format_float(row.work_per_j)}"]
+        if v is not None and v.meets_target is not None:
+            fields += [
+                f"ratio_vs_baseline={format_float(v.ratio_vs_baseline)}",
+                f"target_ratio={format_float(v.target_ratio)}",
+                f"meets_target={int(v.meets_target)}i",
+            ]
+        tag_text = ",".join(f"{k}={validate_tag_value(k, val)}" for k, val in sorted(tags.items()))
+        lines.append(f"efficiency,{tag_text} {','.join(fields)} {ts}")
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--influx", metavar="URL", help="InfluxDB base URL (InfluxQL /query)")
+    src.add_argument("--input", metavar="FILE.lp", type=Path, help="a line-protocol file")
+    p.add_argument("--database", default="kwatt", help="InfluxDB database (default kwatt)")
+    p.add_argument(
+        "--since", default="1h", help="start: now, 15m/2h/1d ago, epoch s or ISO 8601 (default 1h)"
+    )
+    p.add_argument("--until", default="now", help="end, same forms (default now)")
+    p.add_argument("--service", help="only this service")
+    p.add_argument("--node", help="only this node")
+    p.add_argument("--targets", type=Path, help="targets YAML merged over the shipped defaults")
+    p.add_argument(
+        "--phase", choices=PHASES, help="phase for the verdict columns (default from targets)"
+    )
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--out", type=Path, help="write here instead of stdout")
+    p.add_argument(
+        "--window", type=float, default=0.0, help="chart window in s (default: about 30 windows)"
+    )
+    p.add_argument(
+        "--min-window",
+        type=float,
+        default=60.0,
+        help="shortest window with a verdict, s (default 60)",
+    )
+    p.add_argument(
+        "--max-skew", type=float, default=0.8, help="largest power/work edge skew, s (default 0.8)"
+    )
+    p.add_argument(
+        "--gap-factor",
+        type=float,
+        default=2.5,
+        help="a gap is longer than this × the median interval (default 2.5)",
+    )
+    p.add_argument(
+        "--counter-wrap",
+        action="append",
+        default=[],
+        metavar="CLASS=J",
+        help="energy-counter range in J for a vendor or vendor/model (repeatable)",
+    )
+    p.add_argument(
+        "--chunk", type=float, default=3600.0, help="InfluxDB fetch slice in s (default 3600)"
+    )
+    p.add_argument(
+        "--write-efficiency",
+        action="store_true",
+        help="write the efficiency measurement to --influx",
+    )
+
+
+def _wraps(items: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name or out.get(name, 0) <= 0:
+            raise ValueError(
+                f"--counter-wrap {item!r}: expected VENDOR[/MODEL]=JOULES with JOULES > 0"
+            )
+    return out
+
+
+def _load(args: argparse.Namespace, since_ns: int, until_ns: int) -> SeriesSet:
+    if args.input is not None:
+        ss = load_lp_file(args.input)
+        return ss
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("loading {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} slices, {task.fields[points]} values"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{args.influx}/{args.database}", total=None, points=0)
+
+        def tick(done: int, total: int, points: int) -> None:
+            progress.update(task, completed=done, total=total, points=points)
+
+        return load_influx(
+            args.influx,
+            args.database,
+            since_ns=since_ns,
+            until_ns=until_ns,
+            chunk_s=args.chunk,
+            progress=tick,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``kwatt report``; returns the exit status (2 for bad input, 1 for an empty result)."""
+    try:
+        targets = load_targets(args.targets)
+        now_ns = time.time_ns()
+        since_ns = parse_time(args.since, now_ns=now_ns)
+        until_ns = parse_time(args.until, now_ns=now_ns)
+        if args.input is not None and args.since == "1h" and args.until == "now":
+            since_ns, until_ns = 0, 2**63 - 1  # a file: its whole span unless told otherwise
+        opts = Options(
+            gap_factor=args.gap_factor,
+            max_skew_s=args.max_skew,
+            min_window_s=args.min_window,
+            window_s=args.window,
+            counter_wrap_j=_wraps(args.counter_wrap),
+        )
+        if args.write_efficiency and not args.influx:
+            raise ValueError("--write-efficiency needs --influx")
+        ss = _load(args, since_ns, until_ns)
+    except (LoadError, TargetsError, ValueError) as e:
+        print(f"kwatt report: {e}", file=sys.stderr)
+        return 2
+    ss = ss.filter(service=args.service, node=args.node)
+    if not ss.series:
+        print(f"kwatt report: no accel/serving data in {ss.source} for that range", file=sys.stderr)
+        return 1
+    report = build_report(
+        ss, since_ns / 1e9, until_ns / 1e9, targets, options=opts, phase=args.phase
+    )
+    if args.format == "table":
+        if args.out:
+            with args.out.open("w", encoding="utf-8") as fh:
+                render_table(report, fh)
+        else:
+            render_table(report)
+    else:
+        text = {"md": render_markdown, "html": render_html, "json": render_json}[args.format](
+            report
+        )
+        if args.out:
+            args.out.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    if args.write_efficiency:
+        from agent.config import InfluxConfig
+        from agent.influx import InfluxError, V1Writer
+
+        body = efficiency_lines(report)
+        if body:
+            w = V1Writer(InfluxConfig(url=args.influx, database=args.database))
+            try:
+                w.write(body)
+            except InfluxError as e:
+                print(f"kwatt report: writing efficiency to {args.influx}: {e}", file=sys.stderr)
+                return 3
+            finally:
+                w.close()
+            n_points = body.count(b"\n")
+            print(f"wrote {n_points} efficiency points", file=sys.stderr)
+    return 0

@@ -1,0 +1,471 @@
+"""The emulated NVIDIA surfaces: nvidia-smi output (golden files), the pynvml module, faults, stuck sensors.
+
+Golden files under tests/fixtures/nvidia/ are the emulator's output for the states of
+tests/nvidia_states.py (hand-checked against reference/device-interfaces.md §4.2 and public captures of
+the real tool; named ``-synthetic``: none was captured from a GPU). Regenerate them after a deliberate
+format change with ``KWATT_UPDATE_GOLDENS=1 .venv/bin/python -m pytest tests/test_nvidia_emulator.py``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nvidia_states import (
+    FIXTURES,
+    GOLDEN_DEVICES,
+    GOLDEN_NOW,
+    H100,
+    P100,
+    T4,
+    make_node,
+    snapshot,
+    step,
+)
+
+import emulators.pynvml_emu as nv
+from emulators import surfaces
+from emulators.nvidia import (
+    DEFAULT_DRIVER,
+    MODELS,
+    GpuView,
+    NvidiaSurface,
+    cuda_version,
+    gpu_view,
+    load_view,
+    nvml_bus_id,
+)
+from emulators.state import DeviceState, ToolFaults
+from emulators.tools.nvidia_smi import QueryError, render, render_query_csv, render_xml
+
+UPDATE = os.environ.get("KWATT_UPDATE_GOLDENS") == "1"
+
+OLD_BOARDS = (dataclasses.replace(T4, index=0), dataclasses.replace(P100, index=1))
+
+# (fixture file, driver, nvidia-smi arguments); the 470 branch predates Hopper: T4 and P100 only
+GOLDENS: list[tuple[str, str, list[str]]] = [
+    (
+        "query-gpu-575.51.02-synthetic.csv",
+        "575.51.02",
+        [
+            "--query-gpu=timestamp,index,name,uuid,serial,pci.bus_id,driver_version,pstate,"
+            "power.draw,power.draw.instant,enforced.power.limit,temperature.gpu,"
+            "temperature.memory,utilization.gpu,utilization.memory,clocks.sm,clocks.mem,"
+            "memory.used,memory.total,fan.speed,clocks_event_reasons.active",
+            "--format=csv",
+        ],
+    ),
+    (
+        "query-gpu-535.129.03-nounits-synthetic.csv",
+        "535.129.03",
+        [
+            "--query-gpu=index,uuid,power.draw.instant,temperature.gpu,utilization.gpu,"
+            "memory.used,memory.total,clocks.current.sm,clocks_event_reasons.active",
+            "--format=csv,nounits",
+        ],
+    ),
+    (
+        "query-gpu-470.182.03-synthetic.csv",
+        "470.182.03",
+        [
+            "--query-gpu=index,uuid,serial,pci.bus_id,name,driver_version,power.draw,"
+            "enforced.power.limit,temperature.gpu,utilization.gpu,clocks.sm,memory.used,"
+            "memory.total,clocks_throttle_reasons.active",
+            "--format=csv",
+        ],
+    ),
+    ("q-x-575.51.02-synthetic.xml", "575.51.02", ["-q", "-x"]),
+    ("q-x-535.129.03-synthetic.xml", "535.129.03", ["-q", "-x"]),
+    ("q-x-470.182.03-synthetic.xml", "470.182.03", ["--query", "--xml-format"]),
+]
+
+
+def view_of(
+    driver: str = DEFAULT_DRIVER, devices: tuple[DeviceState, ...] = GOLDEN_DEVICES
+) -> GpuView:
+    return gpu_view(snapshot(devices), driver)
+
+
+@pytest.mark.parametrize(("name", "driver", "args"), GOLDENS, ids=[g[0] for g in GOLDENS])
+def test_golden_output(name: str, driver: str, args: list[str]) -> None:
+    devices = OLD_BOARDS if driver.startswith("470.") else GOLDEN_DEVICES
+    out = render(args, view_of(driver, devices), GOLDEN_NOW)
+    path = FIXTURES / name
+    if UPDATE:
+        path.write_text(out, encoding="utf-8")
+    assert out == path.read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- CSV details
+
+
+def csv_lines(args: list[str], driver: str = DEFAULT_DRIVER) -> list[str]:
+    return render(args, view_of(driver), GOLDEN_NOW).splitlines()
+
+
+def test_csv_header_units_and_cells() -> None:
+    lines = csv_lines(
+        ["--query-gpu=power.draw,utilization.gpu,memory.used,temperature.gpu,name", "--format=csv"]
+    )
+    # §4.2: units in the header, none for temperature.gpu; ", " between cells
+    assert (
+        lines[0] == "power.draw [W], utilization.gpu [%], memory.used [MiB], temperature.gpu, name"
+    )
+    assert lines[1] == "512.35 W, 73 %, 40960 MiB, 61, NVIDIA H100 80GB HBM3"
+    assert lines[2] == "27.82 W, 0 %, 0 MiB, 38, Tesla T4"
+    assert len(lines) == 4
+
+
+def test_csv_noheader_nounits() -> None:
+    lines = csv_lines(["--query-gpu=power.draw,memory.used", "--format=csv,noheader,nounits"])
+    assert lines == ["512.35, 40960", "27.82, 0", "231.05, 15360"]
+
+
+def test_csv_not_available_and_not_supported_cells() -> None:
+    lines = csv_lines(
+        ["--query-gpu=fan.speed,power.draw.instant,temperature.memory", "--format=csv,nounits"]
+    )
+    assert lines[0] == "fan.speed, power.draw.instant, temperature.memory"
+    assert lines[1] == "[N/A], 512.35, [N/A]"
+    assert lines[3] == "[N/A], [Not Supported], [N/A]"  # Pascal: no instant reading
+
+
+def test_csv_aliases_echo_the_asked_name() -> None:
+    lines = csv_lines(["--query-gpu=clocks.sm,clocks.current.sm,gpu_uuid", "--format=csv"])
+    assert lines[0] == "clocks.sm [MHz], clocks.current.sm [MHz], gpu_uuid"
+    assert lines[1] == f"1755 MHz, 1755 MHz, {H100.uuid}"
+
+
+def test_csv_throttle_reasons() -> None:
+    lines = csv_lines(
+        [
+            "--query-gpu=clocks_throttle_reasons.active,clocks_event_reasons.sw_power_cap,"
+            "clocks_event_reasons.sw_thermal_slowdown,clocks_event_reasons.gpu_idle",
+            "--format=csv,noheader",
+        ]
+    )
+    assert lines == [
+        "0x0000000000000004, Active, Not Active, Not Active",  # power capped
+        "0x0000000000000001, Not Active, Not Active, Active",  # idle
+        "0x0000000000000020, Not Active, Active, Not Active",  # thermal
+    ]
+
+
+def test_csv_fields_unknown_to_the_driver_are_refused() -> None:
+    with pytest.raises(QueryError, match=r'Field "power.draw.instant" is not a valid field') as e:
+        render_query_csv(view_of("470.182.03"), ["power.draw.instant"], ["csv"], GOLDEN_NOW)
+    assert e.value.status == 2
+    with pytest.raises(QueryError, match=r'Field "clocks_event_reasons.active"'):
+        render_query_csv(
+            view_of("470.182.03"), ["clocks_event_reasons.active"], ["csv"], GOLDEN_NOW
+        )
+    with pytest.raises(QueryError, match=r'Field "no.such.field"'):
+        render_query_csv(view_of(), ["no.such.field"], ["csv"], GOLDEN_NOW)
+    with pytest.raises(QueryError, match="not a valid format"):
+        render_query_csv(view_of(), ["index"], ["json"], GOLDEN_NOW)
+
+
+def test_select_by_id() -> None:
+    args = ["--query-gpu=index,uuid", "--format=csv,noheader"]
+    assert csv_lines([*args, "-i", "1"]) == [f"1, {T4.uuid}"]
+    assert csv_lines([*args, "-i", P100.uuid]) == [f"2, {P100.uuid}"]
+    assert csv_lines([*args, "--id=00000000:1B:00.0"]) == [f"0, {H100.uuid}"]
+    with pytest.raises(QueryError, match="No devices were found"):
+        csv_lines([*args, "-i", "7"])
+
+
+# ----------------------------------------------------------------------------- XML details
+
+
+@pytest.mark.parametrize(
+    ("driver", "dtd", "power", "reasons"),
+    [
+        ("575.51.02", "v12", "gpu_power_readings/instant_power_draw", "clocks_event_reasons"),
+        ("550.54.15", "v12", "gpu_power_readings/average_power_draw", "clocks_event_reasons"),
+        ("535.129.03", "v12", "gpu_power_readings/power_draw", "clocks_event_reasons"),
+        ("470.182.03", "v11", "power_readings/power_draw", "clocks_throttle_reasons"),
+    ],
+)
+def test_xml_dialects(driver: str, dtd: str, power: str, reasons: str) -> None:
+    text = render_xml(view_of(driver), GOLDEN_NOW)
+    assert text.splitlines()[:2] == [
+        '<?xml version="1.0" ?>',
+        f'<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_{dtd}.dtd">',
+    ]
+    root = ET.fromstring(text)
+    assert root.findtext("driver_version") == driver
+    assert root.findtext("cuda_version") == cuda_version(driver)
+    assert root.findtext("attached_gpus") == "3"
+    gpus = root.findall("gpu")
+    assert [g.get("id") for g in gpus] == [
+        "00000000:1B:00.0",
+        "00000000:AF:00.0",
+        "00000000:D8:00.0",
+    ]
+    assert gpus[0].findtext(power) == "512.35 W"
+    assert gpus[0].findtext(f"{reasons}/{reasons[:-1]}_sw_power_cap") == "Active"
+    assert gpus[2].findtext(f"{reasons}/{reasons[:-1]}_sw_thermal_slowdown") == "Active"
+    assert gpus[1].findtext("temperature/gpu_temp") == "38 C"
+    assert gpus[0].findtext("fb_memory_usage/used") == "40960 MiB"
+    assert gpus[0].findtext("utilization/gpu_util") == "73 %"
+    assert gpus[0].findtext("clocks/sm_clock") == "1755 MHz"
+    assert gpus[0].findtext("temperature/memory_temp") == "N/A"
+
+
+def test_xml_escapes_text() -> None:
+    odd = dataclasses.replace(H100, serial="A<B&C")
+    root = ET.fromstring(render_xml(view_of(devices=(odd,)), GOLDEN_NOW))
+    assert root.findtext("gpu/serial") == "A<B&C"
+
+
+# ----------------------------------------------------------------------------- the executable
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[Path, NvidiaSurface]]:
+    root = tmp_path / "node"
+    yield root, make_node(root, (H100, T4))
+
+
+def run_tool(root: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(root / "bin" / "nvidia-smi"), *args], capture_output=True, timeout=timeout
+    )
+
+
+def test_installed_script_runs_the_module(node: tuple[Path, NvidiaSurface]) -> None:
+    root, _ = node
+    script = (root / "bin" / "nvidia-smi").read_text()
+    assert script.startswith(f"#!{sys.executable}\n")
+    assert os.access(root / "bin" / "nvidia-smi", os.X_OK)
+    p = run_tool(root, "--query-gpu=index,uuid,power.draw", "--format=csv,noheader")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode() == f"0, {H100.uuid}, 512.35 W\n1, {T4.uuid}, 27.82 W\n"
+    assert run_tool(root, "-L").stdout.decode() == (
+        f"GPU 0: NVIDIA H100 80GB HBM3 (UUID: {H100.uuid})\nGPU 1: Tesla T4 (UUID: {T4.uuid})\n"
+    )
+    bad = run_tool(root, "--query-gpu=bogus", "--format=csv")
+    assert bad.returncode == 2
+    assert bad.stdout.decode().startswith('Field "bogus" is not a valid field to query.')
+
+
+def test_no_node_means_no_driver(tmp_path: Path) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "emulators.tools.nvidia_smi", "--root", str(tmp_path), "-L"],
+        capture_output=True,
+    )
+    assert p.returncode == 9
+    assert b"couldn't communicate with the NVIDIA driver" in p.stderr
+
+
+def test_tool_faults_are_visible(node: tuple[Path, NvidiaSurface]) -> None:
+    root, surface = node
+    args = ("--query-gpu=index,uuid", "--format=csv")
+    clean = run_tool(root, *args).stdout
+
+    step(root, surface, (H100, T4), (("nvidia-smi", ToolFaults(garbage=True)),))
+    garbage = run_tool(root, *args)
+    assert garbage.returncode == 0 and garbage.stdout != clean and len(garbage.stdout) >= 64
+
+    step(root, surface, (H100, T4), (("nvidia-smi", ToolFaults(truncate=True)),))
+    assert run_tool(root, *args).stdout == clean[: len(clean) // 2]
+
+    step(root, surface, (H100, T4), (("nvidia-smi", ToolFaults(exit_code=12)),))
+    failed = run_tool(root, *args)
+    assert failed.returncode == 12 and failed.stdout == clean
+
+    step(root, surface, (H100, T4), (("nvidia-smi", ToolFaults(hang_s=30.0)),))
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_tool(root, *args, timeout=1.0)
+
+    step(root, surface, (H100, T4), (("rbln-smi", ToolFaults(exit_code=1)),))  # another tool's
+    assert run_tool(root, *args).stdout == clean
+
+
+def test_vanished_and_reenumerated_devices(node: tuple[Path, NvidiaSurface]) -> None:
+    root, surface = node
+    args = ("--query-gpu=index,uuid", "--format=csv,noheader")
+    step(root, surface, (H100, dataclasses.replace(T4, present=False)))
+    assert run_tool(root, *args).stdout.decode() == f"0, {H100.uuid}\n"
+    step(root, surface, (dataclasses.replace(H100, index=1), dataclasses.replace(T4, index=0)))
+    assert run_tool(root, *args).stdout.decode() == f"0, {T4.uuid}\n1, {H100.uuid}\n"
+
+
+def test_stuck_sensor_repeats_what_it_showed(node: tuple[Path, NvidiaSurface]) -> None:
+    root, surface = node
+    hotter = dataclasses.replace(H100, power_w=650.0, temp_c=80.0, energy_j=H100.energy_j + 650)
+    step(root, surface, (dataclasses.replace(hotter, stuck=True), T4))
+    shown = load_view(root).gpus[0]
+    assert (shown.power_w, shown.temp_c, shown.energy_j) == (
+        H100.power_w,
+        H100.temp_c,
+        H100.energy_j,
+    )
+    step(root, surface, (hotter, T4))  # unstuck: live values again
+    assert load_view(root).gpus[0].power_w == 650.0
+
+
+def test_surface_is_registered() -> None:
+    factories = surfaces.load_builtin()
+    assert factories["nvidia"] is NvidiaSurface
+
+
+# ----------------------------------------------------------------------------- pynvml module
+
+
+@pytest.fixture
+def nvml(node: tuple[Path, NvidiaSurface], monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    root, _ = node
+    monkeypatch.setenv(nv.ROOT_ENV, str(root))
+    nv.nvmlInit()
+    yield root
+    nv.nvmlShutdown()
+
+
+def test_nvml_units_and_identity(nvml: Path) -> None:
+    assert nv.nvmlDeviceGetCount() == 2
+    assert nv.nvmlSystemGetDriverVersion() == DEFAULT_DRIVER
+    h = nv.nvmlDeviceGetHandleByIndex(0)
+    assert nv.nvmlDeviceGetUUID(h) == H100.uuid
+    assert nv.nvmlDeviceGetSerial(h) == H100.serial
+    assert nv.nvmlDeviceGetName(h) == "NVIDIA H100 80GB HBM3"
+    assert nv.nvmlDeviceGetPciInfo(h).busId == b"00000000:1B:00.0"
+    assert nv.nvmlDeviceGetPowerUsage(h) == 512347  # mW
+    assert nv.nvmlDeviceGetTotalEnergyConsumption(h) == 48213987  # mJ (floor)
+    assert nv.nvmlDeviceGetEnforcedPowerLimit(h) == 700000  # mW
+    assert nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU) == 61
+    assert nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM) == 1755
+    assert nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM) == MODELS["h100"].mem_clock_mhz
+    mem = nv.nvmlDeviceGetMemoryInfo(h)
+    assert (mem.used, mem.total, mem.free) == (
+        H100.mem_used_bytes,
+        H100.mem_total_bytes,
+        H100.mem_total_bytes - H100.mem_used_bytes,
+    )
+    assert nv.nvmlDeviceGetUtilizationRates(h).gpu == 73
+    assert nv.nvmlDeviceGetCurrentClocksEventReasons(h) == nv.nvmlClocksEventReasonSwPowerCap
+    assert nv.nvmlDeviceGetCurrentClocksThrottleReasons(h) == nv.nvmlClocksThrottleReasonSwPowerCap
+    assert nv.nvmlDeviceGetArchitecture(h) == nv.NVML_DEVICE_ARCH_HOPPER
+
+
+def test_nvml_energy_counter_is_volta_and_later(nvml: Path) -> None:
+    t4 = nv.nvmlDeviceGetHandleByIndex(1)
+    assert nv.nvmlDeviceGetArchitecture(t4) == nv.NVML_DEVICE_ARCH_TURING
+    assert nv.nvmlDeviceGetTotalEnergyConsumption(t4) == 3337920  # Turing is after Volta: has it
+    root = nvml
+    surface = make_node(root, (H100, T4, P100))
+    del surface
+    p100 = nv.nvmlDeviceGetHandleByIndex(2)
+    with pytest.raises(nv.NVMLError_NotSupported) as e:
+        nv.nvmlDeviceGetTotalEnergyConsumption(p100)
+    assert e.value.value == nv.NVML_ERROR_NOT_SUPPORTED
+    assert str(e.value) == "Not Supported"
+    assert nv.nvmlDeviceGetPowerUsage(p100) == 231050
+
+
+def test_nvml_errors_are_the_bindings() -> None:
+    err = nv.NVMLError(nv.NVML_ERROR_GPU_IS_LOST)
+    assert type(err) is nv.NVMLError_GpuIsLost
+    assert isinstance(err, nv.NVMLError) and err.value == 15 and str(err) == "GPU is lost"
+    assert nv.NVMLError_NotSupported().value == nv.NVML_ERROR_NOT_SUPPORTED
+    odd = nv.NVMLError(4242)
+    assert type(odd) is nv.NVMLError and odd.value == 4242
+    with pytest.raises(nv.NVMLError_Uninitialized):
+        nv.nvmlDeviceGetCount()
+
+
+def test_nvml_init_without_a_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(nv.ROOT_ENV, raising=False)
+    with pytest.raises(nv.NVMLError_LibraryNotFound):
+        nv.nvmlInit()
+    monkeypatch.setenv(nv.ROOT_ENV, str(tmp_path))
+    with pytest.raises(nv.NVMLError_DriverNotLoaded):
+        nv.nvmlInit()
+
+
+def test_nvml_handle_survives_reenumeration_and_loses_its_gpu(nvml: Path) -> None:
+    root = nvml
+    surface = make_node(root, (H100, T4))
+    t4 = nv.nvmlDeviceGetHandleByIndex(1)
+    step(root, surface, (dataclasses.replace(H100, index=1), dataclasses.replace(T4, index=0)))
+    assert nv.nvmlDeviceGetUUID(t4) == T4.uuid  # the handle follows its GPU
+    assert nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(0)) == T4.uuid
+    step(root, surface, (H100, dataclasses.replace(T4, present=False)))
+    assert nv.nvmlDeviceGetCount() == 1
+    with pytest.raises(nv.NVMLError_GpuIsLost):
+        nv.nvmlDeviceGetPowerUsage(t4)
+    with pytest.raises(nv.NVMLError_InvalidArgument):
+        nv.nvmlDeviceGetHandleByIndex(1)
+
+
+def test_nvml_faults(nvml: Path) -> None:
+    root = nvml
+    surface = make_node(root, (H100, T4))
+    h = nv.nvmlDeviceGetHandleByIndex(0)
+    step(root, surface, (H100, T4), (("nvml", ToolFaults(exit_code=nv.NVML_ERROR_UNKNOWN)),))
+    with pytest.raises(nv.NVMLError_Unknown):
+        nv.nvmlDeviceGetPowerUsage(h)
+    step(root, surface, (H100, T4), (("nvml", ToolFaults(hang_s=0.3)),))
+    t0 = time.monotonic()
+    assert nv.nvmlDeviceGetPowerUsage(h) == 512347
+    assert time.monotonic() - t0 >= 0.3
+    step(root, surface, (H100, T4))
+    assert nv.nvmlDeviceGetPowerUsage(h) == 512347
+
+
+def test_bus_id_format() -> None:
+    assert nvml_bus_id("0000:6d:00.0") == "00000000:6D:00.0"
+    assert nvml_bus_id("0001:af:1f.7") == "00000001:AF:1F.7"
+
+
+def test_board_table_agrees_with_the_catalogue() -> None:
+    from emulators.catalogue import load_catalogue
+
+    nvidia = {k: s for k, s in load_catalogue().items() if s.vendor == "nvidia"}
+    assert nvidia, "the catalogue has NVIDIA models"
+    for key, spec in nvidia.items():
+        board = MODELS[key]  # every catalogue GPU has its surface facts
+        assert board.product_name == spec.name
+        assert board.default_power_limit_w == spec.tdp_w.value
+        assert board.max_graphics_mhz == spec.clock_max_mhz.value
+        assert board.energy_counter  # all catalogue GPUs are Volta or later (§4.1)
+
+
+def test_uuid_is_printed_the_nvidia_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bare = dataclasses.replace(H100, uuid="9c5220f9-381e-425c-b69d-8f0492fc2675")
+    lines = render(
+        ["--query-gpu=uuid", "--format=csv,noheader"], view_of(devices=(bare,)), GOLDEN_NOW
+    )
+    assert lines == "GPU-9c5220f9-381e-425c-b69d-8f0492fc2675\n"
+    root = tmp_path / "node"
+    make_node(root, (bare,))
+    monkeypatch.setenv(nv.ROOT_ENV, str(root))
+    nv.nvmlInit()
+    try:
+        h = nv.nvmlDeviceGetHandleByUUID("GPU-9c5220f9-381e-425c-b69d-8f0492fc2675")
+        assert nv.nvmlDeviceGetUUID(h) == "GPU-9c5220f9-381e-425c-b69d-8f0492fc2675"
+        assert nv.nvmlDeviceGetPowerUsage(h) == 512347
+    finally:
+        nv.nvmlShutdown()
+
+
+def test_module_agrees_with_the_real_binding() -> None:
+    """Where nvidia-ml-py is installed (extra ``nvidia``): same codes, constants and functions."""
+    real = pytest.importorskip("pynvml")
+    for name in dir(nv):
+        if name.startswith(("NVML_ERROR_", "NVML_CLOCK_", "NVML_TEMPERATURE_", "nvmlClocks")) or (
+            name.startswith("NVML_DEVICE_ARCH_")
+        ):
+            assert getattr(real, name) == getattr(nv, name), name
+        if name.startswith("nvml") and callable(getattr(nv, name)):
+            assert callable(getattr(real, name, None)), f"pynvml has no {name}"
+        if name.startswith("NVMLError_"):
+            assert getattr(real, name)().value == getattr(nv, name)().value, name
