@@ -283,6 +283,16 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     the collectors this agent has and whose options validate."""
     from emulators.node import main as emulate_main
 
+    if not args.emulator_args or args.emulator_args[0] in ("-h", "--help"):
+        print(
+            "usage: kwatt emulate {node,fleet,fault} ...\n\n"
+            "Emulated nodes exposing the real driver surfaces (docs/emulators.md).\n\n"
+            "  node   run one emulated node and print the agent config that reads it\n"
+            "  fleet  run many emulated nodes in one process\n"
+            "  fault  inject a fault into a running node\n\n"
+            "options:\n  -h, --help  show this help; `kwatt emulate node --help` for each command"
+        )
+        return 0 if args.emulator_args else 2
     return emulate_main(args.emulator_args, config_check=_emulator_collector_check)
 
 
@@ -392,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulate"]:
+        # everything after `emulate` belongs to the emulator's own parser (--help included),
+        # which argparse's REMAINDER cannot pass on when it starts with an option
+        return cmd_emulate(argparse.Namespace(emulator_args=argv[1:]))
     args = build_parser().parse_args(argv)
     from agent.config import ConfigError
 

@@ -469,7 +469,8 @@ def load_agent_config(path: str | os.PathLike[str]) -> AgentConfig:
     """Load and validate an agent config file."""
     p = Path(path)
     cfg = agent_config_from(_read_yaml(p), where=str(p))
-    _warn_if_secret_readable(p, cfg.mqtt.password_file)
+    for secret in _secret_files(cfg.mqtt):
+        _warn_if_secret_readable(p, secret)
     return cfg
 
 
@@ -477,9 +478,14 @@ def load_ingest_config(path: str | os.PathLike[str]) -> IngestConfig:
     """Load and validate an ingest config file."""
     p = Path(path)
     cfg = from_mapping(IngestConfig, _read_yaml(p), where=f"{p}:")
-    for secret in (cfg.mqtt.password_file, cfg.influx.password_file, cfg.influx.token_file):
+    for secret in (*_secret_files(cfg.mqtt), cfg.influx.password_file, cfg.influx.token_file):
         _warn_if_secret_readable(p, secret)
     return cfg
+
+
+def _secret_files(mqtt: MqttConfig) -> tuple[str | None, ...]:
+    """Files of an MQTT section that hold a secret: the password and the TLS private key."""
+    return (mqtt.password_file, mqtt.tls.key_file if mqtt.tls else None)
 
 
 def _warn_if_secret_readable(config: Path, secret: str | None) -> None:

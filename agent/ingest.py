@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +32,9 @@ import aiomqtt
 from agent import lineproto, topics
 from agent.config import IngestConfig
 from agent.influx import InfluxRejected, InfluxUnavailable, Writer, make_writer
+from agent.model import Measurement, Sample
 from agent.mqtt import Backoff, make_client
+from agent.seqtrack import SeqTracker
 
 __all__ = ["DeadLetters", "Ingest", "IngestStats"]
 
@@ -52,6 +56,8 @@ class IngestStats:
     writes: int = 0
     write_retries: int = 0
     batches_rejected: int = 0
+    seq_missing: int = 0
+    seq_duplicates: int = 0
 
 
 class DeadLetters:
@@ -87,6 +93,7 @@ class _Pending:
     mids: list[tuple[int, int]]  # (mid, qos) of each message; qos 0 needs no ack
     points: int
     first_at: float
+    seqs: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
 
 
 class Ingest:
@@ -100,6 +107,9 @@ class Ingest:
         self._pending = _Pending([], [], 0, 0.0)
         self._ready = asyncio.Event()
         self._connected = asyncio.Event()
+        self.seqs = SeqTracker()
+        # the worker's name as a tag value: its client id with anything a tag may not hold replaced
+        self.worker = re.sub(r"[^A-Za-z0-9._:-]", "_", config.client_id())[:256]
 
     @property
     def connected(self) -> asyncio.Event:
@@ -225,6 +235,13 @@ class Ingest:
                     f"node={name.node}"
                 )
                 continue
+            if point.measurement == Measurement.INGEST:
+                bad[lineno] = "measurement 'ingest' is written by the ingest, not by agents"
+                continue
+            if point.measurement == Measurement.AGENT and "collector" not in tags:
+                seq = dict(point.fields).get("seq")
+                if isinstance(seq, int):
+                    self._pending.seqs.append((name.site, name.node, seq))
             self._pending.lines.append(raw)
             kept += 1
         self._pending.points += kept
@@ -246,7 +263,7 @@ class Ingest:
         if not p.mids:
             return
         if p.lines:
-            body = b"\n".join(p.lines) + b"\n"
+            body = b"\n".join(p.lines) + b"\n" + self._seq_lines(p.seqs)
             retry = Backoff(self.config.retry_min_s, self.config.retry_max_s)
             while True:
                 try:
@@ -272,6 +289,25 @@ class Ingest:
             if qos > 0:
                 client._client.ack(mid, qos)
         self._pending = _Pending([], [], 0, 0.0)
+
+    def _seq_lines(self, seqs: list[tuple[str, str, int]]) -> bytes:
+        """Account the batch seqs of this write; one ``ingest`` point per node they came from."""
+        for site, node, seq in seqs:
+            self.seqs.observe(site, node, seq)
+        self.stats.seq_missing, self.stats.seq_duplicates = self.seqs.totals()
+        now = time.time_ns()
+        out = []
+        for site, node, c in self.seqs.take_changed():
+            sample = Sample.ingest(
+                now,
+                worker=self.worker,
+                seq_last=c.seq_last,
+                seq_missing=c.seq_missing,
+                seq_duplicates_total=c.seq_duplicates_total,
+                seq_resets_total=c.seq_resets_total,
+            )
+            out.append(lineproto.encode([sample], site=site, node=node))
+        return b"".join(out)
 
     def stats_dict(self) -> dict[str, int]:
         return asdict(self.stats)

@@ -36,6 +36,7 @@ class Measurement(enum.StrEnum):
     HOST = "host"
     SERVING = "serving"
     AGENT = "agent"
+    INGEST = "ingest"
     EFFICIENCY = "efficiency"
 
 
@@ -96,6 +97,12 @@ FIELDS: Mapping[str, FieldSpec] = {
         FieldSpec("collect_errors_total", "1", _C, _I, "failed polls of the collector"),
         FieldSpec("spool_bytes", "B", _G, _I, "bytes waiting in the agent's outbound spool"),
         FieldSpec("dropped_total", "1", _C, _I, "points the agent had to drop"),
+        FieldSpec("seq_last", "1", _G, _I, "highest batch seq the ingest worker saw from the node"),
+        FieldSpec(
+            "seq_missing", "1", _G, _I, "batch seqs of the node this worker has not seen (gaps)"
+        ),
+        FieldSpec("seq_duplicates_total", "1", _C, _I, "batches of the node this worker saw again"),
+        FieldSpec("seq_resets_total", "1", _C, _I, "times the node's seq restarted at 1"),
         FieldSpec("work_per_j", "1/J", _G, _F, "units of work per joule"),
         FieldSpec("ratio_vs_baseline", "1", _G, _F, "work_per_j divided by the baseline's"),
         FieldSpec("target_ratio", "1", _G, _F, "the target's minimum ratio"),
@@ -163,6 +170,11 @@ MEASUREMENTS: Mapping[Measurement, MeasurementSpec] = {
                 "dropped_total",
             }
         ),
+    ),
+    Measurement.INGEST: MeasurementSpec(
+        frozenset({"site", "node", "worker"}),
+        frozenset(),
+        frozenset({"seq_last", "seq_missing", "seq_duplicates_total", "seq_resets_total"}),
     ),
     Measurement.EFFICIENCY: MeasurementSpec(
         frozenset({"site", "service", "window"}),
@@ -303,6 +315,11 @@ class Sample:
         cls, ts_ns: int, *, collector: str | None = None, **fields: FieldValue | None
     ) -> Sample:
         return cls.build(Measurement.AGENT, ts_ns, {"collector": collector}, fields)
+
+    @classmethod
+    def ingest(cls, ts_ns: int, *, worker: str, **fields: FieldValue | None) -> Sample:
+        """An ingest worker's per-node seq figures (site/node: the node they are about)."""
+        return cls.build(Measurement.INGEST, ts_ns, {"worker": worker}, fields)
 
 
 def coerce_field(name: str, value: FieldValue) -> FieldValue:

@@ -19,9 +19,19 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import MqttConfig
+from agent.config import ConfigError, MqttConfig
 
-__all__ = ["NO_MATCHING_SUBSCRIBERS", "Backoff", "Client", "make_client", "tls_context"]
+__all__ = [
+    "NO_MATCHING_SUBSCRIBERS",
+    "Backoff",
+    "Client",
+    "cert_common_name",
+    "check_node_identity",
+    "make_client",
+    "tls_context",
+]
+
+log = logging.getLogger("kwatt.mqtt")
 
 #: MQTT 5 PUBACK reason code 0x10: the broker accepted the message but no subscription matched it,
 #: so nobody will ever receive it (MQTT 5.0 §3.4.2.1). Mosquitto 2.0 sends it.
@@ -44,6 +54,47 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
     if tls and tls.insecure_skip_hostname:
         ctx.check_hostname = False
     return ctx
+
+
+def cert_common_name(path: str) -> str:
+    """The subject commonName of the PEM certificate in ``path``.
+
+    Uses CPython's ``ssl._ssl._test_decode_cert`` (the decoder behind ``SSLSocket.getpeercert``;
+    present since Python 2.7/3.2, used by CPython's own test suite) so no extra dependency is needed.
+    """
+    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # type: ignore[attr-defined]
+    if decode is None:
+        raise ConfigError(f"{path}: this Python cannot decode certificates (no _test_decode_cert)")
+    try:
+        info = decode(path)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"mqtt.tls.cert_file: cannot read certificate {path}: {e}") from None
+    for rdn in info.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    raise ConfigError(f"mqtt.tls.cert_file: certificate {path} has no subject CN")
+
+
+def check_node_identity(cfg: MqttConfig, node: str) -> None:
+    """With a client certificate, its CN is the node's identity at the broker
+    (``use_identity_as_username``, mosquitto.conf(5)) and the ACL lets it write only
+    ``kwatt/v1/+/<CN>/...``: refuse to start when the configured ``node`` differs, since every batch
+    would be dropped by the broker. A username that differs from ``node`` gets a warning."""
+    if cfg.tls is not None and cfg.tls.cert_file:
+        cn = cert_common_name(cfg.tls.cert_file)
+        if cn != node:
+            raise ConfigError(
+                f"mqtt.tls.cert_file: certificate {cfg.tls.cert_file} is for CN={cn!r} but this "
+                f"agent's node is {node!r}; the broker would refuse its topics"
+            )
+    elif cfg.username is not None and cfg.username != node:
+        log.warning(
+            "mqtt.username %r differs from node %r: with the per-node ACL "
+            "(deploy/mosquitto/acl) the broker drops this agent's messages",
+            cfg.username,
+            node,
+        )
 
 
 class Client(aiomqtt.Client):

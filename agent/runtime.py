@@ -42,7 +42,13 @@ from agent import __version__, lineproto, topics
 from agent.batch import Batch
 from agent.config import AgentConfig, CollectorEntry
 from agent.model import DeviceInfo, Sample
-from agent.mqtt import NO_MATCHING_SUBSCRIBERS, Backoff, Client, make_client
+from agent.mqtt import (
+    NO_MATCHING_SUBSCRIBERS,
+    Backoff,
+    Client,
+    check_node_identity,
+    make_client,
+)
 from agent.spool import Spool
 from collectors.base import Collector, CollectorError
 
@@ -148,6 +154,9 @@ def make_outbox(config: AgentConfig) -> Outbox:
 class AgentStats:
     """What the agent did; written to ``--stats-file`` on exit and logged."""
 
+    batched_points: int = 0  # closed into batches (sampled) by this run
+    batched_batches: int = 0
+    replayed_batches: int = 0  # found in the spool at start (a previous run's)
     published_points: int = 0
     published_batches: int = 0
     last_seq: int = 0
@@ -175,10 +184,11 @@ class Agent:
         outbox: Outbox | None = None,
         drain_timeout_s: float = 10.0,
     ) -> None:
+        check_node_identity(config.mqtt, config.node)
         self.config = config
         self.collectors = list(collectors)
         self.outbox: Outbox = outbox if outbox is not None else make_outbox(config)
-        self.stats = AgentStats()
+        self.stats = AgentStats(replayed_batches=len(self.outbox))
         self.drain_timeout_s = drain_timeout_s
         self._pending: list[Sample] = []
         self._batch_ready = asyncio.Event()
@@ -327,6 +337,8 @@ class Agent:
             )
             payload = lineproto.encode(chunk, site=self._site, node=self._node)
             self.outbox.put(Batch(self._seq, payload, len(chunk)))
+            self.stats.batched_points += len(chunk)
+            self.stats.batched_batches += 1
 
     # ------------------------------------------------------------------ publishing
 

@@ -9,8 +9,8 @@
 
 Both: an interval longer than ``gap_factor`` × the median sampling interval is a *gap* and is never
 bridged; the time it spans is not covered. An interval that straddles a window edge contributes its
-energy pro rata of the time inside the window. Curves (:class:`EnergyCurve`) hold cumulative energy
-and covered time per sample, so any number of windows cost two interpolations each. Every :class:`EnergyResult` carries the method, the covered
+energy pro rata of the time inside the window. Curves (:class:`EnergyCurve`) hold the energy and the
+covered time per interval, so any number of windows cost one pairwise-summed pass. Every :class:`EnergyResult` carries the method, the covered
 time and the coverage (covered / window), the number of gaps, resets and wraps.
 
 :func:`power_energy_matrix` and :func:`counter_increase_matrix` are the fast paths for many devices
@@ -37,10 +37,10 @@ __all__ = [
     "counter_curve",
     "energy_from_counter",
     "energy_from_power",
-    "interval_overlap",
     "median_interval",
     "power_curve",
     "power_energy_matrix",
+    "prefix_at",
     "trapezoid_weights",
 ]
 
@@ -88,13 +88,6 @@ class EnergyResult:
         return self.mean_power_w * self.window_s if self.covered_s > 0 else math.nan
 
 
-def interval_overlap(t_s: F64, start_s: float, end_s: float) -> tuple[F64, F64, F64]:
-    """For the intervals between consecutive samples: ``(dt, lo, hi)`` where ``[lo, hi]`` is the
-    part inside ``[start_s, end_s]`` (``hi <= lo`` when none)."""
-    t0, t1 = t_s[:-1], t_s[1:]
-    return t1 - t0, np.maximum(t0, start_s), np.minimum(t1, end_s)
-
-
 #: The median sampling interval is estimated from at most this many evenly spaced intervals.
 MEDIAN_SAMPLE = 4096
 
@@ -121,65 +114,90 @@ def _finite(t_s: F64, values: F64) -> tuple[F64, F64]:
     return (t_s, values) if ok.all() else (t_s[ok], values[ok])
 
 
-def _cum(x: npt.NDArray[np.float64] | npt.NDArray[np.bool_]) -> F64:
-    out = np.zeros(x.size + 1, dtype=np.float64)
-    np.cumsum(x, out=out[1:])
-    return out
+def prefix_at(x: F64, j: npt.NDArray[np.intp]) -> F64:
+    """``x[:j].sum()`` for every ``j`` (clipped to ``0..x.size``) with one pairwise-summed pass
+    (``np.add.reduceat``), no running sum over the whole array."""
+    n = x.size
+    jj = np.clip(j, 0, n)
+    if n == 0:
+        return np.zeros(jj.shape, dtype=np.float64)
+    u, inv = np.unique(jj, return_inverse=True)
+    starts = u[u < n]
+    if starts.size == 0 or starts[0] != 0:
+        starts = np.concatenate((np.zeros(1, dtype=starts.dtype), starts))
+    seg = np.add.reduceat(x, starts)
+    pref = np.concatenate(([0.0], np.cumsum(seg)))
+    return np.asarray(pref[np.searchsorted(starts, u)][inv.reshape(jj.shape)], dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class EnergyCurve:
-    """Cumulative energy and covered time at every sample of one device (gaps, resets and spikes
-    add nothing), so that any window's energy is two interpolations: :meth:`window`, :meth:`windows`.
+    """Energy per sampling interval of one device (gaps, resets and spikes hold 0 and are flagged),
+    so any window's energy is a pairwise sum plus the pro-rata parts of the two edge intervals:
+    :meth:`window`, :meth:`windows`. Within an interval the energy is spread uniformly in time.
 
-    Within an interval that straddles a window edge the interval's energy is spread uniformly.
+    ``covered_s`` is ``None`` when every interval is covered (then it equals ``dt_s``); the flag
+    arrays (``gaps``, ``resets``, ``wraps``: 1.0 per flagged interval) are ``None`` when none is set.
     """
 
     method: EnergyMethod
     t_s: F64
-    energy_cum_j: F64
-    covered_cum_s: F64
-    gaps_cum: F64  # cumulative counts per interval, with a leading 0 (length = samples)
-    resets_cum: F64
-    wraps_cum: F64
+    dt_s: F64
+    energy_j: F64
+    covered_s: F64 | None
+    gaps: F64 | None
+    resets: F64 | None
+    wraps: F64 | None
 
     @classmethod
     def empty(cls, method: EnergyMethod) -> EnergyCurve:
-        z = np.zeros(1, dtype=np.float64)
-        return cls(method, np.zeros(0, dtype=np.float64), z, z, z, z, z)
+        z = np.zeros(0, dtype=np.float64)
+        return cls(method, z, z, z, None, None, None, None)
 
-    def _count(self, cum: F64, lo: npt.NDArray[np.intp], hi: npt.NDArray[np.intp]) -> F64:
-        return cum[hi] - cum[lo]
+    def _at(self, x: F64, per_interval: F64) -> F64:
+        """Cumulative ``per_interval`` from the first sample to each time in ``x``."""
+        t = self.t_s
+        xc = np.clip(x, t[0], t[-1])
+        j = np.clip(np.searchsorted(t, xc, side="right") - 1, 0, t.size - 2)
+        dt = self.dt_s[j]
+        frac = np.clip((xc - t[j]) / np.where(dt > 0, dt, 1.0), 0.0, 1.0)
+        return prefix_at(per_interval, j) + per_interval[j] * frac
+
+    def _count(self, flags: F64 | None, start_s: F64, end_s: F64) -> F64:
+        """Flagged intervals overlapping each ``[start_s, end_s]``."""
+        if flags is None:
+            return np.zeros(start_s.shape, dtype=np.float64)
+        n = self.t_s.size
+        first = np.clip(np.searchsorted(self.t_s, start_s, side="right") - 1, 0, n - 1)
+        stop = np.clip(np.searchsorted(self.t_s, end_s, side="left"), 0, n - 1)
+        stop = np.maximum(stop, first)
+        return prefix_at(flags, stop) - prefix_at(flags, first)
 
     def windows(self, start_s: F64, end_s: F64) -> tuple[F64, F64, F64, F64, F64]:
         """Per window ``[start_s[k], end_s[k]]``: energy (J), covered (s), gaps, resets, wraps."""
-        n = self.t_s.size
-        if n < 2:
+        if self.t_s.size < 2:
             z = np.zeros(start_s.shape, dtype=np.float64)
             return z, z.copy(), z.copy(), z.copy(), z.copy()
-        e = np.interp(end_s, self.t_s, self.energy_cum_j) - np.interp(
-            start_s, self.t_s, self.energy_cum_j
-        )
-        c = np.interp(end_s, self.t_s, self.covered_cum_s) - np.interp(
-            start_s, self.t_s, self.covered_cum_s
-        )
-        # intervals overlapping [a, b]: indices searchsorted(a, right)-1 .. searchsorted(b, left)-1
-        lo = np.clip(np.searchsorted(self.t_s, start_s, side="right") - 1, 0, n - 1)
-        hi = np.clip(np.searchsorted(self.t_s, end_s, side="left"), 0, n - 1)
-        hi = np.maximum(hi, lo)
+        e = self._at(end_s, self.energy_j) - self._at(start_s, self.energy_j)
+        if self.covered_s is None:
+            t0, t1 = self.t_s[0], self.t_s[-1]
+            c = np.maximum(np.minimum(end_s, t1) - np.maximum(start_s, t0), 0.0)
+        else:
+            c = self._at(end_s, self.covered_s) - self._at(start_s, self.covered_s)
         return (
             e,
             c,
-            self._count(self.gaps_cum, lo, hi),
-            self._count(self.resets_cum, lo, hi),
-            self._count(self.wraps_cum, lo, hi),
+            self._count(self.gaps, start_s, end_s),
+            self._count(self.resets, start_s, end_s),
+            self._count(self.wraps, start_s, end_s),
         )
 
     def window(self, start_s: float, end_s: float) -> EnergyResult:
         a = np.array([start_s], dtype=np.float64)
         b = np.array([end_s], dtype=np.float64)
         e, c, g, r, w = self.windows(a, b)
-        inside = int(np.count_nonzero((self.t_s >= start_s) & (self.t_s <= end_s)))
+        lo = int(np.searchsorted(self.t_s, start_s, side="left"))
+        hi = int(np.searchsorted(self.t_s, end_s, side="right"))
         return EnergyResult(
             self.method,
             float(e[0]),
@@ -188,8 +206,12 @@ class EnergyCurve:
             gaps=int(g[0]),
             resets=int(r[0]),
             wraps=int(w[0]),
-            samples=inside,
+            samples=max(hi - lo, 0),
         )
+
+
+def _flags(mask: npt.NDArray[np.bool_]) -> F64 | None:
+    return mask.astype(np.float64) if mask.any() else None
 
 
 def power_curve(t_s: F64, power_w: F64, *, gap_factor: float = DEFAULT_GAP_FACTOR) -> EnergyCurve:
@@ -200,20 +222,14 @@ def power_curve(t_s: F64, power_w: F64, *, gap_factor: float = DEFAULT_GAP_FACTO
     dt = np.diff(t)
     gap = _gap_mask(dt, gap_factor)
     any_gap = bool(gap.any())
-    use_dt = np.where(gap, 0.0, dt) if any_gap else dt
-    zeros = np.zeros(t.size, dtype=np.float64)
     e = p[1:] + p[:-1]
-    e *= use_dt
+    e *= dt
     e *= 0.5
-    return EnergyCurve(
-        EnergyMethod.POWER_TRAPEZOID,
-        t,
-        _cum(e),
-        _cum(use_dt),
-        _cum(gap) if any_gap else zeros,
-        zeros,
-        zeros,
-    )
+    covered = None
+    if any_gap:
+        e[gap] = 0.0
+        covered = np.where(gap, 0.0, dt)
+    return EnergyCurve(EnergyMethod.POWER_TRAPEZOID, t, dt, e, covered, _flags(gap), None, None)
 
 
 def counter_curve(
@@ -241,15 +257,17 @@ def counter_curve(
         wraps = (d < 0) & (wrapped >= 0) & (wrapped / safe_dt <= plausible_w) & ~gap
         d = np.where(wraps, wrapped, d)
     resets = ((d < 0) | (d / safe_dt > plausible_w)) & ~gap
-    use = ~gap & ~resets
+    unused = gap | resets
+    any_unused = bool(unused.any())
     return EnergyCurve(
         EnergyMethod.COUNTER,
         t,
-        _cum(np.where(use, d, 0.0)),
-        _cum(np.where(use, dt, 0.0)),
-        _cum(gap),
-        _cum(resets),
-        _cum(wraps),
+        dt,
+        np.where(unused, 0.0, d) if any_unused else d,
+        np.where(unused, 0.0, dt) if any_unused else None,
+        _flags(gap),
+        _flags(resets),
+        _flags(wraps),
     )
 
 

@@ -72,7 +72,7 @@ class Series:
     @property
     def t_s(self) -> F64:
         """Times in seconds (float64; ns precision is kept to ~0.1 µs for 2020s epochs)."""
-        return self.t_ns.astype(np.float64) / 1e9
+        return np.divide(self.t_ns, 1e9, dtype=np.float64)
 
     def tag(self, key: str) -> str | None:
         return self.key.tag(key)

@@ -371,8 +371,8 @@ def analyze(
 ) -> Analysis:
     """Perf-per-watt of everything in ``ss`` over ``[start_s, end_s]`` (clipped to the data).
 
-    ``units`` picks the unit of work per service (default: tokens, else inferences, else requests,
-    whichever the service's counters report).
+    ``units`` picks the unit of work per service where its counters report it (otherwise, and by
+    default: tokens, else inferences, else requests, whichever the service's counters report).
     """
     opts = opts or Options()
     span = ss.span_ns()
@@ -476,7 +476,11 @@ def analyze(
     edges = _chart_edges(start_s, end_s, opts)
     for svc in services:
         sserv = [s for s in serving if s.service == svc]
-        unit = units.get(svc) or _unit_for(sserv)
+        wanted = units.get(svc)
+        if wanted is not None and any(wanted in s.counters for s in sserv):
+            unit: WorkUnit | None = wanted
+        else:
+            unit = _unit_for(sserv)
         units[svc] = unit if unit is not None else WorkUnit.REQUESTS
         sdevs = [d for d in devs if d.service == svc]
         # device level: only where work is counted per device

@@ -57,7 +57,8 @@ def build_report(
     phase: str | None = None,
 ) -> Report:
     phase = phase or targets.default_phase
-    analysis = analyze(ss, start_s, end_s, options)
+    units = {svc: targets.workloads[wl].work_unit for svc, wl in targets.services.items()}
+    analysis = analyze(ss, start_s, end_s, options, units=units)
     per_phase = tuple(v for p in PHASES for v in verdicts(analysis, targets, p))
     return Report(
         ss.source,
@@ -644,6 +645,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write the efficiency measurement to --influx",
     )
+    p.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="repeat every SECONDS (rolling verdicts, e.g. with --since 15m --write-efficiency)",
+    )
+    p.add_argument("--cycles", type=int, default=0, help="with --every: stop after N reports")
 
 
 def _wraps(items: Sequence[str]) -> dict[str, float]:
@@ -691,26 +699,16 @@ def _load(args: argparse.Namespace, since_ns: int, until_ns: int) -> SeriesSet:
         )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``kwatt report``; returns the exit status (2 for bad input, 1 for an empty result)."""
+def _once(args: argparse.Namespace, targets: Targets, opts: Options) -> int:
+    """One report: load, analyse, render, optionally write ``efficiency``."""
     try:
-        targets = load_targets(args.targets)
         now_ns = time.time_ns()
         since_ns = parse_time(args.since, now_ns=now_ns)
         until_ns = parse_time(args.until, now_ns=now_ns)
         if args.input is not None and args.since == "1h" and args.until == "now":
             since_ns, until_ns = 0, 2**63 - 1  # a file: its whole span unless told otherwise
-        opts = Options(
-            gap_factor=args.gap_factor,
-            max_skew_s=args.max_skew,
-            min_window_s=args.min_window,
-            window_s=args.window,
-            counter_wrap_j=_wraps(args.counter_wrap),
-        )
-        if args.write_efficiency and not args.influx:
-            raise ValueError("--write-efficiency needs --influx")
         ss = _load(args, since_ns, until_ns)
-    except (LoadError, TargetsError, ValueError) as e:
+    except (LoadError, ValueError) as e:
         print(f"kwatt report: {e}", file=sys.stderr)
         return 2
     ss = ss.filter(service=args.service, node=args.node)
@@ -731,7 +729,9 @@ def run(args: argparse.Namespace) -> int:
             report
         )
         if args.out:
-            args.out.write_text(text, encoding="utf-8")
+            tmp = args.out.with_name(args.out.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(args.out)
         else:
             sys.stdout.write(text)
     if args.write_efficiency:
@@ -751,3 +751,39 @@ def run(args: argparse.Namespace) -> int:
             n_points = body.count(b"\n")
             print(f"wrote {n_points} efficiency points", file=sys.stderr)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``kwatt report``; returns the exit status (2 for bad input, 1 for an empty result, 3 when
+    the efficiency write failed). With ``--every`` it repeats (relative ``--since``/``--until``
+    move with the clock) until interrupted or ``--cycles`` reports were made; the status is the
+    last report's."""
+    try:
+        targets = load_targets(args.targets)
+        opts = Options(
+            gap_factor=args.gap_factor,
+            max_skew_s=args.max_skew,
+            min_window_s=args.min_window,
+            window_s=args.window,
+            counter_wrap_j=_wraps(args.counter_wrap),
+        )
+        if args.write_efficiency and not args.influx:
+            raise ValueError("--write-efficiency needs --influx")
+        if args.every is not None and not (args.every > 0 and args.influx):
+            raise ValueError("--every needs --influx and a period > 0 s")
+    except (TargetsError, ValueError) as e:
+        print(f"kwatt report: {e}", file=sys.stderr)
+        return 2
+    if args.every is None:
+        return _once(args, targets, opts)
+    rc, done = 0, 0
+    try:
+        while True:
+            started = time.monotonic()
+            rc = _once(args, targets, opts)
+            done += 1
+            if args.cycles and done >= args.cycles:
+                return rc
+            time.sleep(max(args.every - (time.monotonic() - started), 0.0))
+    except KeyboardInterrupt:
+        return rc

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from analytics.energy import DEFAULT_GAP_FACTOR, median_interval
+from analytics.energy import DEFAULT_GAP_FACTOR, EnergyCurve, EnergyMethod, median_interval
 
 __all__ = [
     "WORK_FIELDS",
@@ -67,13 +67,15 @@ class WorkResult:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class WorkCurve:
-    """Cumulative, reset-corrected work at every sample of one counter series."""
+    """Reset-corrected work per sampling interval of one counter series (see
+    :class:`analytics.energy.EnergyCurve`: windows are pairwise sums plus pro-rata edges)."""
 
     unit: WorkUnit
-    t_s: F64
-    work_cum: F64
-    resets_cum: F64  # cumulative resets per interval with a leading 0 (length = samples)
-    gaps_cum: F64
+    curve: EnergyCurve  # the same interval arithmetic; its "energy" is work
+
+    @property
+    def t_s(self) -> F64:
+        return self.curve.t_s
 
     @classmethod
     def build(
@@ -82,45 +84,37 @@ class WorkCurve:
         ok = np.isfinite(counter) & np.isfinite(t_s)
         t, c = (t_s, counter) if ok.all() else (t_s[ok], counter[ok])
         if t.size < 2:
-            z = np.zeros(t.size, dtype=np.float64)
-            return cls(unit, t, z, z, z)
+            return cls(unit, EnergyCurve.empty(EnergyMethod.NONE))
         d = np.diff(c)
         resets = d < 0
-        d = np.where(resets, c[1:], d)
+        if resets.any():
+            d = np.where(resets, c[1:], d)
         dt = np.diff(t)
         median = median_interval(dt)
         gaps = np.ones(dt.shape, dtype=bool) if math.isnan(median) else dt > gap_factor * median
-
-        def cum(x: npt.NDArray[np.float64] | npt.NDArray[np.bool_]) -> F64:
-            out = np.zeros(x.size + 1, dtype=np.float64)
-            np.cumsum(x, out=out[1:])
-            return out
-
-        return cls(unit, t, cum(d), cum(resets), cum(gaps))
+        flags = (None if not m.any() else m.astype(np.float64) for m in (gaps, resets))
+        g, r = flags
+        return cls(unit, EnergyCurve(EnergyMethod.NONE, t, dt, d, None, g, r, None))
 
     def windows(self, start_s: F64, end_s: F64) -> tuple[F64, F64, F64]:
         """Per window: work, resets, gaps."""
-        n = self.t_s.size
-        if n < 2:
-            z = np.zeros(start_s.shape, dtype=np.float64)
-            return z, z.copy(), z.copy()
-        w = np.interp(end_s, self.t_s, self.work_cum) - np.interp(start_s, self.t_s, self.work_cum)
-        lo = np.clip(np.searchsorted(self.t_s, start_s, side="right") - 1, 0, n - 1)
-        hi = np.maximum(np.clip(np.searchsorted(self.t_s, end_s, side="left"), 0, n - 1), lo)
-        return w, self.resets_cum[hi] - self.resets_cum[lo], self.gaps_cum[hi] - self.gaps_cum[lo]
+        w, _, g, r, _ = self.curve.windows(start_s, end_s)
+        return w, r, g
 
     def window(self, start_s: float, end_s: float) -> WorkResult:
         w, r, g = self.windows(np.array([start_s]), np.array([end_s]))
-        inside = self.t_s[(self.t_s >= start_s) & (self.t_s <= end_s)]
+        t = self.t_s
+        lo = int(np.searchsorted(t, start_s, side="left"))
+        hi = int(np.searchsorted(t, end_s, side="right"))
         return WorkResult(
             self.unit,
             float(w[0]),
             float(max(end_s - start_s, 0.0)),
-            float(inside[0]) if inside.size else float("nan"),
-            float(inside[-1]) if inside.size else float("nan"),
+            float(t[lo]) if hi > lo else float("nan"),
+            float(t[hi - 1]) if hi > lo else float("nan"),
             resets=int(r[0]),
             gaps=int(g[0]),
-            samples=int(inside.size),
+            samples=max(hi - lo, 0),
         )
 
 

@@ -20,7 +20,8 @@ nvmlDeviceGetCurrentClocksEventReasons  bitmask     ``throttled`` (power/thermal
 
 The energy counter is what energy figures are computed from (DESIGN §6: counter deltas beat
 integrating sampled power; the 1-s averaged ``GetPowerUsage`` of Ampere-and-newer boards is a gauge
-for the live view). ``NVML_ERROR_NOT_SUPPORTED`` (the energy counter before Volta, a sensor a board
+for the live view). The counter counts from the driver's (re)load: it goes back to 0 when the driver
+reloads, which the analytics treat as a counter reset. ``NVML_ERROR_NOT_SUPPORTED`` (the energy counter before Volta, a sensor a board
 lacks), ``NO_DATA`` and ``NO_PERMISSION`` make that field absent, never 0. Every other NVML return
 code goes through :data:`ERRORS` to a typed outcome: a lost GPU (``GPU_IS_LOST``, ``NOT_FOUND``) is
 left out of this poll and NVML is re-initialised at the next one (a re-enumerated GPU keeps its UUID,

@@ -15,7 +15,8 @@ Sources, reference/device-interfaces.md §2:
 
 Fields: ``power_w``, ``temp_c``, ``util_ratio``, ``mem_used_bytes``, ``mem_total_bytes`` and
 ``throttled`` (1 in P-states P10 "Thermal Throttling" and P12 "System Abort", §2.1); ``N/A``, ``-``,
-a NaN (``nan``, ``nanW``: a sensor without a valid value) and missing keys are absent, never 0. Conversions go through :mod:`agent.units`.
+a NaN (``nan``, ``nanW``: a sensor without a valid value) and missing keys are absent, never 0.
+Conversions go through :mod:`agent.units`.
 
 Device identity (the ``device`` tag), stable across re-enumeration (``rblnN``/``npu`` may change, §2.0):
 
@@ -26,13 +27,18 @@ Device identity (the ``device`` tag), stable across re-enumeration (``rblnN``/``
 - the text table has no ``sid``/``uuid``: the id learnt from an earlier JSON poll for that PCI address,
   else the PCI address.
 
-Cost per poll, measured (2 ATOM + 4 ATOM-Max dies, emulated tool, 2-core container, Python 3.11)::
+Cost per poll, measured 2026-11-21 on the 2-core dev container (CPython 3.11.7, load ~1.5 from other
+work), 40 polls, median / p90, with ``.venv/bin/python bench/bench_rbln_sapeon.py --polls 40``
+(7 devices: 2 ATOM, one ATOM-Max card = 4 dies, 1 REBEL-Quad)::
 
-    .venv/bin/python -m tests.test_rebellions --measure
-    one collect() with rbln-smi -j (emulated, spawns Python):  see MEASURED below
-    reading every /sys/class/rebellions/rbln*/status:          see MEASURED below
+    rebellions collect(), rbln-smi -j          52.3 / 53.0 ms
+    rebellions collect(), text table           53.1 / 55.5 ms   (a tool without -j, after the switch)
+    sysfs status of the 7 devices               0.29 / 0.32 ms
 
-MEASURED: filled in by the run above (see the report in the module's git history).
+Nearly all of a tool poll is process start-up (the emulated tool is a Python script: ~20 ms
+interpreter, ~25 ms imports; a native rbln-smi starts faster but still forks and execs every poll).
+sysfs is ~180× cheaper but carries no power, temperature or utilization (§2.0), so the tool is
+the only source: poll it at ≥ 1 s intervals, not faster. A hung tool costs ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from collectors.base import (
 )
 
 __all__ = [
+    "JSON_RETRY_POLLS",
     "STATUS_NAMES",
     "Config",
     "RblnDevice",
@@ -104,6 +111,8 @@ TOOL_PATHS = (
     "host/usr/bin/rbln-smi",
     "host/driver/usr/bin/rbln-smi",
 )
+#: After a tool refused ``-j``, polls on the text table before ``-j`` is tried again.
+JSON_RETRY_POLLS = 100
 #: sysfs ``status`` values (§2.0); ``STATUS_NAMES_PROBING`` is the future KMD layout.
 STATUS_NAMES = ("READY", "BUSY", "INIT", "FAULT", "FINISH")
 STATUS_NAMES_PROBING = ("READY", "BUSY", "PROBING", "INIT", "FAULT", "FINISH")
@@ -526,6 +535,7 @@ class RebellionsCollector:
         self._subs: dict[tuple[str, str], int] = {}  # ATOM-Max die positions, (sid, bdf) → k
         self._known: dict[str, str] = {}  # PCI address → id learnt from JSON
         self._text_only = False  # the tool refused -j while its text table worked
+        self._text_polls = 0  # polls since then; -j is tried again every JSON_RETRY_POLLS
 
     def _tool(self) -> str:
         tool = self.config.tool
@@ -547,6 +557,10 @@ class RebellionsCollector:
     async def _report(self) -> tuple[RblnReport, str]:
         tool = self._tool()
         json_error: CollectorError | None = None
+        if self._text_only:
+            self._text_polls += 1
+            if self._text_polls >= JSON_RETRY_POLLS:  # a tool upgrade, or a transient failure
+                self._text_only, self._text_polls = False, 0
         if not self._text_only:
             try:
                 raw = await run_tool([tool, "-j"], self.config.timeout_s)

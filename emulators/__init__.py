@@ -7,6 +7,13 @@ parser with the collector that reads it (DESIGN §2).
 
 - :mod:`emulators.rngd`: FuriosaAI RNGD device physics and its sysfs/hwmon tree.
 - :mod:`emulators.serving`: a furiosa-llm serving model and its Prometheus ``/metrics`` endpoint.
-- :mod:`emulators.node`: an emulated node (N RNGD devices + one serving endpoint); run it with
-  ``python -m emulators.node``.
+- :mod:`emulators.node`: an emulated node. ``Node``: devices of any catalogue model, the K-Cloud
+  services, every vendor surface, ground truth and faults (``kwatt emulate node|fleet|fault``);
+  ``EmulatedNode``: the original N RNGD cards + one serving endpoint (``python -m emulators.node
+  --root DIR``).
+- :mod:`emulators.catalogue` (+ ``catalogue.yaml``), :mod:`emulators.workloads`,
+  :mod:`emulators.physics`, :mod:`emulators.faults`, :mod:`emulators.fleet`: the model behind ``Node``.
+- :mod:`emulators.surfaces`: the ``Surface`` protocol and the vendor registry;
+  :mod:`emulators.furiosa_surface` (with :mod:`emulators.warboy`, :mod:`emulators.rngd` and
+  ``tools/furiosa_smi.py``) renders FuriosaAI devices. See docs/emulators.md.
 """

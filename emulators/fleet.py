@@ -63,7 +63,7 @@ class Fleet:
             for n in self.nodes:
                 snap, record = n.advance(t)
                 await asyncio.to_thread(n.render, snap)
-                n._log(record)
+                n.log_truth(record)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period_s):
                     await stop.wait()

@@ -41,13 +41,14 @@ from emulators.faults import (
     FaultEngine,
     FaultError,
     FaultEvent,
+    control_dir,
     load_schedule,
     parse_fault,
     send,
 )
-from emulators.physics import DeviceIdentity, DevicePhysics
+from emulators.physics import DeviceIdentity, DevicePhysics, Latency
 from emulators.rngd import PE_COUNT, RngdDevice, RngdSysfs, SysfsWriter
-from emulators.serving import MetricsServer, ServingModel
+from emulators.serving import RUNTIMES, MetricsServer, ServingModel
 from emulators.state import DeviceState, HostState, Snapshot, write_atomic, write_snapshot
 from emulators.surfaces import HOST, Surface, SurfaceContext, load_builtin
 from emulators.workloads import WORKLOADS, WorkloadParams, make_workload, work_class_of
@@ -328,6 +329,24 @@ class NodeOptions:
     faults: tuple[Fault, ...] = ()
 
 
+#: The serving runtime of the chatbot per vendor (§6: furiosa-llm; vllm-rbln is a vLLM plugin; vLLM on
+#: NVIDIA; Sapeon has no public LLM runtime — vLLM names assumed).
+RUNTIME_OF_VENDOR = {
+    "furiosa": "furiosa-llm",
+    "rebellions": "vllm-rbln",
+    "nvidia": "vllm",
+    "sapeon": "vllm",
+}
+
+
+@dataclass(slots=True)
+class _Runtime:
+    name: str
+    devices: list[DevicePhysics]
+    model: ServingModel | None = None
+    server: MetricsServer | None = None
+
+
 @dataclass(slots=True)
 class _ServiceTotals:
     offered_units: float = 0.0
@@ -387,12 +406,20 @@ class Node:
             cap = sum(p.spec.capacity(cls) for p in self.physics if p.service == s)
             peak = wl.peak_units_per_s()
             wl.scale = options.load * cap / peak if peak > 0 else 1.0
-        self._llm = [p for p in self.physics if p.service == "chatbot"]
-        self.serving: ServingModel | None = None
-        self._server: MetricsServer | None = None
-        if self._llm:
-            self.serving = ServingModel(len(self._llm), seed=options.seed)
-            self._server = MetricsServer(self.serving.render, port=options.serving_port)
+        # the chatbot's devices are served by their vendor's runtime, one endpoint per runtime
+        self.runtimes: dict[str, _Runtime] = {}
+        for p in self.physics:
+            if p.service != "chatbot":
+                continue
+            name = RUNTIME_OF_VENDOR[p.spec.vendor]
+            self.runtimes.setdefault(name, _Runtime(name, [])).devices.append(p)
+        for k, rt in enumerate(self.runtimes.values()):
+            prefix, model_name = RUNTIMES[rt.name]
+            rt.model = ServingModel(
+                len(rt.devices), seed=options.seed, model_name=model_name, prefix=prefix
+            )
+            port = options.serving_port + k if options.serving_port else 0
+            rt.server = MetricsServer(rt.model.render, port=port)
         self.surfaces: dict[str, Surface] = {}
         self._totals = {s: _ServiceTotals() for s in self.workloads}
         self._host_cpu_j = [0.0] * HOST_PACKAGES
@@ -400,6 +427,8 @@ class Node:
         self._system_j = 0.0
         self._host: HostState | None = None
         self._t_s = 0.0
+        self._latency: dict[str, Latency] = {}  # per device uuid, this step
+        self._service_latency: dict[str, tuple[float | None, float | None]] = {}
         self._truth: IO[str] | None = None
         self._started = False
 
@@ -416,13 +445,23 @@ class Node:
     # ---------------------------------------------------------------------------- lifecycle
     @property
     def serving_url(self) -> str | None:
-        if self._server is None:
-            return None
-        return f"http://{MetricsServer.HOST}:{self._server.port}"
+        """Base URL of the first serving runtime (None without a chatbot)."""
+        urls = self.serving_urls
+        return next(iter(urls.values())) if urls else None
+
+    @property
+    def serving_urls(self) -> dict[str, str]:
+        """Runtime → base URL of its ``/metrics``."""
+        return {
+            name: f"http://{MetricsServer.HOST}:{rt.server.port}"
+            for name, rt in self.runtimes.items()
+            if rt.server is not None
+        }
 
     @property
     def endpoints(self) -> dict[str, str]:
         out = {} if self.serving_url is None else {"serving": self.serving_url}
+        out.update({f"serving:{name}": url for name, url in self.serving_urls.items()})
         for s in self.surfaces.values():
             out.update(s.endpoints)
         return out
@@ -449,8 +488,9 @@ class Node:
         await asyncio.to_thread(self._setup, snap)
         for s in self.surfaces.values():
             await s.start()
-        if self._server is not None:
-            await self._server.start()
+        for rt in self.runtimes.values():
+            if rt.server is not None:
+                await rt.server.start()
         if self.truth_log is not None:
             self.truth_log.parent.mkdir(parents=True, exist_ok=True)
             self._truth = self.truth_log.open("a", encoding="utf-8", buffering=1)
@@ -458,6 +498,7 @@ class Node:
 
     def _setup(self, snap: Snapshot) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        control_dir(self.root).mkdir(parents=True, exist_ok=True)
         write_snapshot(self.root, snap)
         for s in self.surfaces.values():
             s.setup(self.root, snap.devices)
@@ -466,8 +507,9 @@ class Node:
     async def aclose(self) -> None:
         for s in self.surfaces.values():
             await s.aclose()
-        if self._server is not None:
-            await self._server.aclose()
+        for rt in self.runtimes.values():
+            if rt.server is not None:
+                await rt.server.aclose()
         if self._truth is not None:
             self._truth.close()
             self._truth = None
@@ -498,7 +540,8 @@ class Node:
         for ev in self.faults.advance(t_s):
             self._apply(ev)
         served_by: dict[str, float] = {}
-        latency: dict[str, list[float]] = {}
+        self._latency = {}
+        self._service_latency = {}
         for service, wl in self.workloads.items():
             devs = [p for p in self.physics if p.service == service]
             offer = wl.offer(t0, t_s)
@@ -516,12 +559,16 @@ class Node:
                     tot.served_units += r.served_units
                     tot.dropped_units += r.dropped_units
                 served_by[p.identity.uuid] = r.served_units
-                if not math.isnan(r.latency.p50_s):
-                    latency.setdefault(service, []).extend([r.latency.p50_s, r.latency.p99_s])
+                self._latency[p.identity.uuid] = r.latency
+            self._service_latency[service] = _service_latency(
+                [(self._latency[p.identity.uuid], n) for p, n in zip(devs, reqs, strict=True)]
+            )
         completed: list[float] = []
-        if self.serving is not None and dt > 0:
-            for engine, p in enumerate(self._llm):
-                completed += self.serving.advance(
+        for rt in self.runtimes.values():
+            if rt.model is None or dt <= 0:
+                continue
+            for engine, p in enumerate(rt.devices):
+                completed += rt.model.advance(
                     engine,
                     served_by.get(p.identity.uuid, 0.0),
                     p.util,
@@ -616,10 +663,11 @@ class Node:
         """Advance to emulator time ``t_s``, render every surface, log and return the truth."""
         snap, record = self.advance(t_s)
         self.render(snap)
-        self._log(record)
+        self.log_truth(record)
         return record
 
-    def _log(self, record: dict[str, Any]) -> None:
+    def log_truth(self, record: dict[str, Any]) -> None:
+        """Append one ground-truth record to the truth log (if any)."""
         if self._truth is not None:
             self._truth.write(json.dumps(record, separators=(",", ":")) + "\n")
 
@@ -628,6 +676,7 @@ class Node:
     ) -> dict[str, Any]:
         """Ground truth of one step: true energy per device and host, true work per service."""
         host = snap.host
+        models = [rt.model for rt in self.runtimes.values() if rt.model is not None]
         return {
             "node": self.options.name,
             "t_s": t_s,
@@ -650,6 +699,8 @@ class Node:
                     "throttle_thermal": p.throttle_thermal,
                     "throttle_power": p.throttle_power,
                     "present": s.present,
+                    "latency_p50_s": _finite(self._latency.get(p.identity.uuid, _NO_LATENCY).p50_s),
+                    "latency_p99_s": _finite(self._latency.get(p.identity.uuid, _NO_LATENCY).p99_s),
                 }
                 for p, s in zip(self.physics, snap.devices, strict=True)
             ],
@@ -669,15 +720,17 @@ class Node:
                     "dropped_units_total": t.dropped_units,
                     "requests_total": t.requests,
                     "prompt_tokens_total": t.prompt_tokens,
+                    "latency_p50_s": self._service_latency.get(s, (None, None))[0],
+                    "latency_p99_s": self._service_latency.get(s, (None, None))[1],
                 }
                 for s, t in self._totals.items()
             },
             "serving": None
-            if self.serving is None
+            if not self.runtimes
             else {
-                "requests_total": self.serving.requests_total,
-                "tokens_total": self.serving.generation_tokens_total,
-                "prompt_tokens_total": self.serving.prompt_tokens_total,
+                "requests_total": sum(m.requests_total for m in models),
+                "tokens_total": sum(m.generation_tokens_total for m in models),
+                "prompt_tokens_total": sum(m.prompt_tokens_total for m in models),
                 "latencies_s": completed,
             },
             "faults": [what for at, what in self.faults.log if at == t_s],
@@ -691,7 +744,7 @@ class Node:
             t = base + (time.monotonic() - origin) * self.options.speed
             snap, record = self.advance(t)
             await asyncio.to_thread(self.render, snap)
-            self._log(record)
+            self.log_truth(record)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.options.period_s):
                     await stop.wait()
@@ -700,6 +753,22 @@ class Node:
     def agent_config(self, site: str = "emulated", mqtt_url: str = "mqtt://127.0.0.1:1883") -> str:
         """The agent YAML that points every available collector at this node (see agent_config)."""
         return agent_config(self, site=site, mqtt_url=mqtt_url)
+
+
+_NO_LATENCY = Latency(math.nan, math.nan, math.nan)
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _service_latency(per_device: list[tuple[Latency, int]]) -> tuple[float | None, float | None]:
+    """A service's step latency: request-weighted mean of its devices' p50, the worst p99."""
+    live = [(lat, n) for lat, n in per_device if n > 0 and not math.isnan(lat.p50_s)]
+    if not live:
+        return None, None
+    total = sum(n for _, n in live)
+    return sum(lat.p50_s * n for lat, n in live) / total, max(lat.p99_s for lat, _ in live)
 
 
 def _apportion(total: int, weights: list[float]) -> list[int]:
@@ -742,23 +811,25 @@ def collector_candidates(node: Node) -> list[dict[str, object]]:
             }
         )
     if "sapeon" in vendors:
-        out.append({"type": "sapeon", "name": "sapeon", "root": root})
+        out.append(
+            {"type": "sapeon", "name": "sapeon", "tool": f"{root}/bin/sapeon-smi", "root": root}
+        )
     if "nvidia" in vendors:
         out.append({"type": "nvml", "name": "nvml", "module": "emulators.pynvml_emu"})
         out.append({"type": "nvidia_smi", "name": "nvidia-smi", "tool": f"{root}/bin/nvidia-smi"})
     out.append({"type": "rapl", "name": "rapl", "root": root})
-    out.append({"type": "hwmon", "name": "hwmon", "root": root})
+    out.append({"type": "hwmon", "name": "hwmon", "root": root})  # exclude: see agent_config
     out.append({"type": "ipmi_dcmi", "name": "ipmi", "tool": f"{root}/bin/ipmitool"})
     if "redfish" in eps:
         out.append({"type": "redfish", "name": "redfish", "url": eps["redfish"]})
-    if node.serving_url is not None:
+    for runtime, url in node.serving_urls.items():
         out.append(
             {
                 "type": "serving",
-                "name": "chatbot",
-                "url": f"{node.serving_url}/metrics",
+                "name": f"chatbot-{runtime}",
+                "url": f"{url}/metrics",
                 "service": "chatbot",
-                "runtime": "furiosa-llm",
+                "runtime": runtime,
             }
         )
     for entry in out:
@@ -776,7 +847,15 @@ def agent_config(
     """The agent YAML for ``node``: every collector whose entry passes ``check`` (all without one)."""
     kept: list[dict[str, object]] = []
     left_out: list[str] = []
-    for entry in collector_candidates(node):
+    for candidate in collector_candidates(node):
+        entry = candidate
+        if entry["type"] == "hwmon":
+            # chips a kept vendor collector reports already would be counted twice (hwmon's
+            # auto_accel takes every PCI chip with power): RNGD by `furiosa`, Sapeon by `sapeon`
+            kinds = {e["type"] for e in kept}
+            exclude = [p for k, p in (("furiosa", "rngd*"), ("sapeon", "sapeon_*")) if k in kinds]
+            if exclude:
+                entry = {**entry, "exclude": exclude}
         why = None if check is None else check(entry)
         if why is None:
             kept.append(entry)

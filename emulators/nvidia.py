@@ -14,6 +14,13 @@ adds what only the NVIDIA surface knows: the imitated driver version (``SurfaceC
 showed when it got stuck. Those live in ``ROOT/.kwatt-emulator/nvidia.json``, written atomically by
 :class:`NvidiaSurface` (at ``setup`` and whenever the set of held states changes).
 
+Device faults show the way the real surfaces show them: a device with ``present=False`` is not
+enumerated (an NVML handle to it answers ``GPU_IS_LOST``); re-enumeration changes ``index`` but not the
+UUID, serial or bus id; ``stuck=True`` repeats the state shown when the sensor got stuck (held in
+``nvidia.json`` by :class:`NvidiaSurface`); ``na_fields`` print ``[N/A]`` / raise ``NOT_SUPPORTED``,
+``nan_fields`` print ``nan`` / raise ``NO_DATA``; the NVML energy counter restarts at a counter reset
+(``energy_at_reset_j``, as after a driver reload). UUIDs are printed with NVIDIA's ``GPU-`` prefix.
+
 Per-model facts the device state does not carry live in :data:`MODELS`. Board power (TDP) comes from
 reference §7; product names, PCI device ids, clocks and power-limit ranges are the values the real tools
 print for these boards (public captures and datasheets), **assumed** here, not sourced in the reference.
@@ -27,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +44,7 @@ from emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from emulators.surfaces import SurfaceContext, register
 
 __all__ = [
+    "AVERAGE_WINDOW_S",
     "BUSY_UTIL",
     "DEFAULT_DRIVER",
     "MEM_UTIL_SHARE",
@@ -63,6 +72,8 @@ __all__ = [
 VENDOR = "nvidia"
 #: Name of the emulated executable (and of its entry in ``Snapshot.tool_faults``).
 TOOL = "nvidia-smi"
+#: Window of the averaged power reading (§4.1: "power averaged over 1 sec interval").
+AVERAGE_WINDOW_S = 1.0
 #: Driver whose ``nvidia-smi`` is imitated unless the node names another one.
 DEFAULT_DRIVER = "575.51.02"
 
@@ -92,7 +103,7 @@ class NvidiaModel:
     nvml_arch: int  # NVML_DEVICE_ARCH_* (pynvml)
     pci_device_id: int  # PCI device id << 16 | vendor 0x10DE, as NVML reports it
     energy_counter: bool  # nvmlDeviceGetTotalEnergyConsumption supported (Volta+, §4.1)
-    hbm: bool  # HBM boards report a memory temperature sensor (not modelled: N/A)
+    averaged_power: bool  # GetPowerUsage / power.draw is a 1-s average (Ampere except GA100, newer)
     mig_capable: bool
     default_power_limit_w: float  # TDP, reference §7
     min_power_limit_w: float
@@ -125,7 +136,7 @@ _L4 = NvidiaModel(
     8,
     0x27B810DE,
     True,
-    False,
+    True,
     False,
     72.0,
     40.0,
@@ -141,7 +152,7 @@ _A100_80 = NvidiaModel(
     7,
     0x20B210DE,
     True,
-    True,
+    False,
     True,
     400.0,
     100.0,
@@ -157,7 +168,7 @@ _A100_40 = NvidiaModel(
     7,
     0x20B010DE,
     True,
-    True,
+    False,
     True,
     400.0,
     100.0,
@@ -205,7 +216,7 @@ _L40S = NvidiaModel(
     8,
     0x26B910DE,
     True,
-    False,
+    True,
     False,
     350.0,
     100.0,
@@ -221,7 +232,7 @@ _P100 = NvidiaModel(
     4,
     0x15F810DE,
     False,
-    True,
+    False,
     False,
     250.0,
     125.0,
@@ -260,7 +271,7 @@ def model_of(dev: DeviceState) -> NvidiaModel:
         7,
         0x20B510DE,
         True,
-        False,
+        True,
         False,
         limit,
         limit / 2,
@@ -361,10 +372,23 @@ class GpuView:
     snapshot: Snapshot
     gpus: tuple[DeviceState, ...]  # present NVIDIA devices, held states applied, by index
     driver_version: str
+    avg_power: tuple[tuple[str, float], ...] = ()  # (uuid, mean power over the last second)
 
     @property
     def cuda_version(self) -> str:
         return cuda_version(self.driver_version)
+
+    def average_power_w(self, dev: DeviceState) -> float:
+        """Mean board power over the last second (the state's power before there is history)."""
+        for uuid, watts in self.avg_power:
+            if uuid == dev.uuid:
+                return watts
+        return dev.power_w
+
+    def draw_power_w(self, dev: DeviceState) -> float:
+        """What ``nvmlDeviceGetPowerUsage`` and ``power.draw`` report (§4.1): the 1-s average on
+        Ampere (except GA100) and newer, the instantaneous power on GA100 and older."""
+        return self.average_power_w(dev) if model_of(dev).averaged_power else dev.power_w
 
 
 def surface_config_path(root: Path) -> Path:
@@ -375,12 +399,14 @@ def surface_config_path(root: Path) -> Path:
 class _SurfaceConfig:
     driver_version: str = DEFAULT_DRIVER
     held: tuple[DeviceState, ...] = ()  # what stuck devices keep showing, by uuid
+    avg_power: tuple[tuple[str, float], ...] = ()  # (uuid, mean power over the last second)
 
 
 def _write_config(root: Path, config: _SurfaceConfig) -> None:
     doc = {
         "driver_version": config.driver_version,
         "held": [dataclasses.asdict(d) for d in config.held],
+        "avg_power": [list(p) for p in config.avg_power],
     }
     write_atomic(surface_config_path(root), json.dumps(doc, separators=(",", ":")))
 
@@ -394,6 +420,7 @@ def _read_config(root: Path) -> _SurfaceConfig:
     return _SurfaceConfig(
         driver_version=str(doc.get("driver_version", DEFAULT_DRIVER)),
         held=tuple(_device_state(d) for d in doc.get("held", [])),
+        avg_power=tuple((str(u), float(w)) for u, w in doc.get("avg_power", [])),
     )
 
 
@@ -402,7 +429,12 @@ def _device_state(doc: dict[str, Any]) -> DeviceState:
     return DeviceState(**fields)
 
 
-def gpu_view(snap: Snapshot, driver_version: str, held: Sequence[DeviceState] = ()) -> GpuView:
+def gpu_view(
+    snap: Snapshot,
+    driver_version: str,
+    held: Sequence[DeviceState] = (),
+    avg_power: tuple[tuple[str, float], ...] = (),
+) -> GpuView:
     """Select the present NVIDIA devices of ``snap`` and apply the held (stuck) states."""
     by_uuid = {d.uuid: d for d in held}
     gpus: list[DeviceState] = []
@@ -415,13 +447,13 @@ def gpu_view(snap: Snapshot, driver_version: str, held: Sequence[DeviceState] = 
         else:
             gpus.append(dev)
     gpus.sort(key=lambda d: d.index)
-    return GpuView(snap, tuple(gpus), driver_version)
+    return GpuView(snap, tuple(gpus), driver_version, avg_power)
 
 
 def load_view(root: Path) -> GpuView:
     """What the emulated tools under ``root`` show now; OSError/ValueError when there is no node."""
     config = _read_config(root)
-    return gpu_view(read_snapshot(root), config.driver_version, config.held)
+    return gpu_view(read_snapshot(root), config.driver_version, config.held, config.avg_power)
 
 
 # ------------------------------------------------------------------------------- the surface
@@ -449,7 +481,9 @@ class NvidiaSurface:
         self.driver_version = versions.get(TOOL, DEFAULT_DRIVER)
         self.root = context.root
         self._last: dict[str, DeviceState] = {}  # last state shown while not stuck, by uuid
-        self._held: tuple[DeviceState, ...] = ()
+        # (t_s, true energy) per uuid over a little more than the averaging window
+        self._history: dict[str, deque[tuple[float, float]]] = {}
+        self._avg: dict[str, float] = {}
 
     @property
     def endpoints(self) -> Mapping[str, str]:
@@ -467,22 +501,36 @@ class NvidiaSurface:
         return None
 
     def render(self, snap: Snapshot) -> None:
-        """Track what each device showed; rewrite the held states when a device gets (un)stuck.
+        """Track what each device showed (stuck sensors) and its power over the last second.
 
-        The executable and the module render the snapshot themselves when they are called, so the
-        only per-step work here is the stuck-sensor bookkeeping.
+        The executable and the module render the snapshot themselves when they are called; what
+        they cannot know from one snapshot (held states, the 1-s average) is written here.
         """
         held: list[DeviceState] = []
         for dev in snap.devices:
             if dev.vendor != VENDOR:
                 continue
-            if not dev.stuck:
-                self._last[dev.uuid] = dev
-            elif dev.uuid in self._last:
-                held.append(self._last[dev.uuid])
-        if tuple(held) != self._held:
-            self._held = tuple(held)
-            _write_config(self.root, _SurfaceConfig(self.driver_version, self._held))
+            if dev.stuck:
+                if dev.uuid in self._last:
+                    held.append(self._last[dev.uuid])
+                continue  # a stuck sensor's average does not move either
+            self._last[dev.uuid] = dev
+            self._avg[dev.uuid] = self._average(dev)
+        avg = tuple(sorted(self._avg.items()))
+        _write_config(self.root, _SurfaceConfig(self.driver_version, tuple(held), avg))
+
+    def _average(self, dev: DeviceState) -> float:
+        """Mean power over the last :data:`AVERAGE_WINDOW_S` from the true energy (dE/dt)."""
+        hist = self._history.setdefault(dev.uuid, deque())
+        if hist and dev.t_s <= hist[-1][0]:
+            hist.clear()  # time went backwards (a new run): start over
+        hist.append((dev.t_s, dev.energy_j))
+        while len(hist) > 2 and hist[1][0] <= dev.t_s - AVERAGE_WINDOW_S:
+            hist.popleft()
+        t0, e0 = hist[0]
+        if dev.t_s - t0 <= 0:
+            return dev.power_w
+        return (dev.energy_j - e0) / (dev.t_s - t0)
 
     async def aclose(self) -> None:
         return None

@@ -264,6 +264,34 @@ class RngdDevice:
         self.throttle_reason = reason
         self.power_w = max(0.0, power + self._rng.gauss(0.0, POWER_NOISE_W))
 
+    def state(self, t_s: float | None = None) -> DeviceState:
+        """This card as a :class:`~emulators.state.DeviceState` (what the surfaces render)."""
+        ident = self.identity
+        return DeviceState(
+            index=ident.index,
+            model="rngd",
+            vendor="furiosa",
+            serial=ident.sn,
+            uuid=ident.uuid,
+            bus_id=ident.bdf,
+            t_s=self.uptime_s if t_s is None else t_s,
+            util_ratio=self.util_ratio,
+            power_w=self.power_w,
+            energy_j=self.energy_j,
+            temp_c=self.peak_temp_c,
+            clock_hz=self.clock_mhz * 1e6,
+            mem_used_bytes=self.mem_used_bytes_per_pe() * PE_COUNT,
+            mem_total_bytes=DRAM_TOTAL_BYTES,
+            power_limit_w=self.power_limit_w,
+            throttle_thermal=bool(self.throttle_reason & THROTTLE_THERMAL_SLOWDOWN),
+            throttle_power=bool(self.throttle_reason & THROTTLE_APP_POWER_CAP),
+            governor=self.governor,
+            ambient_c=self.ambient_c,
+            core_util=tuple(self.pe_util),
+            cycles=self.cycles[0],
+            busy_cycles=sum(self.busy_cycles) / PE_COUNT,
+        )
+
     def reset(self) -> None:
         """A device reset: the PE counters and the heartbeat start again from 0."""
         self.cycles = [0.0] * PE_COUNT
@@ -366,63 +394,23 @@ class RngdSysfs:
         self._w.write_many(self.dynamic_files())
 
     def static_files(self) -> list[tuple[Path, str]]:
-        ident = self.device.identity
-        mgmt, hwmon = self.mgmt_dir, self.hwmon_dir
-        files = [
-            (mgmt / "platform_type", "FuriosaAI\n"),
-            (mgmt / "device_type", "RNGD\n"),
-            (mgmt / "busname", f"{ident.bdf}\n"),
-            (mgmt / "dev", f"{ident.dev}\n"),
-            (mgmt / "device_uuid", f"{ident.uuid}\n"),
-            (mgmt / "device_sn", f"{ident.sn}\n"),
-            (mgmt / "soc_id", f"00000000-{ident.uuid[:8]}\n"),
-            (mgmt / "board_revision", "BD_REV_INIT\n"),
-            (mgmt / "fw_version", f"{FIRMWARE_VERSION}\n"),
-            (mgmt / "version", f"{DRIVER_VERSION}\n"),
-            (mgmt / "cur_pe_ids", "0,1,2,3,4,5,6,7,0-1,2-3,4-5,6-7,0-3,4-7\n"),
-            (hwmon / "name", f"rngd{ident.index}\n"),
-            (hwmon / "power1_label", "RMS_TOTAL\n"),
-            (hwmon / "temp1_label", "PEAK\n"),
-        ]
-        files += [(hwmon / f"temp{m + 2}_label", f"NPU_PE{m}\n") for m in range(PE_COUNT)]
-        files.append((hwmon / f"temp{PE_COUNT + 2}_label", "AMBIENT\n"))
-        return files
+        return rngd_static_files(self._layout(), self.device.state(), FIRMWARE_VERSION)
 
     def dynamic_files(self) -> list[tuple[Path, str]]:
         """Everything that changes with time, in the units of the kernel ABI (µW, m°C, MHz)."""
         d = self.device
-        mgmt, hwmon = self.mgmt_dir, self.hwmon_dir
-        # "name (MHz): value", the line device-api parses npu_clocks with (§1.3, its regex)
-        clocks = "".join(f"pe{m} (MHz): {round(d.clock_mhz)}\n" for m in range(PE_COUNT))
-        files = [
-            (mgmt / "device_state", "1\n"),
-            (mgmt / "heartbeat", f"{int(d.uptime_s) % 2**32}\n"),
-            (mgmt / "npu_governor", f"{d.governor}\n"),
-            (mgmt / "power_limit_mw", f"{round(d.power_limit_w * 1000)}\n"),
-            (mgmt / "throttle_reason", f"0x{d.throttle_reason:x}\n"),
-            (mgmt / "npu_clocks", clocks),
-        ]
-        used = d.mem_used_bytes_per_pe()
-        shared_used = min(used, SHARED_PER_PE_BYTES) // 2
-        dram_capacity = DRAM_TOTAL_BYTES // PE_COUNT - SHARED_PER_PE_BYTES
-        alloc = (
-            f"dram_capacity: 0x{dram_capacity:x}\n"
-            f"dram_usage: 0x{used - shared_used:x}\n"
-            f"shared_capacity: 0x{SHARED_PER_PE_BYTES:x}\n"
-            f"shared_usage: 0x{shared_used:x}\n"
+        files, _ = rngd_dynamic_files(
+            self._layout(),
+            d.state(),
+            d.cycles[0],
+            d.busy_cycles,
+            pe_temps=d.pe_temp_c,
+            heartbeat=int(d.uptime_s),
         )
-        for m, pe_dir in enumerate(self.pe_dirs):
-            cycles, busy = math.floor(d.cycles[m]), math.floor(d.busy_cycles[m])
-            files.append((pe_dir / "metrics", f"CycleCount: {cycles}\nTaskCycleCount: {busy}\n"))
-            files.append((pe_dir / "alloc_status", alloc))
-        files.append((hwmon / "power1_average", f"{round(d.power_w * 1e6)}\n"))
-        files.append((hwmon / "temp1_input", f"{round(d.peak_temp_c * 1000)}\n"))
-        files += [
-            (hwmon / f"temp{m + 2}_input", f"{round(d.pe_temp_c[m] * 1000)}\n")
-            for m in range(PE_COUNT)
-        ]
-        files.append((hwmon / f"temp{PE_COUNT + 2}_input", f"{round(d.ambient_c * 1000)}\n"))
         return files
+
+    def _layout(self) -> RngdLayout:
+        return RngdLayout(self.mgmt_dir, tuple(self.pe_dirs), self.hwmon_dir, (), ())
 
 
 def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
@@ -503,9 +491,19 @@ def _milli(value: float) -> str:
 
 
 def rngd_dynamic_files(
-    lay: RngdLayout, state: DeviceState, cycles: float, busy: Sequence[float]
+    lay: RngdLayout,
+    state: DeviceState,
+    cycles: float,
+    busy: Sequence[float],
+    *,
+    pe_temps: Sequence[float] | None = None,
+    heartbeat: int | None = None,
 ) -> tuple[list[tuple[Path, str]], list[Path]]:
-    """Files to write, and files to remove (a sensor the fault made not available)."""
+    """Files to write, and files to remove (a sensor the fault made not available).
+
+    ``pe_temps`` (default: derived by :func:`pe_temperatures`) and ``heartbeat`` (default: whole
+    seconds of ``t_s``) let a caller that models them itself pass its own.
+    """
     mgmt, hwmon = lay.mgmt_dir, lay.hwmon_dir
     clock_mhz = state.clock_hz / 1e6
     clock_text = "nan" if math.isnan(clock_mhz) else str(round(clock_mhz))
@@ -515,7 +513,7 @@ def rngd_dynamic_files(
     reason |= THROTTLE_APP_POWER_CAP if state.throttle_power else 0
     files = [
         (mgmt / "device_state", "1\n"),
-        (mgmt / "heartbeat", f"{int(state.t_s) % 2**32}\n"),
+        (mgmt / "heartbeat", f"{(int(state.t_s) if heartbeat is None else heartbeat) % 2**32}\n"),
         (mgmt / "npu_governor", f"{state.governor}\n"),
         (mgmt / "power_limit_mw", f"{_milli(state.power_limit_w * 1000)}\n"),
         (mgmt / "throttle_reason", f"0x{reason:x}\n"),
@@ -538,7 +536,7 @@ def rngd_dynamic_files(
         files.append((pe_dir / "alloc_status", alloc))
     removed: list[Path] = []
     sensors = [(hwmon / "power1_average", state.power_w * 1e6, "power_w")]
-    temps = pe_temperatures(state, PE_COUNT)
+    temps = list(pe_temperatures(state, PE_COUNT) if pe_temps is None else pe_temps)
     sensors.append((hwmon / "temp1_input", state.temp_c * 1000, "temp_c"))
     sensors += [(hwmon / f"temp{m + 2}_input", t * 1000, "temp_c") for m, t in enumerate(temps)]
     sensors.append((hwmon / f"temp{PE_COUNT + 2}_input", state.ambient_c * 1000, "ambient_c"))

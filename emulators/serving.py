@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["E2E_LATENCY_BUCKETS_S", "MetricsServer", "ServingModel"]
+__all__ = ["E2E_LATENCY_BUCKETS_S", "RUNTIMES", "MetricsServer", "ServingModel"]
 
 #: vLLM's request-latency histogram bounds, s (§6.1: "buckets 0.3…7680 s"); furiosa-llm reuses them.
 E2E_LATENCY_BUCKETS_S = (
@@ -32,6 +32,13 @@ E2E_LATENCY_BUCKETS_S = (
 FINISHED_REASONS = ("stop", "length", "abort")
 DEFAULT_MODEL_NAME = "furiosa-ai/Llama-3.1-8B-Instruct"
 PREFIX = "furiosa_llm_"
+#: Metric-name prefix and default model per runtime (§6.1 vLLM; §6.2 furiosa-llm 2026; §6.3 vllm-rbln
+#: exposes upstream vLLM's ``vllm:*`` names). The model names of the vLLM runtimes are assumptions.
+RUNTIMES: dict[str, tuple[str, str]] = {
+    "furiosa-llm": (PREFIX, DEFAULT_MODEL_NAME),
+    "vllm": ("vllm:", "meta-llama/Llama-3.1-8B-Instruct"),
+    "vllm-rbln": ("vllm:", "rebellions/Llama-3.1-8B-Instruct"),
+}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # request and latency model (assumptions, chosen to be plausible for an 8B model on one card)
@@ -68,9 +75,15 @@ class ServingModel:
     """Request accounting for ``engines`` engines serving one model, deterministic for a seed."""
 
     def __init__(
-        self, engines: int, *, seed: int = 0, model_name: str = DEFAULT_MODEL_NAME
+        self,
+        engines: int,
+        *,
+        seed: int = 0,
+        model_name: str = DEFAULT_MODEL_NAME,
+        prefix: str = PREFIX,
     ) -> None:
         self.model_name = model_name
+        self.prefix = prefix
         self._rng = random.Random(f"kwatt-serving:{seed}")
         self._engines = [_Engine() for _ in range(engines)]
         self._next = [self._draw_request() for _ in range(engines)]
@@ -128,12 +141,12 @@ class ServingModel:
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str) -> None:
-            out.append(f"# HELP {PREFIX}{name} {help_text}")
-            out.append(f"# TYPE {PREFIX}{name} {kind}")
+            out.append(f"# HELP {self.prefix}{name} {help_text}")
+            out.append(f"# TYPE {self.prefix}{name} {kind}")
 
         def line(name: str, labels: dict[str, str], value: float) -> None:
             inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            out.append(f"{PREFIX}{name}{{{inner}}} {_num(value)}")
+            out.append(f"{self.prefix}{name}{{{inner}}} {_num(value)}")
 
         def created(base: str, help_text: str, label_sets: list[dict[str, str]]) -> None:
             family(f"{base}_created", "gauge", help_text)

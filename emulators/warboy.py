@@ -13,9 +13,10 @@ reader and its test_data fixtures):
   ``TensorExecutionTime`` are **u32 and wrap** (device-api subtracts them modulo 2³²); cycles advance at
   the core clock (device-api discards deltas below 0.45 cycles/ns);
 - hwmon under ``/sys/bus/pci/devices/<bdf>/hwmon/hwmon*/``: raw hwmon integers (µW, m°C, mV, mA;
-  device-api's ``Fetcher`` and the legacy exporter's units, §1.2(c), §1.5). The channel labels of a
-  Warboy are not in the reference: ``power1`` ``NPU_TOTAL``/``temp1`` ``PEAK``/``temp2`` ``AMBIENT``
-  are **assumed**.
+  device-api's ``Fetcher`` and the legacy exporter's units, §1.2(c), §1.5). The chip name and channel
+  labels of a Warboy are not in the reference: ``name`` ``furiosa_warboy`` (the ``<vendor>_<model>``
+  convention the generic hwmon collector understands), ``power1`` ``NPU_TOTAL``, ``temp1`` ``PEAK``,
+  ``temp2`` ``AMBIENT`` are **assumed**.
 
 ``performance_mode`` shows ``4 (FULL 1)`` under the Performance governor (the fixture's value) and
 ``0 (LOW 0)`` under PowerSave (**assumed** wording; the fixture only documents the numbers 0–4).
@@ -114,7 +115,7 @@ def warboy_static_files(lay: WarboyLayout, state: DeviceState) -> list[tuple[Pat
         (mgmt / "device_led", "0\n"),
         (mgmt / "soc_rev", "B0\n"),
         (mgmt / "soc_uid", "\n"),
-        (hwmon / "name", f"npu{state.index}\n"),
+        (hwmon / "name", "furiosa_warboy\n"),
         (hwmon / "power1_label", "NPU_TOTAL\n"),
         (hwmon / "temp1_label", "PEAK\n"),
         (hwmon / "temp2_label", "AMBIENT\n"),

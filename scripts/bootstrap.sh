@@ -31,7 +31,7 @@ done
 case "$MODE" in
     demo) BINARIES=(mosquitto influxd)
           PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client) ;;
-    test) BINARIES=(mosquitto influxd victoria-metrics)
+    test) BINARIES=(mosquitto influxd victoria-metrics systemd-analyze npm)
           PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics systemd nodejs npm) ;;
     venv) BINARIES=(); PACKAGES=() ;;
     *) echo "bootstrap: --for must be demo or test, not '$MODE'" >&2; exit 2 ;;

@@ -116,3 +116,14 @@ def advanced(dev: DeviceState, dt_s: float, power_w: float) -> DeviceState:
     return dataclasses.replace(
         dev, t_s=dev.t_s + dt_s, power_w=power_w, energy_j=dev.energy_j + power_w * dt_s
     )
+
+
+def shutdown_nvml() -> None:
+    """Balance every nvmlInit of the emulated module (a collector left open keeps it initialised)."""
+    import emulators.pynvml_emu as nv
+
+    while True:
+        try:
+            nv.nvmlShutdown()
+        except nv.NVMLError_Uninitialized:
+            return

@@ -25,6 +25,7 @@ from agent.lineproto import encode
 from analytics.energy import EnergyMethod, energy_from_counter, energy_from_power
 from analytics.load import load_lp_file
 from analytics.ppw import Level, Options, analyze
+from analytics.work import WorkUnit, counter_increase
 from collectors import furiosa, serving
 from emulators.node import EmulatedNode
 
@@ -147,6 +148,16 @@ def test_synthetic_counter_and_power_against_exact_integral(seed: int) -> None:
     p = energy_from_power(t, sampled_power, start, end)
     assert abs(p.energy_j - true_j) / true_j <= 0.02
     assert p.coverage == pytest.approx(1.0) and c.coverage == pytest.approx(1.0)
+    # perf-per-watt: tokens at 50/s per unit of utilisation above idle, integrated on the fine grid,
+    # read at 1 Hz as an integer counter; error within the same bounds as the energy
+    tokens = np.concatenate(([0.0], np.cumsum((power - 40.0) / 110.0 * 50.0 * dt)))
+    grid = np.arange(cum.size) * dt
+    true_ppw = (
+        np.interp(end - T0_S, grid, tokens) - np.interp(start - T0_S, grid, tokens)
+    ) / true_j
+    work = counter_increase(WorkUnit.TOKENS, t, np.floor(tokens[idx]), start, end)
+    assert abs(work.work / c.energy_j - true_ppw) / true_ppw <= 0.005
+    assert abs(work.work / p.energy_j - true_ppw) / true_ppw <= 0.02
     # without the range the wraps are resets: the energy is then short, and says so
     unknown = energy_from_counter(t, counter, start, end)
     assert unknown.resets == c.wraps and unknown.energy_j < c.energy_j

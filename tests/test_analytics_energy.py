@@ -161,3 +161,17 @@ def test_work_counter_reset_aware() -> None:
     assert part.work == pytest.approx(15.0) and part.resets == 0
     inc, resets = counter_increase_matrix(np.vstack([c, np.arange(11.0) * 2]))
     assert inc.tolist() == [95.0, 20.0] and resets.tolist() == [1, 0]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.floats(-1e6, 1e6), min_size=0, max_size=40),
+    st.lists(st.integers(-3, 45), min_size=1, max_size=10),
+)
+def test_prefix_at_equals_plain_sums(xs: list[float], js: list[int]) -> None:
+    from analytics.energy import prefix_at
+
+    x = np.asarray(xs, dtype=np.float64)
+    j = np.asarray(js, dtype=np.intp)
+    want = [x[: min(max(k, 0), x.size)].sum() for k in js]
+    assert prefix_at(x, j) == pytest.approx(want, rel=1e-9, abs=1e-6)

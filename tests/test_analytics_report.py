@@ -279,6 +279,13 @@ def test_influx_chunked_load_report_and_efficiency(
     got = {r.tags.get("node", ""): r.rows()[0] for r in rows}
     assert set(got) == {"npu1", "npu2", "gpu1", ""}
     assert got["npu1"]["meets_target"] == 1 and math.isclose(got["npu1"]["work_per_j"], 2.0)
+    # rolling mode: two cycles, the efficiency points are rewritten (same window: deduplicated)
+    assert (
+        kwatt([*args, "--format", "json", "--write-efficiency", "--every", "0.1", "--cycles", "2"])
+        == 0
+    )
+    capsys.readouterr()
+    assert len(influxd.query(db, 'SELECT * FROM "efficiency" GROUP BY *')) == 4
     # a bad database URL is a clear error, not a traceback
     assert (
         kwatt(["report", "--influx", "http://127.0.0.1:9", "--since", since, "--until", until]) == 2
@@ -302,3 +309,50 @@ def test_tops_per_w_from_ops_per_unit_in_a_targets_file(tmp_path: Path) -> None:
     assert v.chip_floor_tflops_per_w == 2.0 and v.meets_chip_floor is False
     [none] = verdicts(analyze(ss, 0, 2e9), load_targets())
     assert none.tops_per_w is None and none.meets_chip_floor is None
+
+
+def test_configured_workload_picks_its_unit_of_work(tmp_path: Path) -> None:
+    lines = [
+        ln.replace("requests_total=", "inferences_total=") if ln.startswith("serving") else ln
+        for ln in fleet_lines()
+    ]
+    f = tmp_path / "t.yaml"
+    f.write_text("services: {chat: resnet50_offline}\n", encoding="utf-8")
+    r = build_report(load_lp_file(write_lp(tmp_path / "f.lp", lines)), 0, 2e9, load_targets(f))
+    npu = r.analysis.select(Level.DEVICE_CLASS, device_class="furiosa/rngd")[0]
+    assert npu.work_unit is not None and npu.work_unit.value == "inferences"
+    assert npu.work_per_j == pytest.approx(2 * 600 / (400 * 600))
+    [v] = r.verdicts
+    assert v.workload == "resnet50_offline" and v.target_ratio == 2.0
+    assert v.ratio_vs_baseline == pytest.approx(
+        2.0
+    )  # NPUs: 2 inferences/s on 400 W; GPU: 1 on 400 W
+    assert v.latency_p99_s_max == 0.015 and v.latency_ok is False and v.meets_target is False
+    # without the mapping the same data is judged as LLM serving (tokens)
+    r2 = build_report(load_lp_file(tmp_path / "f.lp"), 0, 2e9, load_targets())
+    assert r2.verdicts[0].work_unit.value == "tokens"
+
+
+def test_every_needs_influx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lp = write_lp(tmp_path / "f.lp", fleet_lines(seconds=60))
+    assert kwatt(["report", "--input", str(lp), "--every", "5"]) == 2
+    assert "--every needs --influx" in capsys.readouterr().err
+
+
+def test_degenerate_inputs_render() -> None:
+    accel = (("device", "d"), ("model", "m"), ("node", "n"), ("site", "x"), ("vendor", "v"))
+    serving = (("node", "n"), ("runtime", "r"), ("service", "s"), ("site", "x"))
+    sets = [
+        from_points([], "empty"),
+        from_points([("serving", serving, [("tokens_total", 5.0)], 10**18)], "one sample"),
+        from_points(
+            [("accel", accel, [("power_w", 5.0)], 10**18 + i * 10**9) for i in range(3)], "no work"
+        ),
+    ]
+    for ss in sets:
+        r = build_report(ss, 0, 2e9, load_targets())
+        assert r.verdicts == ()
+        json.loads(render_json(r))
+        assert "<svg" in render_html(r) or "no data" in render_html(r)
+        render_markdown(r)
+        assert efficiency_lines(r) == b""

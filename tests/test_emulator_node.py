@@ -334,45 +334,41 @@ def test_agent_config_validates_and_points_at_the_node(tmp_path: Path) -> None:
     kinds = {e.type for e in cfg.collectors}
     assert {"furiosa", "serving"} <= kinds
     (fur,) = [e for e in cfg.collectors if e.type == "furiosa"]
+    assert isinstance(fur.options, FuriosaConfig)
     assert fur.options.root == str(tmp_path.resolve())
 
 
 def test_kwatt_emulate_node_cli_prints_a_checked_config(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
+    root = tmp_path / "root"
     cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", "rngd,warboy", "--service", "chatbot,food",
-           "--root", str(tmp_path / "root"), "--seed", "3", "--speed", "10", "--print-config", str(cfg), "--duration", "30"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        ready = json.loads(proc.stdout.readline())
-        assert ready["root"] == str((tmp_path / "root").resolve()) and ready["serving"].startswith(
-            "http://127.0.0.1:"
-        )
-        check = subprocess.run([sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg), "--check"],
-                               cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert check.returncode == 0, check.stdout + check.stderr
-        t0 = read_snapshot(tmp_path / "root").t_s
-        time.sleep(1.0)
-        assert read_snapshot(tmp_path / "root").t_s >= t0 + 5.0  # --speed 10
-        out = subprocess.run(
-            [str(tmp_path / "root/bin/furiosa-smi"), "info"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-        assert "| rngd   | npu0 " in out.stdout and "| warboy | npu1 " in out.stdout
-        send_cmd = [sys.executable, "-m", "emulators.node", "fault", "--root", str(tmp_path / "root"),
-                    "--kind", "disappear", "--device", "furiosa:0", "--duration", "1000"]  # fmt: skip
-        subprocess.run(send_cmd, cwd=REPO, check=True, capture_output=True, timeout=30)
-        deadline = time.monotonic() + 10
-        while mgmt(tmp_path / "root", 0).exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not mgmt(tmp_path / "root", 0).exists()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+           "--root", str(root), "--seed", "3", "--speed", "10", "--print-config", str(cfg), "--duration", "30"]  # fmt: skip
+    with subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            ready = json.loads(proc.stdout.readline())
+            assert ready["root"] == str(root.resolve())
+            assert ready["serving"].startswith("http://127.0.0.1:")
+            check = subprocess.run([sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg), "--check"],
+                                   cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+            assert check.returncode == 0, check.stdout + check.stderr
+            t0 = read_snapshot(root).t_s
+            time.sleep(1.0)
+            assert read_snapshot(root).t_s >= t0 + 5.0  # --speed 10
+            info = smi(root, "info")
+            assert "| rngd   | npu0 " in info and "| warboy | npu1 " in info
+            send_cmd = [sys.executable, "-m", "emulators.node", "fault", "--root", str(root),
+                        "--kind", "disappear", "--device", "furiosa:0", "--duration", "1000"]  # fmt: skip
+            subprocess.run(send_cmd, cwd=REPO, check=True, capture_output=True, timeout=30)
+            deadline = time.monotonic() + 10
+            while mgmt(root, 0).exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not mgmt(root, 0).exists()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
     assert proc.returncode == 0
 
 
@@ -410,3 +406,79 @@ def test_legacy_module_cli_still_prints_the_ready_line(tmp_path: Path) -> None:
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert set(json.loads(r.stdout.splitlines()[0])) == {"root", "serving_url"}
+
+
+def test_chatbot_devices_are_served_by_their_vendors_runtime(tmp_path: Path) -> None:
+    import urllib.request
+
+    async def go() -> None:
+        async with Node(tmp_path, options("rngd,atom,h100", ("chatbot",))) as node:
+            for t in range(4):
+                node.step(float(t) * 5)
+            urls = node.serving_urls
+            assert set(urls) == {"furiosa-llm", "vllm-rbln", "vllm"}
+
+            def body(url: str) -> str:
+                with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+                    return str(r.read().decode())
+
+            texts = {name: await asyncio.to_thread(body, url) for name, url in urls.items()}
+            assert "furiosa_llm_generation_tokens_total{" in texts["furiosa-llm"]
+            assert "vllm:generation_tokens_total{" in texts["vllm"]
+            assert 'model_name="meta-llama/Llama-3.1-8B-Instruct"' in texts["vllm"]
+            assert "vllm:e2e_request_latency_seconds_bucket{" in texts["vllm-rbln"]
+            entries = [
+                e
+                for e in yaml.safe_load(agent_config(node))["collectors"]
+                if e["type"] == "serving"
+            ]
+            assert {e["runtime"] for e in entries} == set(urls)
+
+    asyncio.run(go())
+
+
+def test_every_collector_of_the_printed_config_reads_a_node_of_every_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Done-when of issue #3: a node with every catalogue model, read by the agent's collectors."""
+    import collectors
+    from agent.cli import _emulator_collector_check
+
+    monkeypatch.setenv("KWATT_EMULATOR_ROOT", str(tmp_path))
+
+    async def go() -> dict[str, int]:
+        async with Node(tmp_path, options(EVERY_MODEL, ("chatbot", "traffic"), seed=5)) as node:
+            node.step(0.0)
+            text = agent_config(node, check=_emulator_collector_check)
+            cfg = agent_config_from(yaml.safe_load(text), where="printed")
+            built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in cfg.collectors]
+            counts: dict[str, int] = {}
+            for t in (1.0, 2.0):
+                node.step(t)
+                for e, c in built:
+                    counts[e.name] = len(await c.collect())
+            for _, c in built:
+                await c.aclose()
+            return counts
+
+    counts = asyncio.run(go())
+    assert counts["furiosa"] == 1  # the RNGD card (the Warboy is read by hwmon)
+    for name in ("rebellions", "sapeon", "nvml", "nvidia-smi"):
+        if name in counts:
+            assert counts[name] >= 3, name
+    assert all(n > 0 for n in counts.values()), counts
+
+
+def test_furiosa_smi_governor_switches_the_node(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with Node(tmp_path, options("rngd:2", ("steady",))) as node:
+            node.step(0.0)
+            out = await asyncio.to_thread(smi, tmp_path, "governor", "-p", "powersave", "-i", "1")
+            assert out == "npu1's governor profile is set to PowerSave\n"
+            node.step(1.0)
+            assert read(mgmt(tmp_path, 1) / "npu_governor") == "powersave\n"
+            assert read(mgmt(tmp_path, 0) / "npu_governor") == "performance\n"
+            clocks = read(mgmt(tmp_path, 1) / "npu_clocks").splitlines()
+            assert clocks[0] == "pe0 (MHz): 500"  # PowerSave: statically lowest (§1.1)
+
+    asyncio.run(go())

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nvidia_states import FIXTURES, H100, P100, T4, advanced, make_node, step
+from nvidia_states import FIXTURES, H100, P100, T4, advanced, make_node, shutdown_nvml, step
 
 import collectors
 from agent.config import from_mapping
@@ -61,6 +61,14 @@ def parse_file(path: Path) -> list[GpuRecord]:
 
 def sample_doc(s: Sample) -> dict[str, object]:
     return {"device": s.tag("device"), "model": s.tag("model"), "fields": dict(s.fields)}
+
+
+@pytest.fixture(autouse=True)
+def _nvml_shut_down() -> Iterator[None]:
+    """Every test starts and ends with the emulated NVML library uninitialised."""
+    shutdown_nvml()
+    yield
+    shutdown_nvml()
 
 
 # ----------------------------------------------------------------------------- golden files
@@ -559,3 +567,12 @@ def test_stuck_sensor_repeats_through_both_collectors(node: tuple[Path, NvidiaSu
         h100 = by_device(run(c.collect()))[H100.uuid]
         assert h100["temp_c"] == round(H100.temp_c), kind
         assert abs(h100["power_w"] - H100.power_w) < 0.01, kind
+
+
+def test_real_binding_without_a_gpu_is_unavailable() -> None:
+    """With nvidia-ml-py installed on a node without libnvidia-ml: unavailable, with the reason."""
+    pytest.importorskip("pynvml")
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("this node has an NVIDIA driver")
+    with pytest.raises(CollectorUnavailable, match=r"code 12|code 9"):
+        run(nvml.create("nvml", nvml.Config()).collect())

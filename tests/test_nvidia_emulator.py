@@ -26,7 +26,9 @@ from nvidia_states import (
     H100,
     P100,
     T4,
+    advanced,
     make_node,
+    shutdown_nvml,
     snapshot,
     step,
 )
@@ -92,6 +94,14 @@ def view_of(
     driver: str = DEFAULT_DRIVER, devices: tuple[DeviceState, ...] = GOLDEN_DEVICES
 ) -> GpuView:
     return gpu_view(snapshot(devices), driver)
+
+
+@pytest.fixture(autouse=True)
+def _nvml_shut_down() -> Iterator[None]:
+    """Every test starts and ends with the emulated NVML library uninitialised."""
+    shutdown_nvml()
+    yield
+    shutdown_nvml()
 
 
 @pytest.mark.parametrize(("name", "driver", "args"), GOLDENS, ids=[g[0] for g in GOLDENS])
@@ -465,7 +475,45 @@ def test_module_agrees_with_the_real_binding() -> None:
             name.startswith("NVML_DEVICE_ARCH_")
         ):
             assert getattr(real, name) == getattr(nv, name), name
-        if name.startswith("nvml") and callable(getattr(nv, name)):
+        if name.startswith("nvml") and name[4:5].isupper() and callable(getattr(nv, name)):
             assert callable(getattr(real, name, None)), f"pynvml has no {name}"
         if name.startswith("NVMLError_"):
             assert getattr(real, name)().value == getattr(nv, name)().value, name
+
+
+def test_power_is_averaged_over_one_second_where_the_board_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§4.1: 1-s average on Ampere (except GA100) and newer, instantaneous on GA100 and older."""
+    a100 = dataclasses.replace(H100, model="a100", uuid="GPU-a100", bus_id="0000:2a:00.0", index=2)
+    boards = (dataclasses.replace(H100, power_w=300.0), dataclasses.replace(T4, power_w=30.0), a100)
+    root = tmp_path / "node"
+    surface = make_node(root, boards)
+    states = boards
+    for watts in (300.0, 300.0, 700.0):  # 0.5 s steps: the last second is half 300 W, half 700 W
+        states = tuple(advanced(d, 0.5, watts if d.model != "t4" else watts / 10) for d in states)
+        step(root, surface, states)
+    view = load_view(root)
+    h100, t4, a100_now = view.gpus
+    assert view.average_power_w(h100) == pytest.approx(500.0)
+    assert view.draw_power_w(h100) == pytest.approx(500.0)  # Hopper: averaged
+    assert view.draw_power_w(a100_now) == 700.0  # GA100: instantaneous
+    assert view.average_power_w(a100_now) == pytest.approx(500.0)
+    assert view.draw_power_w(t4) == 70.0  # Turing: instantaneous
+    lines = render(
+        ["--query-gpu=power.draw,power.draw.average,power.draw.instant", "--format=csv,noheader"],
+        view,
+        GOLDEN_NOW,
+    ).splitlines()
+    assert lines == [
+        "500.00 W, 500.00 W, 700.00 W",
+        "70.00 W, 50.00 W, 70.00 W",
+        "700.00 W, 500.00 W, 700.00 W",
+    ]
+    monkeypatch.setenv(nv.ROOT_ENV, str(root))
+    nv.nvmlInit()
+    try:
+        assert nv.nvmlDeviceGetPowerUsage(nv.nvmlDeviceGetHandleByIndex(0)) == 500000
+        assert nv.nvmlDeviceGetPowerUsage(nv.nvmlDeviceGetHandleByIndex(2)) == 700000
+    finally:
+        nv.nvmlShutdown()

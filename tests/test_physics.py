@@ -13,6 +13,7 @@ import pytest
 from emulators.catalogue import load_catalogue, model
 from emulators.node import Node, NodeOptions, parse_devices
 from emulators.physics import DeviceIdentity, DevicePhysics, mmc_latency
+from emulators.workloads import WorkloadParams
 
 U32 = 2**32
 
@@ -198,3 +199,24 @@ def test_warboy_task_time_wraps_at_32_bits_and_reconstructs(tmp_path: Path) -> N
             assert cycles > 0.45 * 1e9 * 19.5  # >= 0.45 cycles/ns, else device-api drops deltas
 
     asyncio.run(go())
+
+
+def test_truth_latency_rises_with_load(tmp_path: Path) -> None:
+    def p99(load: float) -> float:
+        opts = NodeOptions(
+            devices=parse_devices("warboy:2"), services=("food",), seed=1, load=load,
+            workload=WorkloadParams(start_hour=12.25),
+        )  # fmt: skip
+
+        async def go() -> list[dict[str, Any]]:
+            async with Node(tmp_path / str(load), opts) as node:
+                return [node.step(t * 0.5) for t in range(1, 40)]
+
+        recs = asyncio.run(go())
+        values = [r["services"]["food"]["latency_p99_s"] for r in recs]
+        assert all(v is not None and v > 0 for v in values)
+        assert all(d["latency_p50_s"] is not None for d in recs[-1]["devices"])
+        return float(sorted(values)[len(values) // 2])
+
+    low, high = p99(0.3), p99(0.97)
+    assert high > 2 * low

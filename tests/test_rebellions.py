@@ -28,6 +28,7 @@ from agent.model import Sample
 from collectors import load
 from collectors.base import Collector, CollectorError, CollectorTimeout, ParseError
 from collectors.rebellions import (
+    JSON_RETRY_POLLS,
     Config,
     RblnDevice,
     RebellionsCollector,
@@ -569,6 +570,9 @@ def test_end_to_end_legacy_name_and_text_fallback(tmp_path: Path) -> None:
     first = collect(c)
     second = collect(c)
     assert (tmp_path / "j-calls").read_text() == "x\n"  # -j tried once only
+    c._text_polls = JSON_RETRY_POLLS - 1
+    collect(c)
+    assert (tmp_path / "j-calls").read_text() == "x\nx\n"  # ... and again after a while
     assert set(first) == set(second) == {d.bus_id for d in devices}  # no sid/uuid in text
     for d in devices:
         f = dict(first[d.bus_id].fields)

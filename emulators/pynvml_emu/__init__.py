@@ -417,8 +417,9 @@ def nvmlDeviceGetPciInfo(handle: c_nvmlDevice_t) -> nvmlPciInfo_t:
 
 
 def nvmlDeviceGetPowerUsage(handle: c_nvmlDevice_t) -> int:
-    """Board power in mW."""
-    return max(0, round(_value(handle, "power_w").power_w * 1000))
+    """Board power in mW: averaged over 1 s on Ampere (except GA100) and newer (§4.1)."""
+    dev = _value(handle, "power_w")
+    return max(0, round(_lib.view().draw_power_w(dev) * 1000))
 
 
 def nvmlDeviceGetTotalEnergyConsumption(handle: c_nvmlDevice_t) -> int:

@@ -12,6 +12,8 @@ JSON field names lablup/all-smi deserializes):
   ``used/total GiB`` over ``(x.xx%)``, single-line cells centred vertically; 2025.1 ``Arch | Device |
   Liveness | Cores | Core Utilization`` with ``0 (available),``; 2024.1 without Liveness and
   ``0 (occupied),`` cells.
+- ``governor -p performance|powersave [-i 0,1]``: prints ``npu0's governor profile is set to
+  PowerSave`` per device and asks the node (``control.d``) to switch the governor at its next step.
 - ``ps``: 2025.1+ ``PID | NPU core | CMD`` with ``npu0:[0, 7], npu1:[0, 7]``; 2024.1 ``NPU | PID | CMD``
   with ``npu0pe0-7``, one row per device.
 - ``--format json``: arrays, every ``info`` value a string (``"41.33°C"``, ``"38.00 W"`` — power
@@ -41,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulators.faults import Fault, send
 from emulators.furiosa_surface import TOOL, VENDOR, era, firmware_for, read_config
 from emulators.state import DeviceState, Snapshot, read_snapshot
 
@@ -383,6 +386,41 @@ def render(argv: Sequence[str], npus: Sequence[NpuView], version: str) -> str:
     raise UsageError(f"error: unrecognized subcommand '{cmd}'")
 
 
+def set_governor(root: Path, argv: Sequence[str], npus: Sequence[NpuView]) -> str:
+    """``governor -p performance|powersave [-i 0,1,2]`` (§1.1): applied by the node at its next step
+    (a ``governor`` command in ``control.d``, emulators/faults.py); one confirmation line per device."""
+    profile: str | None = None
+    indices: list[int] | None = None
+    it = iter(argv)
+    for a in it:
+        if a in ("-p", "--profile"):
+            profile = next(it, None)
+        elif a in ("-i", "--device-indices"):
+            value = next(it, "")
+            try:
+                indices = [int(x) for x in value.split(",") if x.strip()]
+            except ValueError:
+                raise UsageError(
+                    f"error: invalid value '{value}' for '-i <DEVICE_INDICES>'"
+                ) from None
+        else:
+            raise UsageError(f"error: unexpected argument '{a}' found")
+    names = {"performance": "Performance", "powersave": "PowerSave"}
+    if profile is None or profile.lower() not in names:
+        raise UsageError("error: '-p <PROFILE>' must be one of: performance, powersave")
+    present = {v.state.index for v in npus}
+    targets = sorted(present) if indices is None else indices
+    missing = [i for i in targets if i not in present]
+    if missing:
+        raise UsageError(f"error: npu{missing[0]} not found")
+    level = 0.0 if profile.lower() == "performance" else 1.0
+    for i in targets:
+        send(root, Fault("governor", device=f"{VENDOR}:{i}", value=level))
+    return "".join(
+        f"npu{i}'s governor profile is set to {names[profile.lower()]}\n" for i in targets
+    )
+
+
 def _split_root(argv: list[str]) -> tuple[Path | None, list[str]]:
     root: Path | None = None
     rest: list[str] = []
@@ -413,7 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if faults.hang_s > 0:
         time.sleep(faults.hang_s)
     try:
-        text = render(own, views(snap, config.tool_version, config.held), config.tool_version)
+        npus = views(snap, config.tool_version, config.held)
+        if own and own[0] == "governor":
+            text = set_governor(root, own[1:], npus)
+        else:
+            text = render(own, npus, config.tool_version)
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 2

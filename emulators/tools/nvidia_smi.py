@@ -23,15 +23,22 @@
 The driver version comes from the node (``SurfaceContext.tool_versions["nvidia-smi"]``). Faults of tool
 ``"nvidia-smi"`` (``Snapshot.tool_faults``) are honoured: ``hang_s`` sleeps first, ``garbage`` prints
 random bytes, ``truncate`` prints the first half, ``exit_code`` exits with that status after printing.
+Device faults: a field in ``na_fields`` prints ``[N/A]`` (CSV) / ``N/A`` (XML), one in ``nan_fields``
+prints ``nan``; vanished devices are not listed; stuck ones repeat what they showed
+(:mod:`emulators.nvidia`). No node under ``--root``: the real tool's "couldn't communicate with the
+NVIDIA driver" message and exit status 9.
 
-Values not in the device state are derived and documented here: ``P0`` when the device is busy (util >
-1 %), ``P8`` idle; memory-controller utilization = ``emulators.nvidia.MEM_UTIL_SHARE`` x GPU
-utilization (assumed);
-video clock = the board's ratio x graphics clock; pre-Volta boards (no energy counter) have no
-``power.draw.instant`` (``[Not Supported]``); reserved framebuffer 0 MiB; no fan (passive
-datacenter boards: ``[N/A]``); memory temperature not modelled (``[N/A]``); no processes. Power: the
-snapshot carries no history, so ``power.draw``, ``.average`` and ``.instant`` all show the state's power
-(the real average is over 1 s on Ampere-and-newer boards, §4.1).
+Values not in the device state are derived (assumptions, documented here): ``P0`` when the device is
+busy (util > 1 %), ``P8`` idle; memory-controller utilization = ``emulators.nvidia.MEM_UTIL_SHARE`` x
+GPU utilization; video clock = the board's ratio x graphics clock; pre-Volta boards (no energy
+counter) have no ``power.draw.instant`` (``[Not Supported]``); reserved framebuffer 0 MiB; no fan
+(passive datacenter boards: ``[N/A]``); memory temperature not modelled (``[N/A]``); no processes.
+Power (§4.1, §4.4): ``power.draw`` is the 1-s average on Ampere (except GA100) and newer boards and
+the instantaneous power on GA100 and older; ``power.draw.average`` / ``average_power_draw`` is the
+1-s average and ``power.draw.instant`` / ``instant_power_draw`` the instantaneous power on every
+board (the average comes from :class:`emulators.nvidia.NvidiaSurface`, which follows the energy).
+Header names echo the
+field as asked (``clocks.sm [MHz]``), an unconfirmed detail of the real tool.
 """
 
 from __future__ import annotations
@@ -214,8 +221,8 @@ FIELDS: tuple[_Field, ...] = (
     _f("temperature.memory", None, lambda g: NA),
     _f("temperature.gpu.tlimit", None, lambda g: NA, _EVENT_BRANCH),
     _f("power.management", None, lambda g: "Enabled"),
-    _f("power.draw", "W", lambda g: _watts(g.dev.power_w)),
-    _f("power.draw.average", "W", lambda g: _watts(g.dev.power_w), _EVENT_BRANCH),
+    _f("power.draw", "W", lambda g: _watts(g.view.draw_power_w(g.dev))),
+    _f("power.draw.average", "W", lambda g: _watts(g.view.average_power_w(g.dev)), _EVENT_BRANCH),
     _f("power.draw.instant", "W", _power_instant, _EVENT_BRANCH),
     _f("power.limit", "W", lambda g: _watts(g.dev.power_limit_w)),
     _f("enforced.power.limit", "W", lambda g: _watts(g.dev.power_limit_w)),
@@ -393,7 +400,8 @@ def _xml_gpu(g: _Gpu, branch: int) -> list[str]:
         f"{t}\t<memory_temp>N/A</memory_temp>",
         f"{t}</temperature>",
     ]
-    draw = v("power_w", _watts(d.power_w), "W")
+    draw = v("power_w", _watts(g.view.draw_power_w(d)), "W")
+    average = v("power_w", _watts(g.view.average_power_w(d)), "W")
     limit, default = (
         v("power_limit_w", _watts(d.power_limit_w), "W"),
         _watts(b.default_power_limit_w),
@@ -420,7 +428,7 @@ def _xml_gpu(g: _Gpu, branch: int) -> list[str]:
                 instant = draw.removesuffix(" W")
             unit = "" if instant == "N/A" else " W"
             out += [
-                f"{t}\t<average_power_draw>{draw}</average_power_draw>",
+                f"{t}\t<average_power_draw>{average}</average_power_draw>",
                 f"{t}\t<instant_power_draw>{instant}{unit}</instant_power_draw>",
             ]
         else:
