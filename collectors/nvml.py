@@ -43,6 +43,7 @@ import asyncio
 import enum
 import importlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -79,6 +80,9 @@ class Config:
     module: str = "pynvml"
     #: Longest a poll's NVML calls may take before the poll fails with CollectorTimeout.
     timeout_s: float = 5.0
+    #: Emulated nodes only: the node's root, handed to ``emulators.pynvml_emu`` through the
+    #: ``KWATT_EMULATOR_ROOT`` environment variable (the real binding ignores it).
+    emulator_root: str | None = None
 
 
 def create(name: str, config: Config) -> NvmlCollector:
@@ -317,6 +321,8 @@ class NvmlCollector:
     def _load(self) -> _Nvml:
         if self._nvml is None:
             try:
+                if self.config.emulator_root is not None:
+                    os.environ["KWATT_EMULATOR_ROOT"] = self.config.emulator_root
                 module = importlib.import_module(self.config.module)
             except ImportError as e:
                 raise CollectorUnavailable(

@@ -815,7 +815,14 @@ def collector_candidates(node: Node) -> list[dict[str, object]]:
             {"type": "sapeon", "name": "sapeon", "tool": f"{root}/bin/sapeon-smi", "root": root}
         )
     if "nvidia" in vendors:
-        out.append({"type": "nvml", "name": "nvml", "module": "emulators.pynvml_emu"})
+        out.append(
+            {
+                "type": "nvml",
+                "name": "nvml",
+                "module": "emulators.pynvml_emu",
+                "emulator_root": root,
+            }
+        )
         out.append({"type": "nvidia_smi", "name": "nvidia-smi", "tool": f"{root}/bin/nvidia-smi"})
     out.append({"type": "rapl", "name": "rapl", "root": root})
     out.append({"type": "hwmon", "name": "hwmon", "root": root})  # exclude: see agent_config
@@ -867,8 +874,6 @@ def agent_config(
         f"# devices: {', '.join(f'{d.model}:{d.cards}' for d in node.options.devices)}; "
         f"services: {', '.join(node.workloads)}; seed {node.options.seed}",
     ]
-    if "nvidia" in node.vendors:
-        head.append(f"# nvml reads the emulator through KWATT_EMULATOR_ROOT={node.root.resolve()}")
     if check is None:
         head.append("# (not checked against this agent's collectors: run kwatt emulate node)")
     body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

@@ -444,7 +444,8 @@ def test_every_collector_of_the_printed_config_reads_a_node_of_every_model(
     import collectors
     from agent.cli import _emulator_collector_check
 
-    monkeypatch.setenv("KWATT_EMULATOR_ROOT", str(tmp_path))
+    # the printed nvml entry carries the node's root itself (emulator_root), no environment needed
+    monkeypatch.delenv("KWATT_EMULATOR_ROOT", raising=False)
 
     async def go() -> dict[str, int]:
         async with Node(tmp_path, options(EVERY_MODEL, ("chatbot", "traffic"), seed=5)) as node:
