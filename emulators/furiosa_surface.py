@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from emulators import rngd, warboy
+from emulators.executables import install_executable
 from emulators.rngd import SysfsWriter
 from emulators.state import DeviceState, Snapshot, write_atomic
 from emulators.surfaces import SurfaceContext, register
@@ -115,16 +116,7 @@ def _device(doc: dict[str, Any]) -> DeviceState:
 
 def install_tool(root: Path, python: str = sys.executable) -> Path:
     """Write ``ROOT/bin/furiosa-smi``: runs ``emulators.tools.furiosa_smi --root ROOT``."""
-    path = root / "bin" / TOOL
-    script = (
-        f"#!{python}\n"
-        "import sys\n"
-        "from emulators.tools.furiosa_smi import main\n"
-        f"sys.exit(main(['--root', {str(root)!r}, *sys.argv[1:]]))\n"
-    )
-    write_atomic(path, script)
-    path.chmod(0o755)
-    return path
+    return install_executable(root, TOOL, "emulators.tools.furiosa_smi", python=python)
 
 
 @dataclass(slots=True)

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emulators.bmc import PowerStats, PowerStatsTracker, write_stats
+from emulators.executables import install_executable
 from emulators.redfish import RedfishServer, TlsFiles
-from emulators.state import DeviceState, HostState, Snapshot, write_atomic
+from emulators.state import DeviceState, HostState, Snapshot
 from emulators.surfaces import HOST, SurfaceContext, register
 
 __all__ = [
@@ -219,22 +220,13 @@ class HostHwmon:
 
 def install_dcmi_tools(root: Path, python: str = sys.executable) -> list[Path]:
     """Write ``ROOT/bin/ipmitool`` and ``ROOT/bin/ipmi-dcmi``: scripts running the emulated tools."""
-    paths: list[Path] = []
-    for name, module in (
-        ("ipmitool", "emulators.tools.ipmitool"),
-        ("ipmi-dcmi", "emulators.tools.ipmi_dcmi_freeipmi"),
-    ):
-        path = root / "bin" / name
-        script = (
-            f"#!{python}\n"
-            "import sys\n"
-            f"from {module} import main\n"
-            f"sys.exit(main(['--root', {str(root)!r}, *sys.argv[1:]]))\n"
+    return [
+        install_executable(root, name, module, python=python)
+        for name, module in (
+            ("ipmitool", "emulators.tools.ipmitool"),
+            ("ipmi-dcmi", "emulators.tools.ipmi_dcmi_freeipmi"),
         )
-        write_atomic(path, script)
-        path.chmod(0o755)
-        paths.append(path)
-    return paths
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulators.executables import install_executable
 from emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from emulators.surfaces import SurfaceContext, register
 
@@ -461,16 +462,7 @@ def load_view(root: Path) -> GpuView:
 
 def install_tool(root: Path, python: str = sys.executable) -> Path:
     """Write ``ROOT/bin/nvidia-smi``: a script that runs the emulated tool on ``root``."""
-    path = root / "bin" / TOOL
-    script = (
-        f"#!{python}\n"
-        "import sys\n"
-        "from emulators.tools.nvidia_smi import main\n"
-        f"sys.exit(main(['--root', {str(root)!r}, *sys.argv[1:]]))\n"
-    )
-    write_atomic(path, script)
-    path.chmod(0o755)
-    return path
+    return install_executable(root, TOOL, "emulators.tools.nvidia_smi", python=python)
 
 
 class NvidiaSurface:

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulators.executables import install_executable
 from emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from emulators.surfaces import SurfaceContext, register
 
@@ -467,19 +468,10 @@ def render_text(v: RblnView) -> str:
 
 def install_tools(root: Path, python: str = sys.executable) -> list[Path]:
     """Write ``ROOT/bin/rbln-smi`` and ``ROOT/bin/rbln-stat``: scripts running the emulated tool."""
-    paths: list[Path] = []
-    for name in (TOOL, TOOL_LEGACY):
-        path = root / "bin" / name
-        script = (
-            f"#!{python}\n"
-            "import sys\n"
-            "from emulators.tools.rbln_smi import main\n"
-            f"sys.exit(main(['--root', {str(root)!r}, '--prog', {name!r}, *sys.argv[1:]]))\n"
-        )
-        write_atomic(path, script)
-        path.chmod(0o755)
-        paths.append(path)
-    return paths
+    return [
+        install_executable(root, name, "emulators.tools.rbln_smi", ("--prog", name), python)
+        for name in (TOOL, TOOL_LEGACY)
+    ]
 
 
 class RebellionsSurface:

@@ -36,13 +36,13 @@ import dataclasses
 import hashlib
 import json
 import math
-import random
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulators.executables import faulty_output, split_root
 from emulators.faults import Fault, send
 from emulators.furiosa_surface import TOOL, VENDOR, era, firmware_for, read_config
 from emulators.state import DeviceState, Snapshot, read_snapshot
@@ -421,23 +421,8 @@ def set_governor(root: Path, argv: Sequence[str], npus: Sequence[NpuView]) -> st
     )
 
 
-def _split_root(argv: list[str]) -> tuple[Path | None, list[str]]:
-    root: Path | None = None
-    rest: list[str] = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--root":
-            value = next(it, None)
-            root = None if value is None else Path(value)
-        elif arg.startswith("--root="):
-            root = Path(arg.removeprefix("--root="))
-        else:
-            rest.append(arg)
-    return root, rest
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    root, own = _split_root(list(sys.argv[1:] if argv is None else argv))
+    root, own = split_root(list(sys.argv[1:] if argv is None else argv))
     if root is None:
         print("usage: python -m emulators.tools.furiosa_smi --root ROOT [furiosa-smi arguments]")
         return 2
@@ -460,11 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(e), file=sys.stderr)
         return 2
     out = text.encode("utf-8")
-    if faults.garbage:
-        out = random.Random(snap.wall_ns).randbytes(max(len(out), 64))
-    elif faults.truncate:
-        out = out[: len(out) // 2]
-    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.write(faulty_output(out, faults, snap.wall_ns))
     sys.stdout.buffer.flush()
     return faults.exit_code
 

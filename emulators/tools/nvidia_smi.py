@@ -44,15 +44,14 @@ field as asked (``clocks.sm [MHz]``), an unconfirmed detail of the real tool.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from xml.sax.saxutils import escape
 
+from emulators.executables import faulty_output, split_root
 from emulators.nvidia import (
     TOOL,
     GpuView,
@@ -518,32 +517,12 @@ def render(argv: Sequence[str], view: GpuView, now: datetime) -> str:
 
 
 def _emit(out: bytes, faults: ToolFaults, seed: int) -> None:
-    if faults.garbage:
-        out = random.Random(seed).randbytes(max(len(out), 64))
-    elif faults.truncate:
-        out = out[: len(out) // 2]
-    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.write(faulty_output(out, faults, seed))
     sys.stdout.buffer.flush()
 
 
-def _split_root(argv: list[str]) -> tuple[Path | None, list[str]]:
-    """``--root ROOT`` (the emulator's own option) and the real tool's arguments."""
-    root: Path | None = None
-    rest: list[str] = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--root":
-            value = next(it, None)
-            root = None if value is None else Path(value)
-        elif arg.startswith("--root="):
-            root = Path(arg.removeprefix("--root="))
-        else:
-            rest.append(arg)
-    return root, rest
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    root, own = _split_root(list(sys.argv[1:] if argv is None else argv))
+    root, own = split_root(list(sys.argv[1:] if argv is None else argv))
     if root is None:
         print("usage: python -m emulators.tools.nvidia_smi --root ROOT [nvidia-smi arguments]")
         return 2

@@ -14,12 +14,12 @@ Tool faults (``Snapshot.tool_faults`` under the invoked name; ``rbln-stat`` fall
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from emulators.executables import faulty_output
 from emulators.rebellions import TOOL, TOOL_LEGACY, load_view, render_json, render_text
 from emulators.state import Snapshot, ToolFaults
 
@@ -51,11 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if faults.hang_s > 0:
         time.sleep(faults.hang_s)
     out = (render_json(v, groups=args.group) if args.json else render_text(v)).encode()
-    if faults.garbage:
-        out = random.Random(v.snapshot.wall_ns).randbytes(max(64, len(out)))
-    elif faults.truncate:
-        out = out[: len(out) // 2]
-    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.write(faulty_output(out, faults, v.snapshot.wall_ns))
     sys.stdout.buffer.flush()
     return faults.exit_code
 
