@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from agent.model import DeviceInfo, Sample
 
@@ -24,7 +25,11 @@ __all__ = [
     "ParseError",
     "read_text",
     "run_tool",
+    "sysfs_read",
 ]
+
+
+T = TypeVar("T")
 
 
 class CollectorError(Exception):
@@ -112,3 +117,16 @@ async def run_tool(argv: list[str], timeout_s: float, env: dict[str, str] | None
         msg = err.decode("utf-8", "replace").strip()[:500]
         raise CollectorError(f"{argv[0]}: exit status {proc.returncode}: {msg}")
     return out
+
+
+async def sysfs_read(fn: Callable[[], T], timeout_s: float, where: str) -> T:
+    """Run the blocking reads ``fn`` in a worker thread, failing with :class:`CollectorTimeout`
+    after ``timeout_s`` (a blocked driver); the abandoned thread finishes on its own."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await asyncio.to_thread(fn)
+    except TimeoutError:
+        raise CollectorTimeout(
+            f"{where}: sysfs reads did not finish within {timeout_s:g} s "
+            "(a driver blocked; the read is abandoned)"
+        ) from None

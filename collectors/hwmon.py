@@ -45,7 +45,12 @@ from pathlib import Path
 
 from agent.model import DeviceInfo, Sample, validate_tag_value
 from agent.units import millic_to_c, uj_to_j, uw_to_w
-from collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from collectors.base import (
+    CollectorError,
+    CollectorUnavailable,
+    ParseError,
+    sysfs_read,
+)
 
 __all__ = [
     "KNOWN_DEVICES",
@@ -256,14 +261,7 @@ class HwmonCollector:
         return await asyncio.to_thread(self._inventory)
 
     async def collect(self) -> list[Sample]:
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                return await asyncio.to_thread(self.collect_sync)
-        except TimeoutError:
-            raise CollectorTimeout(
-                f"{self.config.root}: sysfs reads did not finish within {self.config.timeout_s:g} s "
-                "(a driver blocked; the read is abandoned)"
-            ) from None
+        return await sysfs_read(self.collect_sync, self.config.timeout_s, self.config.root)
 
     async def aclose(self) -> None:
         return None

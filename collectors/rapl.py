@@ -45,7 +45,6 @@ HTTP / HTTPS. Prefer RAPL over a tool for per-second polling.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Mapping
@@ -54,7 +53,12 @@ from pathlib import Path
 
 from agent.model import DeviceInfo, Sample, validate_tag_value
 from agent.units import uj_to_j, uw_to_w
-from collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from collectors.base import (
+    CollectorError,
+    CollectorUnavailable,
+    ParseError,
+    sysfs_read,
+)
 
 __all__ = [
     "PERMISSION_FIX",
@@ -230,14 +234,7 @@ class RaplCollector:
         return []  # host power zones are not accelerator devices
 
     async def collect(self) -> list[Sample]:
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                return await asyncio.to_thread(self.collect_sync)
-        except TimeoutError:
-            raise CollectorTimeout(
-                f"{self.config.root}: sysfs reads did not finish within {self.config.timeout_s:g} s "
-                "(a driver blocked; the read is abandoned)"
-            ) from None
+        return await sysfs_read(self.collect_sync, self.config.timeout_s, self.config.root)
 
     async def aclose(self) -> None:
         return None
