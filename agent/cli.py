@@ -212,7 +212,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         stats = await _serve("kwatt agent", args.config, prepare, load_agent_config, cfg, finished)
-        return 0 if stats.pending_batches == 0 else 3
+        # pending batches in a spool are on disk and replayed at the next start: not a failure
+        return 0 if stats.pending_batches == 0 or cfg.spool is not None else 3
 
     return asyncio.run(main())
 
@@ -342,12 +343,24 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "demo",
         help="the whole pipeline on emulated nodes",
-        description="Start a private Mosquitto and InfluxDB (or use yours), emulated "
-        "NPU nodes with their agents and an ingest worker; show it live; check that "
-        "nothing was lost.",
+        description="Start a private Mosquitto and InfluxDB (or use yours), a K-Cloud fleet of "
+        "emulated nodes (the phase-1 services on their NPUs next to GPU baseline nodes) with "
+        "their agents and an ingest worker; show it live; check that nothing was lost; then say, "
+        "per service, the NPU's work per joule against the GPU's, the phase-1 verdict and the "
+        "pipeline's own error against the emulators' ground truth.",
     )
-    d.add_argument("--nodes", type=int, default=3, help="emulated nodes (default 3)")
-    d.add_argument("--devices", type=int, default=4, help="NPUs per node (default 4)")
+    d.add_argument(
+        "--nodes",
+        type=int,
+        default=8,
+        help="emulated nodes: the first N of the fleet, cyclically (default 8: the whole fleet)",
+    )
+    d.add_argument("--devices", type=int, default=4, help="cards per node (default 4)")
+    d.add_argument(
+        "--fleet",
+        help="node specs MODEL=SERVICE,… (default: rngd=chatbot,h100=chatbot,warboy=traffic,"
+        "t4=traffic,atom=food,l4=food,x220-compact=construction,a100=construction)",
+    )
     d.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
     d.add_argument("--interval", type=float, default=1.0, help="poll interval in s (default 1)")
     d.add_argument("--no-live", action="store_true", help="no live view, just the summary")
@@ -409,11 +422,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_emulate(argparse.Namespace(emulator_args=argv[1:]))
     args = build_parser().parse_args(argv)
     from agent.config import ConfigError
+    from agent.spool import SpoolError
 
     try:
         rc: int = args.func(args)
     except ConfigError as e:
         print(f"kwatt {args.command}: configuration error: {e}", file=sys.stderr)
+        return 2
+    except SpoolError as e:  # spool dir not writable, or another agent holds it
+        print(f"kwatt {args.command}: {e.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,10 +1,18 @@
-"""``kwatt demo``: the whole pipeline on emulated hardware, with its own Mosquitto and InfluxDB.
+"""``kwatt demo``: a K-Cloud fleet on emulated hardware, the whole pipeline, and what it is for.
 
-Each emulated node is a separate process that owns a root directory (FuriosaAI RNGD sysfs + hwmon) and a
-loopback port (furiosa-llm ``/metrics``); each node's ``kwatt agent`` process reads it through the real
-collectors and publishes to MQTT; one ``kwatt ingest`` process writes to InfluxDB. At the end the agents
-are stopped (they flush), the ingest drains, and InfluxDB is queried back: ``stored`` must equal
-``published``. Everything the demo started is stopped on exit, Ctrl-C and SIGTERM included.
+The default fleet (:data:`DEFAULT_FLEET`) is the phase-1 services on their NPUs, each next to a GPU
+baseline node running the same service; ``--nodes N`` takes the first N node specs cyclically and
+``--devices`` sets the cards per node. Each node is a separate process (``python -m emulators.node
+node``) that owns a root directory (the vendor's sysfs/hwmon trees and tools) and loopback ports (its
+serving runtime's ``/metrics``: furiosa-llm or vLLM for the chatbot, Triton for the vision services),
+and prints the agent config that points every collector at it; the demo keeps the cheap collectors
+(:func:`demo_collectors`), fills in site, node and broker, and starts one ``kwatt agent`` per node; one
+``kwatt ingest`` writes to InfluxDB. At the end the agents are stopped (they flush), the ingest drains,
+and InfluxDB is queried back: ``stored`` must equal ``published``. Then the analytics run on what
+InfluxDB holds (as ``kwatt report`` does) and are compared with the nodes' ground truth
+(:mod:`agent.demo_figures`): per service, work per joule by device class, the ratio to the GPU
+baseline, the phase-1 verdict and the pipeline's own energy and perf-per-watt error. Everything the
+demo started is stopped on exit, Ctrl-C and SIGTERM included.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +39,108 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.config import InfluxConfig, MqttConfig
+from agent.demo_figures import (
+    FleetFigures,
+    TruthError,
+    aligned_window,
+    common_window,
+    fleet_figures,
+    read_truth,
+)
 from agent.influx import InfluxError, InfluxQL
 from agent.services import Influxd, Mosquitto, ServiceError
 from agent.top import TopState, ViewOptions, follow, render
 
-__all__ = ["run_demo"]
+__all__ = [
+    "DEFAULT_FLEET",
+    "NodeSpec",
+    "demo_collectors",
+    "fleet_specs",
+    "parse_fleet",
+    "report_command",
+    "run_demo",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One node of the demo fleet: a catalogue model (cards of it) running one service."""
+
+    model: str
+    service: str
+
+
+#: The default fleet, in the order ``--nodes N`` takes it (cyclically): each phase-1 service on a
+#: domestic NPU, then a GPU baseline node running the same service (docs/emulators.md catalogue):
+#: the chatbot on FuriosaAI RNGD vs H100 (the pair of FuriosaAI's published Llama 3.1 8B figures);
+#: traffic (CCTV detection) on FuriosaAI Warboy vs T4, both ~60-70 W inference cards; food (image
+#: classification) on Rebellions ATOM vs L4, both ~70 W cards with MLPerf ResNet-50 results; and
+#: construction hazard detection on Sapeon X220-compact vs A100 (the data-centre GPU of phase 1).
+DEFAULT_FLEET: tuple[NodeSpec, ...] = (
+    NodeSpec("rngd", "chatbot"),
+    NodeSpec("h100", "chatbot"),
+    NodeSpec("warboy", "traffic"),
+    NodeSpec("t4", "traffic"),
+    NodeSpec("atom", "food"),
+    NodeSpec("l4", "food"),
+    NodeSpec("x220-compact", "construction"),
+    NodeSpec("a100", "construction"),
+)
+
+
+def parse_fleet(text: str) -> tuple[NodeSpec, ...]:
+    """``rngd=chatbot,h100=chatbot`` → node specs (validated by the emulator when it starts)."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        model, sep, service = part.partition("=")
+        if not sep or not model.strip() or not service.strip():
+            raise ValueError(f"--fleet: {part!r}: expected MODEL=SERVICE")
+        out.append(NodeSpec(model.strip(), service.strip()))
+    if not out:
+        raise ValueError("--fleet: no node specs")
+    return tuple(out)
+
+
+def fleet_specs(nodes: int, fleet: Sequence[NodeSpec] = DEFAULT_FLEET) -> list[NodeSpec]:
+    """The first ``nodes`` specs of ``fleet``, cyclically."""
+    return [fleet[k % len(fleet)] for k in range(nodes)]
+
+
+#: Collectors the demo runs, from the emulator's printed config. Left out: ``nvidia_smi`` (NVML
+#: reads the same GPUs without a process spawn), ``ipmi_dcmi`` (a spawn per poll; Redfish and RAPL
+#: give host power), and ``furiosa`` on a node without RNGD (the Warboy is read through ``hwmon``).
+#: ``rebellions`` must spawn ``rbln-smi`` (~50 ms a poll): the driver has no power in sysfs (§2.0).
+#: ``sapeon`` reads its hwmon files (power, energy counter) instead of spawning the assumed tool.
+DEMO_COLLECTOR_TYPES = (
+    "furiosa",
+    "rebellions",
+    "sapeon",
+    "nvml",
+    "hwmon",
+    "rapl",
+    "redfish",
+    "serving",
+)
+
+
+def demo_collectors(
+    entries: Sequence[Mapping[str, object]], model: str, interval_s: float
+) -> list[dict[str, object]]:
+    """The demo's collector entries for a node of ``model`` from its printed config."""
+    out: list[dict[str, object]] = []
+    for entry in entries:
+        kind = entry.get("type")
+        if kind not in DEMO_COLLECTOR_TYPES:
+            continue
+        if kind == "furiosa" and model != "rngd":
+            continue
+        e = {**entry, "interval_s": interval_s}
+        if kind == "sapeon":
+            e["tool"] = f"{entry.get('root')}/bin/.no-sapeon-smi"  # absent: read hwmon only
+        out.append(e)
+    return out
 
 
 class DemoError(RuntimeError):
@@ -158,16 +263,27 @@ class _Summary:
     stored_by_measurement: dict[str, int]
     nodes: int
     devices_per_node: int
+    fleet: dict[str, str]  # node → "model:cards service"
     duration_s: float
     points_per_s: float
     agents_dropped: int
     ingest: dict[str, int]
     mean_power_w_by_node: dict[str, float]
     requests_by_node: dict[str, float]
+    #: CPU seconds the demo's processes used (user + system, /proc), by role, and in cores.
+    cpu_s: dict[str, float]
+    cpu_cores: float
+    #: Per service: work per J by device class, ratio to the GPU baseline, verdict, measured error.
+    figures: dict[str, object]
     broker: str
     influx: str
     database: str
     state_dir: str
+
+    def to_json(self) -> str:
+        doc = {k: v for k, v in self.__dict__.items() if k != "figures"}
+        doc.update(self.figures)
+        return json.dumps(doc, sort_keys=True)
 
 
 def _fleet_figures(
@@ -190,6 +306,44 @@ def _fleet_figures(
     return power, requests
 
 
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process and of its waited-for children (/proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = sum(int(fields[k]) for k in (11, 12, 13, 14))  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+#: Verdicts need a window at least this long in the demo (``kwatt report``'s default is 60 s; pass
+#: ``--min-window`` to it for a shorter demo).
+DEMO_MIN_WINDOW_S = 10.0
+
+
+def _analyse(
+    influx_url: str, database: str, site: str, since_ns: int, truth_dir: Path, interval_s: float
+) -> FleetFigures | None:
+    """The analytics on what InfluxDB holds, compared with the nodes' ground truth."""
+    from analytics.load import load_influx
+    from analytics.targets import load_targets
+
+    ss = load_influx(
+        influx_url,
+        database,
+        since_ns=since_ns,
+        until_ns=time.time_ns() + 1,
+        where=f"\"site\" = '{site}'",
+    )
+    common = common_window(ss)
+    if common is None:
+        return None
+    window = aligned_window(ss, common, interval_s)
+    truths = [t for path in sorted(truth_dir.glob("*.jsonl")) for t in read_truth(path)]
+    return fleet_figures(ss, truths, load_targets(), window=window, min_window_s=DEMO_MIN_WINDOW_S)
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
@@ -207,13 +361,18 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.nodes < 1 or args.devices < 1 or args.duration <= 0:
         err.print("kwatt demo: --nodes and --devices must be >= 1 and --duration > 0")
         return 2
+    try:
+        fleet = parse_fleet(args.fleet) if getattr(args, "fleet", None) else DEFAULT_FLEET
+    except ValueError as e:
+        err.print(f"kwatt demo: {e}")
+        return 2
     state = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="kwatt-demo-"))
     state.mkdir(parents=True, exist_ok=True)
     procs = _Procs()
     try:
         with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
             stack.callback(procs.stop_all)
-            summary = _run(args, state, procs, stack, err)
+            summary = _run(args, fleet_specs(args.nodes, fleet), state, procs, stack, err)
     except (ServiceError, DemoError, InfluxError) as e:
         err.print(f"[red]kwatt demo: {e}[/red]")
         return 1
@@ -221,14 +380,65 @@ def run_demo(args: argparse.Namespace) -> int:
         err.print("kwatt demo: interrupted; everything it started has been stopped")
         return 130
     if args.json:
-        print(json.dumps(summary.__dict__, sort_keys=True))
+        print(summary.to_json())
     else:
         _print_summary(summary, err)
     return 0 if summary.lost == 0 and summary.published > 0 else 1
 
 
+def _start_node(
+    procs: _Procs,
+    args: argparse.Namespace,
+    n: int,
+    spec: NodeSpec,
+    root: Path,
+    state: Path,
+    broker_url: str,
+) -> tuple[str, _Proc, Path]:
+    node = f"node-{n:02d}"
+    printed = state / "emulator-configs" / f"{node}.yaml"
+    printed.parent.mkdir(exist_ok=True)
+    emu = procs.start(
+        f"emulator-{node}",
+        [
+            *_python(),
+            "-m",
+            "emulators.node",
+            "node",
+            "--devices",
+            f"{spec.model}:{args.devices}",
+            "--service",
+            spec.service,
+            "--root",
+            str(root),
+            "--name",
+            node,
+            "--site",
+            args.site,
+            "--mqtt",
+            broker_url,
+            "--seed",
+            str(args.seed * 1000 + n),
+            "--period",
+            str(min(EMULATOR_PERIOD_S, args.interval / 2)),
+            "--truth-log",
+            str(state / "truth" / f"{node}.jsonl"),
+            "--print-config",
+            str(printed),
+        ],
+        state / "logs",
+    )
+    return node, emu, printed
+
+
+#: Wall seconds between the emulators' physics steps: a collector's reading is at most this old, which
+#: is most of the demo's measured error at a window edge (0.2 s ≈ 0.3 % of a 30 s window).
+EMULATOR_PERIOD_S = 0.2
+
+
 def _run(
     args: argparse.Namespace,
+    specs: Sequence[NodeSpec],
     state: Path,
     procs: _Procs,
     stack: contextlib.ExitStack,
@@ -255,9 +465,14 @@ def _run(
     influx_cfg = InfluxConfig(url=influx_url, database=args.database)
     since_ns = time.time_ns()
 
-    # ingest first, so its persistent session exists before the agents publish
+    # ingest first, so its persistent session exists before the agents publish. Its shared-
+    # subscription group is this run's own: on a broker that outlives the demo (--broker), an earlier
+    # run's ingest session is still a member of its group, and the broker would deal it a share of
+    # this run's messages.
+    run_id = f"{os.getpid()}-{since_ns // 1_000_000 % 100_000_000}"
     ingest_cfg = {
-        "mqtt": {"url": broker_url, "client_id": f"kwatt-demo-ingest-{os.getpid()}"},
+        "group": f"kwatt-demo-{run_id}",
+        "mqtt": {"url": broker_url, "client_id": f"kwatt-demo-ingest-{run_id}"},
         "influx": {"url": influx_url, "database": args.database},
         "batch": {"max_delay_s": 0.2},
         "deadletter_dir": str(state / "deadletter"),
@@ -288,50 +503,27 @@ def _run(
         stack.callback(shutil.rmtree, roots, True)
     else:
         roots = state / "nodes"
+    # every emulator first (they start in parallel), then one agent per node as each is ready
+    emulators = [
+        (spec, *_start_node(procs, args, n, spec, roots / f"node-{n:02d}", state, broker_url))
+        for n, spec in enumerate(specs, start=1)
+    ]
     agents: list[tuple[str, _Proc, Path]] = []
-    for n in range(1, args.nodes + 1):
-        node = f"node-{n:02d}"
-        root = roots / node
-        emu = procs.start(
-            f"emulator-{node}",
-            [
-                *_python(),
-                "-m",
-                "emulators.node",
-                "--root",
-                str(root),
-                "--devices",
-                str(args.devices),
-                "--seed",
-                str(args.seed * 1000 + n),
-                "--port",
-                "0",
-                "--workload",
-                "steady" if n % 2 else "bursty",
-                "--period",
-                str(min(0.25, args.interval / 2)),
-                "--truth-log",
-                str(state / "truth" / f"{node}.jsonl"),
-            ],
-            logs,
-        )
-        ready = _read_ready_line(emu)
+    emulator_procs: list[_Proc] = []
+    fleet: dict[str, str] = {}
+    for spec, node, emu, printed in emulators:
+        _read_ready_line(emu, timeout_s=60.0)
+        emulator_procs.append(emu)
+        fleet[node] = f"{spec.model}:{args.devices} {spec.service}"
+        doc = yaml.safe_load(printed.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or not isinstance(doc.get("collectors"), list):
+            raise DemoError(f"{printed}: not an agent config")
         agent_cfg = {
             "site": args.site,
             "node": node,
             "mqtt": {"url": broker_url},
             "publish": {"flush_interval_s": args.interval},
-            "collectors": [
-                {"type": "furiosa", "name": "rngd", "root": str(root), "interval_s": args.interval},
-                {
-                    "type": "serving",
-                    "name": "llm",
-                    "url": ready["serving_url"],
-                    "service": "chatbot",
-                    "runtime": "furiosa-llm",
-                    "interval_s": args.interval,
-                },
-            ],
+            "collectors": demo_collectors(doc["collectors"], spec.model, args.interval),
         }
         cfg_path = state / f"agent-{node}.yaml"
         cfg_path.write_text(yaml.safe_dump(agent_cfg), encoding="utf-8")
@@ -353,13 +545,31 @@ def _run(
         agents.append((node, proc, stats_path))
 
     live = _Live(args.site)
+    cpu0 = {
+        p.name: _cpu_s(p.popen.pid) for p in [ingest, *emulator_procs, *(a for _, a, _ in agents)]
+    }
+    t0 = time.monotonic()
     asyncio.run(_show(args, mqtt_cfg, live, procs, agents, ingest, quiet, err))
+    wall = time.monotonic() - t0
+    cpu = {
+        p.name: _cpu_s(p.popen.pid) for p in [ingest, *emulator_procs, *(a for _, a, _ in agents)]
+    }
+    cpu_s: dict[str, float] = {"emulators": 0.0, "agents": 0.0, "ingest": 0.0}
+    for name, after in cpu.items():
+        before = cpu0.get(name)
+        if after is None or before is None:
+            continue
+        role = "ingest" if name == "ingest" else name.split("-", 1)[0] + "s"
+        cpu_s[role] = cpu_s.get(role, 0.0) + after - before
 
     # stop the agents: each flushes its last batch and writes its counters
     for node, proc, _ in agents:
         rc = procs.stop(proc)
         if rc not in (0, None):
             raise DemoError(f"agent {node} exited with {rc}: {_tail(proc.log_path)}")
+    # the emulators too: their truth logs are complete from here on
+    for emu in emulator_procs:
+        procs.stop(emu)
     published = 0
     dropped = 0
     for node, _, stats_path in agents:
@@ -386,6 +596,14 @@ def _run(
     stored = sum(counts.values())
     power, requests = _fleet_figures(q, args.site, since_ns)
     q.close()
+    from analytics.load import LoadError
+
+    try:
+        figures = _analyse(
+            influx_url, args.database, args.site, since_ns, state / "truth", args.interval
+        )
+    except (LoadError, TruthError, OSError) as e:
+        raise DemoError(f"analysing what InfluxDB holds: {e}") from None
     return _Summary(
         published=published,
         stored=stored,
@@ -393,12 +611,16 @@ def _run(
         stored_by_measurement=counts,
         nodes=args.nodes,
         devices_per_node=args.devices,
+        fleet=fleet,
         duration_s=args.duration,
         points_per_s=round(published / args.duration, 1),
         agents_dropped=dropped,
         ingest={k: int(v) for k, v in ingest_doc.items()},
         mean_power_w_by_node={k: round(v, 2) for k, v in sorted(power.items())},
         requests_by_node=dict(sorted(requests.items())),
+        cpu_s={k: round(v, 2) for k, v in cpu_s.items()},
+        cpu_cores=round(sum(cpu_s.values()) / wall, 3) if wall > 0 else 0.0,
+        figures={} if figures is None else figures.to_json(),
         broker=broker_url,
         influx=influx_url,
         database=args.database,
@@ -448,17 +670,101 @@ def _print_summary(s: _Summary, console: Console) -> None:
     t = Table(title="kwatt demo summary", show_header=False)
     t.add_column("")
     t.add_column("", justify="right")
-    t.add_row("nodes x NPUs", f"{s.nodes} x {s.devices_per_node}")
+    t.add_row("nodes x cards", f"{s.nodes} x {s.devices_per_node}")
     t.add_row("duration", f"{s.duration_s:g} s")
     t.add_row("points published (acknowledged by the broker)", str(s.published))
     t.add_row("points stored in InfluxDB", str(s.stored))
     t.add_row("lost", Text(str(s.lost), style="green" if s.lost == 0 else "bold red"))
     t.add_row("published points/s", f"{s.points_per_s:g}")
+    t.add_row(
+        "CPU (emulators, agents, ingest)",
+        f"{s.cpu_cores:.2f} cores ("
+        + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(s.cpu_s.items()))
+        + ")",
+    )
     for node, watts in s.mean_power_w_by_node.items():
         req = s.requests_by_node.get(node)
         t.add_row(
-            f"{node}: mean NPU power, requests served",
+            f"{node} ({s.fleet.get(node, '?')}): mean accelerator power, requests",
             f"{watts:.1f} W, {'-' if req is None else f'{req:.0f}'}",
         )
     console.print(t)
+    _print_figures(s.figures, console)
+    window = s.figures.get("window")
+    if isinstance(window, dict):
+        console.print(
+            "the same figures, with methods, coverage, money and carbon: "
+            + " ".join(report_command(s.influx, s.database, window))
+        )
     console.print(f"state, logs and configs: {s.state_dir}")
+
+
+def report_command(influx: str, database: str, window: Mapping[str, object]) -> list[str]:
+    """The ``kwatt report`` invocation over the demo's window (its verdicts need --min-window)."""
+    return [
+        "kwatt",
+        "report",
+        "--influx",
+        influx,
+        "--database",
+        database,
+        "--since",
+        str(window.get("start_s")),
+        "--until",
+        str(window.get("end_s")),
+        "--min-window",
+        f"{DEMO_MIN_WINDOW_S:g}",
+    ]
+
+
+def _print_figures(figures: Mapping[str, object], console: Console) -> None:
+    """Per service: work per J by device class, ratio to the GPU, verdict, measured error."""
+    services = figures.get("services")
+    window = figures.get("window")
+    if not isinstance(services, dict) or not isinstance(window, dict):
+        console.print("no perf-per-watt figures (no common window in what InfluxDB holds)")
+        return
+    t = Table(
+        title=f"perf-per-watt over the common {window.get('length_s')} s window, "
+        f"{figures.get('phase')} verdicts, pipeline error vs ground truth"
+    )
+    for col in ("service", "device class", "work/J", "true work/J", "vs GPU", "verdict",
+                "energy err", "perf/W err"):  # fmt: skip
+        t.add_column(
+            col, justify="left" if col in ("service", "device class", "verdict") else "right"
+        )
+
+    def num(v: object, fmt: str) -> str:
+        return format(v, fmt) if isinstance(v, int | float) else "–"
+
+    for svc, doc in services.items():
+        if not isinstance(doc, dict):
+            continue
+        verdicts = {v["device_class"]: v for v in doc.get("verdicts", []) if isinstance(v, dict)}
+        for cls, c in doc.get("classes", {}).items():
+            v = verdicts.get(cls)
+            if c.get("gpu_baseline"):
+                ratio, word = "baseline", "GPU baseline"
+            elif v is None:
+                ratio, word = "–", "no verdict"
+            else:
+                ratio = num(v.get("ratio_vs_baseline"), ".2f") + "x"
+                meets = v.get("meets_target")
+                word = (
+                    "no verdict"
+                    if meets is None
+                    else ("meets" if meets else "misses") + f" {v.get('target_ratio')}x"
+                )
+                if v.get("baseline_kind") != "measured":
+                    word += f" ({v.get('baseline_kind')})"
+            t.add_row(
+                svc,
+                cls,
+                num(c.get("work_per_j"), ".4g") + f" {doc.get('work_unit')}/J",
+                num(c.get("true_work_per_j"), ".4g"),
+                ratio,
+                word,
+                num(c.get("energy_error_pct"), "+.2f") + " %",
+                num(c.get("perf_per_watt_error_pct"), "+.2f") + " %",
+            )
+    console.print(t)

@@ -22,7 +22,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.config import ConfigError, MqttConfig
 
 __all__ = [
+    "NOT_AUTHORIZED",
     "NO_MATCHING_SUBSCRIBERS",
+    "REFUSED_FOR_GOOD",
     "Backoff",
     "Client",
     "cert_common_name",
@@ -36,6 +38,13 @@ log = logging.getLogger("kwatt.mqtt")
 #: MQTT 5 PUBACK reason code 0x10: the broker accepted the message but no subscription matched it,
 #: so nobody will ever receive it (MQTT 5.0 §3.4.2.1). Mosquitto 2.0 sends it.
 NO_MATCHING_SUBSCRIBERS = 0x10
+
+#: MQTT 5 PUBACK reason codes by which the broker refuses a message for good (MQTT 5.0
+#: §3.4.2.1): resending it cannot succeed. 0x87 Not authorized (an ACL denial: Mosquitto 2.0 sends
+#: it, then closes the connection), 0x90 Topic Name invalid, 0x95 Packet too large (Mosquitto's
+#: message_size_limit), 0x99 Payload format invalid.
+NOT_AUTHORIZED = 0x87
+REFUSED_FOR_GOOD = frozenset({0x87, 0x90, 0x95, 0x99})
 
 #: MQTT 5 session expiry for persistent sessions: the broker keeps the session (and the QoS 1 messages
 #: queued for it) for a week while the client is away.

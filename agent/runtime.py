@@ -44,6 +44,7 @@ from agent.config import AgentConfig, CollectorEntry
 from agent.model import DeviceInfo, Sample
 from agent.mqtt import (
     NO_MATCHING_SUBSCRIBERS,
+    REFUSED_FOR_GOOD,
     Backoff,
     Client,
     check_node_identity,
@@ -165,6 +166,8 @@ class AgentStats:
     collect_errors: dict[str, int] = dataclasses.field(default_factory=dict)
     connects: int = 0
     no_subscriber_retries: int = 0
+    refused_batches: int = 0  # PUBACK reason in REFUSED_FOR_GOOD: logged, counted, not resent
+    refused_points: int = 0
 
 
 @dataclass
@@ -230,9 +233,16 @@ class Agent:
         self.stats.pending_batches = len(self.outbox)
         self.stats.dropped_points = self.outbox.dropped_points
         await self.outbox.aclose()
-        if self.stats.pending_batches:
+        if self.stats.pending_batches and self.config.spool is not None:
+            log.info(
+                "exiting with %d unpublished batch(es) kept in the spool %s for the next start",
+                self.stats.pending_batches,
+                self.config.spool.dir,
+            )
+        elif self.stats.pending_batches:
             log.warning(
-                "exiting with %d unpublished batch(es) (broker unreachable?)",
+                "exiting with %d unpublished batch(es) (broker unreachable?); without a spool "
+                "they are lost",
                 self.stats.pending_batches,
             )
         return self.stats
@@ -342,8 +352,14 @@ class Agent:
 
     # ------------------------------------------------------------------ publishing
 
-    def _status(self, state: str) -> bytes:
-        doc = {"state": state, "agent": __version__, "since": self._started_ns}
+    def _status(self, state: str, cause: str | None = None) -> bytes:
+        """The retained status (DESIGN §4). ``offline`` carries its ``cause``: ``lost`` (the last
+        will: the broker saw the connection die without a DISCONNECT, i.e. a dead agent, host or
+        network) or ``stopped`` (a clean shutdown). ``online`` with an old ``since`` and no recent
+        metrics is an idle or stuck agent, not a dead one (docs/delivery.md)."""
+        doc: dict[str, object] = {"state": state, "agent": __version__, "since": self._started_ns}
+        if cause is not None:
+            doc["cause"] = cause
         return json.dumps(doc, separators=(",", ":")).encode()
 
     def _inventory_payload(self) -> bytes:
@@ -354,7 +370,7 @@ class Agent:
     async def _publish_loop(self, done: asyncio.Event) -> None:
         cfg = self.config.mqtt
         backoff = Backoff(cfg.reconnect_min_s, cfg.reconnect_max_s)
-        will = aiomqtt.Will(self._status_topic, self._status("offline"), qos=1, retain=True)
+        will = aiomqtt.Will(self._status_topic, self._status("offline", "lost"), qos=1, retain=True)
         identifier = cfg.client_id or f"kwatt-agent-{self._site}-{self._node}"
         while not done.is_set():
             client = make_client(cfg, identifier=identifier, will=will)
@@ -367,7 +383,9 @@ class Agent:
                     await client.publish(self._inventory_topic, self._inventory_payload(), 1, True)
                     await self._send_batches(client, done)
                     # clean shutdown: say so (the will only covers unclean disconnects)
-                    await client.publish(self._status_topic, self._status("offline"), 1, True)
+                    await client.publish(
+                        self._status_topic, self._status("offline", "stopped"), 1, True
+                    )
                     return
             except aiomqtt.MqttError as e:
                 delay = backoff.next_delay()
@@ -408,6 +426,21 @@ class Agent:
                         await done.wait()
                 if done.is_set():
                     return
+                continue
+            if reason in REFUSED_FOR_GOOD:
+                # e.g. 0x87 Not authorized: the ACL does not let this node write this topic
+                # (see check_node_identity); resending cannot help, holding would block the rest.
+                self.stats.refused_batches += 1
+                self.stats.refused_points += batch.points
+                log.error(
+                    "broker refused batch seq=%d (%d points) on %s with reason 0x%02x; "
+                    "dropping it (check mqtt username/certificate vs node and the broker ACL)",
+                    batch.seq,
+                    batch.points,
+                    self._metrics_topic,
+                    reason,
+                )
+                self.outbox.ack(batch)
                 continue
             if waiting.is_set():
                 log.info("subscriber back for %s", self._metrics_topic)

@@ -8,11 +8,13 @@ spool, so it continues across agent restarts). A worker that sees every batch of
   a missing seq older than the window is given up and stays counted.
 * a **duplicate**: a seq seen before (redelivery after a lost PUBACK, an agent killed after publishing
   but before recording the ack). Harmless in storage (idempotent writes), counted here.
-* a **reset**: seq back to 1 (an agent without a spool restarted, or its spool was wiped).
+* a **reset**: seq back to 1 (an agent without a spool restarted, or its spool was wiped), told
+  from a replay of seq 1 by being older than the window.
 
 With several workers on one shared subscription each sees only a share of a node's batches, so
 per-worker ``missing`` counts the batches the other workers took; the fleet-wide figure is then
-:meth:`agent.influx.InfluxQL.seq_report` over the stored seqs (docs/delivery.md).
+a query over the stored seqs, which InfluxDB deduplicates: a node has a gap exactly when
+``count("seq") < max("seq") - min("seq") + 1`` in its ``agent`` series (docs/delivery.md §4).
 """
 
 from __future__ import annotations

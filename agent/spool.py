@@ -20,6 +20,9 @@ On disk, in ``dir``:
 * ``ack``: one fixed 28-byte record, rewritten in place: acknowledged seq (u64), dropped points (u64),
   dropped batches (u64), CRC-32 (u32). Everything at or below the acknowledged seq is done.
 
+* ``lock``: ``flock(2)``-ed while a Spool has the directory open: a second agent on the same spool
+  is refused with :class:`SpoolError` (the kernel drops the lock when the process dies).
+
 Recovery (``Spool(...)`` on an existing directory) reads ``ack``, scans the segments in order and
 keeps every record above the acknowledged seq. A record that does not check out (short header, bad
 magic, impossible length, short payload, CRC mismatch: the torn tail of a write interrupted by
@@ -53,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import logging
 import os
 import struct
@@ -198,6 +202,15 @@ class Spool:
             probe.unlink()
         except OSError as e:
             raise SpoolError(e.errno, f"spool dir {self.dir}: not writable: {e.strerror}") from None
+        # One agent per spool: a second writer would interleave records and acks. flock(2) is
+        # released by the kernel when the process dies, so a SIGKILLed agent leaves no stale lock.
+        try:
+            self._lock_fd: int | None = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise SpoolError(
+                e.errno, f"spool dir {self.dir}: in use by another agent (lock held): {e.strerror}"
+            ) from None
         self._ack_path = self.dir / "ack"
         self._q: collections.deque[_Entry] = collections.deque()
         self._memory: dict[int, _Bytes] = {}  # seq -> payload of batches the disk refused
@@ -493,12 +506,17 @@ class Spool:
             with contextlib.suppress(Exception):
                 await self._sync_task
         self._close_fd()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
 
 def read_spool(directory: str | os.PathLike[str]) -> list[Batch]:
     """The batches a spool directory would replay, oldest first, without changing anything on disk
     (for tests and ``kwatt`` diagnostics)."""
     d = Path(directory)
+    if not d.is_dir():
+        return []
     acked, _, _ = _read_ack(d / "ack")
     out: list[Batch] = []
     for seg in _segments(d):

@@ -669,10 +669,18 @@ def _wraps(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
+#: Samples this far beyond each edge of the requested range are loaded too, so that the sampling
+#: intervals straddling an edge count pro rata and the window is the one asked for (with only the
+#: samples inside it, the window would shrink to the first and last sample, up to an interval each).
+EDGE_PAD_S = 120.0
+
+
 def _load(args: argparse.Namespace, since_ns: int, until_ns: int) -> SeriesSet:
     if args.input is not None:
         ss = load_lp_file(args.input)
         return ss
+    pad_ns = int(EDGE_PAD_S * 1e9)
+    since_ns, until_ns = since_ns - pad_ns, min(until_ns + pad_ns, 2**63 - 1)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -9,7 +9,17 @@ and 2025.3.1              ``furiosa_llm_generation_tokens_total``,
 furiosa-llm 2025.2–3.0    the same with the colon prefix ``furiosa_llm:``
 vLLM (and vllm-rbln)      ``vllm:request_success_total``, ``vllm:generation_tokens_total``,
                           ``vllm:e2e_request_latency_seconds``
+Triton (§6.4)             ``nv_inference_request_success{model,version}``,
+                          ``nv_inference_count`` (a batch of n counts n)
 ========================  =============================================================
+
+Triton: ``requests_total`` is ``nv_inference_request_success`` and ``inferences_total`` is
+``nv_inference_count``, summed over models and versions (``model_name`` selects Triton's ``model``
+label). Triton has no request-latency histogram, and its latency summaries are off by default
+(``--metrics-config summary_latencies=true``) and quantiles over Triton's own sliding window, not
+over our poll: only the mean latency (Δ``nv_inference_request_duration_us`` / Δsuccess) could be
+derived, and the ``serving`` measurement has no field for it, so p50/p99 are absent for Triton rather
+than invented.
 
 ``requests_total`` is the sum of ``request_success_total`` over its series (finished reasons,
 engines), ``tokens_total`` the generated tokens; both are the runtime's cumulative counters.
@@ -57,6 +67,10 @@ RUNTIME_PREFIXES: Mapping[str, tuple[str, ...]] = {
     "vllm": ("vllm:",),
     "vllm-rbln": ("vllm:",),  # §6.3: a vLLM platform plugin, exposes upstream vLLM's metrics
 }
+#: Triton Inference Server's per-model counters (§6.4), labels ``model`` and ``version``.
+TRITON = "triton"
+TRITON_SUCCESS = "nv_inference_request_success"
+TRITON_COUNT = "nv_inference_count"
 _ALL_PREFIXES = ("furiosa_llm_", "furiosa_llm:", "vllm:")
 REQUESTS = "request_success_total"
 TOKENS = "generation_tokens_total"
@@ -252,7 +266,7 @@ WANTED_NAMES = frozenset(
     name
     for prefix in {*_ALL_PREFIXES, *(p for ps in RUNTIME_PREFIXES.values() for p in ps)}
     for name in (prefix + REQUESTS, prefix + TOKENS, f"{prefix}{LATENCY}_bucket")
-)
+) | {TRITON_SUCCESS, TRITON_COUNT}
 
 
 # ------------------------------------------------------------------------ runtime mapping
@@ -267,14 +281,27 @@ class ServingSnapshot:
     #: Cumulative e2e-latency histogram: (upper bound ``le`` in s, cumulative count), ascending.
     latency_buckets: tuple[tuple[float, float], ...] | None
     model_names: frozenset[str]
+    #: Inferences (Triton's ``nv_inference_count``: a batch of n counts n); None for LLM runtimes.
+    inferences_total: float | None = None
 
 
-def _select(samples: Iterable[PromSample], name: str, model_name: str | None) -> list[PromSample]:
+def _select(
+    samples: Iterable[PromSample], name: str, model_name: str | None, label: str = "model_name"
+) -> list[PromSample]:
     return [
         s
         for s in samples
-        if s.name == name and (model_name is None or s.labels.get("model_name") == model_name)
+        if s.name == name and (model_name is None or s.labels.get(label) == model_name)
     ]
+
+
+def _triton_snapshot(expo: Exposition, model_name: str | None) -> ServingSnapshot:
+    success = _select(expo.samples, TRITON_SUCCESS, model_name, "model")
+    count = _select(expo.samples, TRITON_COUNT, model_name, "model")
+    models = {s.labels["model"] for s in (*success, *count) if "model" in s.labels}
+    return ServingSnapshot(
+        _sum(success), None, None, frozenset(models), inferences_total=_sum(count)
+    )
 
 
 def _sum(samples: Sequence[PromSample]) -> float | None:
@@ -285,14 +312,18 @@ def _sum(samples: Sequence[PromSample]) -> float | None:
 def snapshot(
     expo: Exposition, runtime: str, model_name: str | None = None, source: str = "metrics"
 ) -> ServingSnapshot:
-    """Map a runtime's metric names to requests, tokens and the latency histogram.
+    """Map a runtime's metric names to requests, tokens (or inferences) and the latency histogram.
 
-    The runtime's own prefixes are tried first, then every known one; the first prefix with any of
-    the three metrics wins. ``model_name`` keeps only series with that label.
+    The runtime's own names are tried first (Triton's ``nv_inference_*`` for ``triton``), then every
+    known prefix, then Triton's names; the first with any of its metrics wins. ``model_name`` keeps
+    only series with that label (Triton's ``model`` label).
     """
+    names = {s.name for s in expo.samples}
+    has_triton = TRITON_SUCCESS in names or TRITON_COUNT in names
+    if runtime == TRITON and has_triton:
+        return _triton_snapshot(expo, model_name)
     prefixes = RUNTIME_PREFIXES.get(runtime, ())
     prefixes += tuple(p for p in _ALL_PREFIXES if p not in prefixes)
-    names = {s.name for s in expo.samples}
     for prefix in prefixes:
         wanted = (prefix + REQUESTS, prefix + TOKENS, f"{prefix}{LATENCY}_bucket")
         if not any(n in names for n in wanted):
@@ -308,6 +339,8 @@ def snapshot(
         return ServingSnapshot(
             _sum(requests), _sum(tokens), _sum_buckets(buckets, source), frozenset(models)
         )
+    if has_triton:
+        return _triton_snapshot(expo, model_name)
     return ServingSnapshot(None, None, None, frozenset())
 
 
@@ -436,13 +469,15 @@ class ServingCollector:
             snap.requests_total is None
             and snap.tokens_total is None
             and snap.latency_buckets is None
+            and snap.inferences_total is None
         ):
             selector = (
                 f" with model_name={self.config.model_name!r}" if self.config.model_name else ""
             )
             raise ParseError(
                 f"{self.url}: no {REQUESTS}, {TOKENS} or {LATENCY} series{selector} under the "
-                f"prefixes {', '.join(_ALL_PREFIXES)} (runtime {self.config.runtime!r})"
+                f"prefixes {', '.join(_ALL_PREFIXES)}, and no Triton {TRITON_SUCCESS} or "
+                f"{TRITON_COUNT} (runtime {self.config.runtime!r})"
             )
         p50 = p99 = None
         if snap.latency_buckets is not None:
@@ -459,7 +494,14 @@ class ServingCollector:
             except ValueError:
                 model = None  # a name that cannot be a tag: leave the tag off rather than fail
         requests, tokens = _count(snap.requests_total), _count(snap.tokens_total)
-        if requests is None and tokens is None and p50 is None and p99 is None:
+        inferences = _count(snap.inferences_total)
+        if (
+            requests is None
+            and tokens is None
+            and inferences is None
+            and p50 is None
+            and p99 is None
+        ):
             return []  # only a histogram, and no window over it yet
         try:
             return [
@@ -470,6 +512,7 @@ class ServingCollector:
                     model_name=model,
                     requests_total=requests,
                     tokens_total=tokens,
+                    inferences_total=inferences,
                     latency_p50_s=p50,
                     latency_p99_s=p99,
                 )

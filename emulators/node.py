@@ -48,7 +48,7 @@ from emulators.faults import (
 )
 from emulators.physics import DeviceIdentity, DevicePhysics, Latency
 from emulators.rngd import PE_COUNT, RngdDevice, RngdSysfs, SysfsWriter
-from emulators.serving import RUNTIMES, MetricsServer, ServingModel
+from emulators.serving import RUNTIMES, TRITON_MODELS, MetricsServer, ServingModel, TritonModel
 from emulators.state import DeviceState, HostState, Snapshot, write_atomic, write_snapshot
 from emulators.surfaces import HOST, Surface, SurfaceContext, load_builtin
 from emulators.workloads import WORKLOADS, WorkloadParams, make_workload, work_class_of
@@ -58,6 +58,7 @@ __all__ = [
     "EmulatedNode",
     "Node",
     "NodeOptions",
+    "ServingEndpoint",
     "agent_config",
     "collector_candidates",
     "main",
@@ -348,6 +349,24 @@ class _Runtime:
 
 
 @dataclass(slots=True)
+class _Triton:
+    """A vision service's Triton Inference Server: one model over the service's devices."""
+
+    service: str
+    model: TritonModel
+    server: MetricsServer
+
+
+@dataclass(frozen=True, slots=True)
+class ServingEndpoint:
+    """One serving runtime's ``/metrics`` on a node: which service it serves, and how."""
+
+    service: str
+    runtime: str
+    url: str  # base URL; the metrics are at url + "/metrics"
+
+
+@dataclass(slots=True)
 class _ServiceTotals:
     offered_units: float = 0.0
     served_units: float = 0.0
@@ -420,6 +439,14 @@ class Node:
             )
             port = options.serving_port + k if options.serving_port else 0
             rt.server = MetricsServer(rt.model.render, port=port)
+        # each vision service is served by Triton (§6.4), one model over all of its devices
+        self.tritons: dict[str, _Triton] = {}
+        for s in self.workloads:
+            if s in TRITON_MODELS:
+                k = len(self.runtimes) + len(self.tritons)
+                port = options.serving_port + k if options.serving_port else 0
+                tm = TritonModel(TRITON_MODELS[s])
+                self.tritons[s] = _Triton(s, tm, MetricsServer(tm.render, port=port))
         self.surfaces: dict[str, Surface] = {}
         self._totals = {s: _ServiceTotals() for s in self.workloads}
         self._host_cpu_j = [0.0] * HOST_PACKAGES
@@ -459,9 +486,25 @@ class Node:
         }
 
     @property
+    def serving_endpoints(self) -> list[ServingEndpoint]:
+        """Every serving runtime of the node (chatbot runtimes, then Triton per vision service)."""
+        out = [ServingEndpoint("chatbot", name, url) for name, url in self.serving_urls.items()]
+        for t in self.tritons.values():
+            if t.server.started:
+                out.append(
+                    ServingEndpoint(
+                        t.service, "triton", f"http://{MetricsServer.HOST}:{t.server.port}"
+                    )
+                )
+        return out
+
+    @property
     def endpoints(self) -> dict[str, str]:
         out = {} if self.serving_url is None else {"serving": self.serving_url}
         out.update({f"serving:{name}": url for name, url in self.serving_urls.items()})
+        out.update(
+            {f"triton:{e.service}": e.url for e in self.serving_endpoints if e.runtime == "triton"}
+        )
         for s in self.surfaces.values():
             out.update(s.endpoints)
         return out
@@ -491,6 +534,8 @@ class Node:
         for rt in self.runtimes.values():
             if rt.server is not None:
                 await rt.server.start()
+        for t in self.tritons.values():
+            await t.server.start()
         if self.truth_log is not None:
             self.truth_log.parent.mkdir(parents=True, exist_ok=True)
             self._truth = self.truth_log.open("a", encoding="utf-8", buffering=1)
@@ -510,6 +555,8 @@ class Node:
         for rt in self.runtimes.values():
             if rt.server is not None:
                 await rt.server.aclose()
+        for t in self.tritons.values():
+            await t.server.aclose()
         if self._truth is not None:
             self._truth.close()
             self._truth = None
@@ -563,6 +610,9 @@ class Node:
             self._service_latency[service] = _service_latency(
                 [(self._latency[p.identity.uuid], n) for p, n in zip(devs, reqs, strict=True)]
             )
+            triton = self.tritons.get(service)
+            if triton is not None and dt > 0:
+                self._advance_triton(triton, devs, reqs, served_by)
         completed: list[float] = []
         for rt in self.runtimes.values():
             if rt.model is None or dt <= 0:
@@ -577,6 +627,28 @@ class Node:
         self._host_step(dt)
         snap = self._snapshot()
         return snap, self.truth_record(t_s, dt, snap, completed)
+
+    def _advance_triton(
+        self,
+        triton: _Triton,
+        devs: list[DevicePhysics],
+        reqs: list[int],
+        served_by: Mapping[str, float],
+    ) -> None:
+        """Complete the service's requests on Triton from the units its devices served."""
+        served = sum(served_by.get(p.identity.uuid, 0.0) for p in devs)
+        util = sum(p.util for p in devs) / len(devs)
+        lat_w = lat = comp = 0.0
+        for p, n in zip(devs, reqs, strict=True):
+            mean_s = self._latency[p.identity.uuid].mean_s
+            cap = p.capacity(p.clock_hz)
+            if n <= 0 or math.isnan(mean_s) or cap <= 0:
+                continue
+            lat += n * mean_s
+            comp += n * p.spec.core_count / cap  # one frame's service time on one core
+            lat_w += n
+        mean_s, compute_s = (lat / lat_w, comp / lat_w) if lat_w > 0 else (math.nan, 0.0)
+        triton.model.advance(served, util, mean_s, compute_s)
 
     def _apply(self, ev: FaultEvent) -> None:
         f = ev.fault
@@ -733,6 +805,15 @@ class Node:
                 "prompt_tokens_total": sum(m.prompt_tokens_total for m in models),
                 "latencies_s": completed,
             },
+            "triton": {
+                svc: {
+                    "model": t.model.model_name,
+                    "inferences_total": t.model.inferences,
+                    "requests_total": t.model.success,
+                    "request_duration_us": t.model.request_us,
+                }
+                for svc, t in self.tritons.items()
+            },
             "faults": [what for at, what in self.faults.log if at == t_s],
         }
 
@@ -829,14 +910,14 @@ def collector_candidates(node: Node) -> list[dict[str, object]]:
     out.append({"type": "ipmi_dcmi", "name": "ipmi", "tool": f"{root}/bin/ipmitool"})
     if "redfish" in eps:
         out.append({"type": "redfish", "name": "redfish", "url": eps["redfish"]})
-    for runtime, url in node.serving_urls.items():
+    for ep in node.serving_endpoints:
         out.append(
             {
                 "type": "serving",
-                "name": f"chatbot-{runtime}",
-                "url": f"{url}/metrics",
-                "service": "chatbot",
-                "runtime": runtime,
+                "name": f"{ep.service}-{ep.runtime}",
+                "url": f"{ep.url}/metrics",
+                "service": ep.service,
+                "runtime": ep.runtime,
             }
         )
     for entry in out:

@@ -22,7 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["E2E_LATENCY_BUCKETS_S", "RUNTIMES", "MetricsServer", "ServingModel"]
+__all__ = [
+    "E2E_LATENCY_BUCKETS_S",
+    "RUNTIMES",
+    "TRITON_MODELS",
+    "MetricsServer",
+    "ServingModel",
+    "TritonModel",
+]
 
 #: vLLM's request-latency histogram bounds, s (§6.1: "buckets 0.3…7680 s"); furiosa-llm reuses them.
 E2E_LATENCY_BUCKETS_S = (
@@ -195,6 +202,138 @@ class ServingModel:
         return "\n".join(out) + "\n"
 
 
+#: The model each vision service runs on Triton (§6.4 labels ``model``/``version``; names assumed).
+TRITON_MODELS: dict[str, str] = {
+    "traffic": "traffic_yolov8s",
+    "food": "food_resnet50",
+    "construction": "hazard_yolov8s",
+}
+#: Triton's dynamic batcher: the largest batch one execution takes (assumed ``max_batch_size``).
+TRITON_MAX_BATCH = 8
+#: Share of a request's compute time spent in input / output handling (assumed: decode, resize, NMS).
+TRITON_INPUT_SHARE = 0.08
+TRITON_OUTPUT_SHARE = 0.04
+#: Failure reasons Triton labels ``nv_inference_request_failure`` with (§6.4).
+TRITON_FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
+#: HELP texts of the per-model families, as tritonserver (``src/metrics.cc``) prints them.
+_TRITON_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("nv_inference_request_success", "counter",
+     "Number of successful inference requests, all batch sizes"),
+    ("nv_inference_request_failure", "counter",
+     "Number of failed inference requests, all batch sizes"),
+    ("nv_inference_count", "counter",
+     "Number of inferences performed (does not include cached requests)"),
+    ("nv_inference_exec_count", "counter",
+     "Number of model executions performed (does not include cached requests)"),
+    ("nv_inference_request_duration_us", "counter",
+     "Cumulative inference request duration in microseconds (includes cached requests)"),
+    ("nv_inference_queue_duration_us", "counter",
+     "Cumulative inference queuing duration in microseconds (includes cached requests)"),
+    ("nv_inference_compute_input_duration_us", "counter",
+     "Cumulative compute input duration in microseconds (does not include cached requests)"),
+    ("nv_inference_compute_infer_duration_us", "counter",
+     "Cumulative compute inference duration in microseconds (does not include cached requests)"),
+    ("nv_inference_compute_output_duration_us", "counter",
+     "Cumulative inference compute output duration in microseconds (does not include cached "
+     "requests)"),
+    ("nv_inference_pending_request_count", "gauge",
+     "Instantaneous number of pending requests awaiting execution per-model."),
+)  # fmt: skip
+
+
+class TritonModel:
+    """One model on Triton Inference Server, its per-model counters and its ``/metrics`` (§6.4).
+
+    The vision services send one frame or image per request (batch 1); the dynamic batcher groups
+    them into executions of up to :data:`TRITON_MAX_BATCH`, larger as the devices get busier. A
+    request completes when the devices have served its unit of work, so ``nv_inference_count`` and
+    ``nv_inference_request_success`` are the node's true served work, in whole units (the fraction
+    of a frame in flight is carried to the next step). Durations are cumulative microseconds: each
+    completed request adds the queueing model's mean response time, split into queue time and
+    compute time (input, infer, output).
+
+    The exposition is what tritonserver prints with its defaults and ``--allow-gpu-metrics=false
+    --allow-cpu-metrics=false`` (prometheus-cpp: whole numbers without a decimal point): counters
+    only, since the latency summaries (``nv_inference_*_summary_us``) need ``--metrics-config
+    summary_latencies=true`` and Triton has no request-latency histogram. A scraper can derive the
+    mean latency (Δ``request_duration_us`` / Δ``request_success``), not p50/p99.
+    """
+
+    def __init__(self, model_name: str, *, version: str = "1") -> None:
+        self.model_name = model_name
+        self.version = version
+        self.success = 0
+        self.inferences = 0
+        self.executions = 0
+        self.request_us = 0
+        self.queue_us = 0
+        self.input_us = 0
+        self.infer_us = 0
+        self.output_us = 0
+        self.pending = 0
+        self._carry = 0.0
+
+    def advance(
+        self, served_units: float, util: float, mean_latency_s: float, compute_s: float
+    ) -> int:
+        """Credit ``served_units`` frames/images; return the requests completed in this step.
+
+        ``util`` (0–1) sets the batch size; ``mean_latency_s`` is the mean response time of this
+        step's requests and ``compute_s`` the part of it spent executing (the rest is queueing).
+        """
+        self._carry += max(served_units, 0.0)
+        done = math.floor(self._carry + 1e-9)
+        self._carry -= done
+        if done <= 0:
+            self.pending = 0
+            return 0
+        batch = 1 + round((TRITON_MAX_BATCH - 1) * min(max(util, 0.0), 1.0))
+        self.success += done
+        self.inferences += done
+        self.executions += math.ceil(done / batch)
+        if not math.isfinite(mean_latency_s) or mean_latency_s <= 0:
+            mean_latency_s = compute_s
+        compute_s = min(compute_s, mean_latency_s) if math.isfinite(compute_s) else 0.0
+        total_us = round(done * mean_latency_s * 1e6)
+        compute_us = round(done * compute_s * 1e6)
+        self.request_us += total_us
+        self.queue_us += total_us - compute_us
+        self.input_us += round(compute_us * TRITON_INPUT_SHARE)
+        self.output_us += round(compute_us * TRITON_OUTPUT_SHARE)
+        self.infer_us += (
+            compute_us
+            - round(compute_us * TRITON_INPUT_SHARE)
+            - round(compute_us * TRITON_OUTPUT_SHARE)
+        )
+        self.pending = round(util * TRITON_MAX_BATCH) if util > 0.9 else 0
+        return done
+
+    def render(self) -> str:
+        """The ``/metrics`` body (Prometheus text format 0.0.4, as tritonserver writes it)."""
+        labels = f'model="{_escape(self.model_name)}",version="{_escape(self.version)}"'
+        values = {
+            "nv_inference_request_success": self.success,
+            "nv_inference_count": self.inferences,
+            "nv_inference_exec_count": self.executions,
+            "nv_inference_request_duration_us": self.request_us,
+            "nv_inference_queue_duration_us": self.queue_us,
+            "nv_inference_compute_input_duration_us": self.input_us,
+            "nv_inference_compute_infer_duration_us": self.infer_us,
+            "nv_inference_compute_output_duration_us": self.output_us,
+            "nv_inference_pending_request_count": self.pending,
+        }
+        out: list[str] = []
+        for name, kind, help_text in _TRITON_FAMILIES:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+            if name == "nv_inference_request_failure":
+                for reason in TRITON_FAILURE_REASONS:
+                    out.append(f'{name}{{{labels},reason="{reason}"}} 0')
+            else:
+                out.append(f"{name}{{{labels}}} {values[name]}")
+        return "\n".join(out) + "\n"
+
+
 def _escape(value: str) -> str:
     """Label-value escaping of the text format: backslash, double quote, line feed."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -224,6 +363,10 @@ class MetricsServer:
         self._render = render
         self._port = port
         self._server: asyncio.Server | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._server is not None
 
     @property
     def port(self) -> int:

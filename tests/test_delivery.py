@@ -209,6 +209,21 @@ def test_broker_stopped_mid_stream_every_point_stored_in_order(fresh_mosquitto, 
     assert seqs == list(range(1, agent.stats.batched_batches + 1))  # all there, in order
     assert ingest.stats.messages_deadlettered == 0
     assert ingest.seqs.counts(site, "n1").seq_missing == 0
+    # the worker's own figures, as stored in the `ingest` measurement (DESIGN §4)
+    q = InfluxQL(InfluxConfig(url=influxd.url, database=db))
+    try:
+        rows = [
+            r
+            for s in q.query(
+                'SELECT last("seq_last"), last("seq_missing"), last("seq_duplicates_total") '
+                f'FROM "ingest" WHERE "site" = \'{site}\' AND "node" = \'n1\''
+            )
+            for r in s.values
+        ]
+    finally:
+        q.close()
+    assert rows[0][1:3] == [agent.stats.batched_batches, 0]
+    assert rows[0][3] == ingest.seqs.counts(site, "n1").seq_duplicates_total
 
 
 # --------------------------------------------------------------------------- InfluxDB outage
@@ -294,8 +309,16 @@ def start_worker(
     stats = tmp / f"{name}.stats.json"
     log = (tmp / f"{name}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "ingest", "--config", str(path)]
-        + ["--stats-file", str(stats)],
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "ingest",
+            "--config",
+            str(path),
+            "--stats-file",
+            str(stats),
+        ],
         cwd=REPO,
         stderr=log,
     )
@@ -391,9 +414,9 @@ def test_agent_sigkilled_and_restarted_spool_replays(fresh_mosquitto, influxd, t
     again: every spooled batch is replayed, seq continues, nothing but the open batch is lost."""
     site, db = uniq("site"), uniq("akill")
     root = tmp_path / "n1"
+    procs: list[subprocess.Popen[bytes]] = []
     emu = subprocess.Popen(
-        [sys.executable, "-m", "emulators.node", "--root", str(root), "--devices", "2"]
-        + ["--port", "0"],
+        [sys.executable, "-m", "emulators.node", "--root", str(root), "--devices=2", "--port=0"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -413,6 +436,7 @@ def test_agent_sigkilled_and_restarted_spool_replays(fresh_mosquitto, influxd, t
         stats_path = tmp_path / "agent.stats.json"
         argv = [sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg_path)]
         agent = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.DEVNULL)
+        procs.append(agent)
         deadline = time.monotonic() + 20
         while len(read_spool(spool)) < 8:
             assert time.monotonic() < deadline, "the agent spooled nothing"
@@ -423,15 +447,18 @@ def test_agent_sigkilled_and_restarted_spool_replays(fresh_mosquitto, influxd, t
         killed_points = sum(b.points for b in spooled)
         assert [b.seq for b in spooled] == list(range(1, len(spooled) + 1))
 
+        def start(cmd: list[str]) -> subprocess.Popen[bytes]:
+            p = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.DEVNULL)
+            procs.append(p)
+            return p
+
         async def main() -> tuple[dict[str, int], Ingest]:
             cfg = ingest_config(fresh_mosquitto.url, influxd.url, db, tmp_path, uniq("g"))
             ingest = Ingest(cfg)
             stop_i = asyncio.Event()
             run_i = asyncio.create_task(ingest.run(stop_i))
             await wait_for(ingest.connected.is_set, 10, "ingest subscribed")
-            again = subprocess.Popen(
-                [*argv, "--stats-file", str(stats_path)], cwd=REPO, stderr=subprocess.DEVNULL
-            )
+            again = start([*argv, "--stats-file", str(stats_path)])
             await wait_for(
                 lambda: ingest.stats.points_written >= killed_points + 20, 20, "replay and more"
             )
@@ -468,6 +495,10 @@ def test_agent_sigkilled_and_restarted_spool_replays(fresh_mosquitto, influxd, t
         )
         assert ingest.seqs.counts(site, "n1").seq_missing == 0
     finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         emu.terminate()
         emu.wait(10)
         if emu.stdout is not None:
@@ -569,5 +600,7 @@ def test_hostile_payloads_are_deadlettered_and_good_points_stored(
         assert d is not None, f"bad message {i} ({bad[i][:80]!r}) was not dead-lettered"
         assert d["reason"]
         assert len(d["payload"]) <= 4 * 4096  # a bounded copy
+    big = by_topic[f"kwatt/v1/{site}/bad-{len(bad) - 1}/metrics"]
+    assert big["payload_bytes"] > 10_000_000 and "exceeds" in big["reason"] and big["truncated"]
     assert ingest.stats.messages_deadlettered == len(bad)
     assert n_stored == 30

@@ -131,8 +131,9 @@ def stored_points(influx_url: str, database: str, site: str) -> int:
 
 
 def test_end_to_end_3_nodes_x_4_devices_15_s_nothing_lost(mosquitto, influxd, tmp_path):
-    """3 emulated nodes × 4 NPUs for 15 s, as separate processes (the demo's own orchestration):
-    the number of points in InfluxDB equals the number the agents published, exactly."""
+    """The first 3 nodes of the demo fleet (RNGD chatbot, H100 chatbot, Warboy traffic) × 4 cards
+    for 15 s, as separate processes (the demo's own orchestration): the number of points in
+    InfluxDB equals the number the agents published, exactly."""
     db = uniq("e2e")
     out = subprocess.run(
         [
@@ -169,10 +170,19 @@ def test_end_to_end_3_nodes_x_4_devices_15_s_nothing_lost(mosquitto, influxd, tm
     assert summary["stored"] == summary["published"]
     assert summary["lost"] == 0
     assert summary["stored_by_measurement"]["accel"] >= 3 * 4 * 12
+    assert summary["fleet"] == {
+        "node-01": "rngd:4 chatbot",
+        "node-02": "h100:4 chatbot",
+        "node-03": "warboy:4 traffic",
+    }
     assert set(summary["mean_power_w_by_node"]) == {"node-01", "node-02", "node-03"}
-    # 4 RNGD cards between idle (~38 W each) and TDP (150 W each)
-    for watts in summary["mean_power_w_by_node"].values():
-        assert 4 * 30 < watts < 4 * 150
+    # 4 cards each between idle and TDP: RNGD 38-150 W, H100 70-700 W, Warboy 8-60 W
+    power = summary["mean_power_w_by_node"]
+    assert 4 * 30 < power["node-01"] < 4 * 150
+    assert 4 * 60 < power["node-02"] < 4 * 700
+    assert 4 * 6 < power["node-03"] < 4 * 60
+    # every node's serving runtime was read: furiosa-llm, vLLM, Triton
+    assert set(summary["requests_by_node"]) == {"node-01", "node-02", "node-03"}
 
 
 def test_demo_with_private_services_and_live_view(tmp_path):
@@ -389,7 +399,9 @@ def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto,
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(1.0):
                             async for m in c.messages:
-                                got.append(json.loads(m.payload)["state"])  # type: ignore[arg-type]
+                                doc = json.loads(m.payload)  # type: ignore[arg-type]
+                                cause = doc.get("cause")
+                                got.append(doc["state"] + (f"/{cause}" if cause else ""))
                                 return
 
             asyncio.run(read())
@@ -406,7 +418,7 @@ def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto,
         assert agent.returncode == 0, err
         stats = json.loads(stats_path.read_text())
         assert stats["published_points"] > 0 and stats["pending_batches"] == 0
-        assert status() == "offline"
+        assert status() == "offline/stopped"  # a clean stop, not a dead agent
 
         # SIGKILL: the broker publishes the last will
         agent = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.DEVNULL)
@@ -416,7 +428,7 @@ def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto,
         agent.kill()
         agent.wait()
         deadline = time.monotonic() + 10
-        while status() != "offline":
+        while status() != "offline/lost":  # the last will: a dead agent
             assert time.monotonic() < deadline, "no last will"
     finally:
         emu.terminate()

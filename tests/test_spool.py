@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from agent.batch import Batch
 from agent.config import ConfigError, agent_config_from
 from agent.runtime import MemoryOutbox, make_outbox
-from agent.spool import HEADER_BYTES, Spool, read_spool
+from agent.spool import HEADER_BYTES, Spool, SpoolError, read_spool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -216,6 +216,18 @@ def test_sigkill_mid_stream_loses_nothing_that_put_returned(tmp_path: Path) -> N
     assert got[:last_printed] == list(range(1, last_printed + 1))
     assert len(got) - last_printed in (0, 1)
     assert sp.last_seq == len(got)
+
+
+def test_one_agent_per_spool_dir(tmp_path: Path) -> None:
+    async def main() -> None:
+        first = Spool(tmp_path, fsync="never")
+        with pytest.raises(SpoolError, match=r"in use by another agent"):
+            Spool(tmp_path, fsync="never")
+        await first.aclose()
+        second = Spool(tmp_path, fsync="never")  # released on close
+        await second.aclose()
+
+    asyncio.run(main())
 
 
 def test_config_and_make_outbox(tmp_path: Path) -> None:

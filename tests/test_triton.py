@@ -1,0 +1,132 @@
+"""Triton Inference Server ``/metrics`` for the vision services: the emulator's exposition (golden),
+the serving collector's ``triton`` mapping, and the two end to end against a running ``Node``."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import yaml
+
+from collectors import serving
+from collectors.serving import Config, parse_exposition, snapshot
+from emulators.node import Node, NodeOptions, agent_config, parse_devices
+from emulators.serving import TRITON_MAX_BATCH, TritonModel
+
+FIXTURES = Path(__file__).parent / "fixtures" / "serving"
+
+
+def golden_model() -> TritonModel:
+    t = TritonModel("food_resnet50")
+    t.advance(120.4, 0.35, 0.0042, 0.0021)
+    t.advance(80.7, 0.95, 0.0113, 0.0024)
+    return t
+
+
+def test_triton_exposition_matches_the_golden_file() -> None:
+    text = golden_model().render()
+    assert text == (FIXTURES / "triton-food-counters.txt").read_text(encoding="utf-8")
+    # the real format: HELP/TYPE per family, labels model and version, whole numbers, reasons
+    assert "# TYPE nv_inference_count counter\n" in text
+    assert "# TYPE nv_inference_pending_request_count gauge\n" in text
+    assert 'nv_inference_count{model="food_resnet50",version="1"} 201\n' in text
+    for reason in ("REJECTED", "CANCELED", "BACKEND", "OTHER"):
+        assert (
+            f'nv_inference_request_failure{{model="food_resnet50",version="1",reason="{reason}"}} 0'
+            in text
+        )
+    assert "summary_us" not in text and "_bucket" not in text  # Triton's defaults: counters only
+
+
+def test_triton_counters_follow_the_served_work() -> None:
+    t = TritonModel("m")
+    assert t.advance(0.6, 0.1, 0.01, 0.005) == 0  # a frame in flight is not counted yet
+    assert t.advance(0.6, 0.1, 0.01, 0.005) == 1
+    assert t.advance(99.8, 1.0, 0.02, 0.004) == 100  # 0.2 + 99.8
+    assert t.inferences == t.success == 101
+    assert t.executions == 1 + math.ceil(100 / TRITON_MAX_BATCH)  # batch 1, then 8 at full load
+    assert t.request_us == round(1 * 0.01e6) + round(100 * 0.02e6)
+    assert t.queue_us == t.request_us - (round(0.005e6) + round(100 * 0.004e6))
+    assert t.input_us + t.infer_us + t.output_us == t.request_us - t.queue_us
+
+
+def test_collector_maps_triton_names() -> None:
+    expo = parse_exposition(
+        (FIXTURES / "triton-food-counters.txt").read_text(encoding="utf-8"),
+        keep=serving.WANTED_NAMES,
+    )
+    snap = snapshot(expo, "triton")
+    assert snap.requests_total == 201
+    assert snap.inferences_total == 201
+    assert snap.tokens_total is None and snap.latency_buckets is None
+    assert snap.model_names == frozenset({"food_resnet50"})
+    # model_name selects Triton's `model` label; two models are summed
+    two = (FIXTURES / "triton-food-counters.txt").read_text(encoding="utf-8") + (
+        'nv_inference_request_success{model="other",version="2"} 7\n'
+        'nv_inference_count{model="other",version="2"} 56\n'
+    )
+    expo2 = parse_exposition(two, keep=serving.WANTED_NAMES)
+    assert snapshot(expo2, "triton").inferences_total == 201 + 56
+    assert snapshot(expo2, "triton", model_name="other").requests_total == 7
+    # found under another runtime's name too (a mislabelled entry still reads the counters)
+    assert snapshot(expo, "vllm").inferences_total == 201
+
+
+def test_triton_end_to_end_against_a_node(tmp_path: Path) -> None:
+    """A vision node's printed config has a triton entry; the collector reads the node's true work."""
+
+    async def go() -> None:
+        opts = NodeOptions(devices=parse_devices("l4:2"), services=("traffic",), seed=4)
+        async with Node(tmp_path, opts) as node:
+            node.step(0.0)
+            entries = [
+                e
+                for e in yaml.safe_load(agent_config(node))["collectors"]
+                if e["type"] == "serving"
+            ]
+            assert [(e["service"], e["runtime"], e["name"]) for e in entries] == [
+                ("traffic", "triton", "traffic-triton")
+            ]
+            c = serving.create(
+                "t", Config(url=entries[0]["url"], service="traffic", runtime="triton")
+            )
+            first = (await c.collect())[0]
+            truth = node.step(5.0)
+            second = (await c.collect())[0]
+            await c.aclose()
+            served = truth["services"]["traffic"]["served_units_total"]
+            tri = truth["triton"]["traffic"]
+            assert first.tag("runtime") == "triton" and first.tag("service") == "traffic"
+            assert first.tag("model_name") == "traffic_yolov8s"
+            assert second.field("inferences_total") == tri["inferences_total"]
+            assert second.field("requests_total") == tri["requests_total"]
+            # whole frames of the physics' served work: at most one frame in flight
+            assert 0 <= served - tri["inferences_total"] < 1.0
+            assert tri["inferences_total"] > 1000  # 2 L4s at 70 % of their detection peak
+            assert second.field("latency_p50_s") is None  # no histogram: not invented
+            assert second.field("latency_p99_s") is None
+
+    asyncio.run(go())
+
+
+def test_every_service_endpoint_gets_a_serving_collector(tmp_path: Path) -> None:
+    async def go() -> None:
+        opts = NodeOptions(
+            devices=parse_devices("rngd,warboy,atom,x220-compact"),
+            services=("chatbot", "traffic", "food", "construction"),
+        )
+        async with Node(tmp_path, opts) as node:
+            node.step(0.0)
+            doc = yaml.safe_load(agent_config(node))
+            got = {
+                (e["service"], e["runtime"]) for e in doc["collectors"] if e["type"] == "serving"
+            }
+            # rngd and atom run the chatbot (first service they can run); warboy and x220 traffic
+            assert got == {
+                ("chatbot", "furiosa-llm"),
+                ("chatbot", "vllm-rbln"),
+                ("traffic", "triton"),
+            }
+
+    asyncio.run(go())
