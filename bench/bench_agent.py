@@ -55,33 +55,69 @@ async def count_messages(port: int, stop: asyncio.Event, counter: list[int]) -> 
                     return
 
 
-def run_rate(mosq: Mosquitto, state: Path, devices: int, rate_hz: float, duration_s: float,
-             warmup_s: float) -> dict[str, float]:
-    root = Path(tempfile.mkdtemp(prefix="kwatt-bench-node-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+def run_rate(
+    mosq: Mosquitto, state: Path, devices: int, rate_hz: float, duration_s: float, warmup_s: float
+) -> dict[str, float]:
+    root = Path(
+        tempfile.mkdtemp(
+            prefix="kwatt-bench-node-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
+        )
+    )
     emu = subprocess.Popen(
-        [sys.executable, "-m", "emulators.node", "--root", str(root), "--devices", str(devices),
-         "--port", "0", "--period", str(min(0.5, 0.5 / rate_hz)), "--workload", "bursty"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "emulators.node",
+            "--root",
+            str(root),
+            "--devices",
+            str(devices),
+            "--port",
+            "0",
+            "--period",
+            str(min(0.5, 0.5 / rate_hz)),
+            "--workload",
+            "bursty",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
     assert emu.stdout is not None
     ready = json.loads(emu.stdout.readline())
     interval = 1.0 / rate_hz
     cfg = {
-        "site": "bench", "node": f"n{int(rate_hz)}hz",
+        "site": "bench",
+        "node": f"n{int(rate_hz)}hz",
         "mqtt": {"url": mosq.url},
         "publish": {"flush_interval_s": 1.0},
         "collectors": [
             {"type": "furiosa", "root": str(root), "interval_s": interval},
-            {"type": "serving", "url": ready["serving_url"], "service": "chatbot",
-             "interval_s": interval},
+            {
+                "type": "serving",
+                "url": ready["serving_url"],
+                "service": "chatbot",
+                "interval_s": interval,
+            },
         ],
     }
     cfg_path = state / f"agent-{rate_hz}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     stats_path = state / f"agent-{rate_hz}-stats.json"
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg_path), "--stats-file",
-         str(stats_path), "--log-level", "warning"], cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "agent",
+            "--config",
+            str(cfg_path),
+            "--stats-file",
+            str(stats_path),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
     )
     try:
         time.sleep(warmup_s)
@@ -113,7 +149,9 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--rates", default="1,10")
     args = p.parse_args()
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     state = Path(tempfile.mkdtemp(prefix="kwatt-bench-agent-"))
     results = []
     counter = [0]
@@ -121,17 +159,22 @@ def main() -> int:
     with Mosquitto(state / "mosquitto") as mosq:
         stop = asyncio.Event()
         loop = asyncio.new_event_loop()
-        t = threading.Thread(target=loop.run_until_complete,
-                             args=(count_messages(mosq.port, stop, counter),), daemon=True)
+        t = threading.Thread(
+            target=loop.run_until_complete,
+            args=(count_messages(mosq.port, stop, counter),),
+            daemon=True,
+        )
         t.start()
         time.sleep(0.5)
         for rate in (float(r) for r in args.rates.split(",")):
             r = run_rate(mosq, state, args.devices, rate, args.duration, args.warmup)
             results.append(r)
-            print(f"agent @ {r['rate_hz']:g} Hz, {r['devices']} NPUs + serving: "
-                  f"CPU {r['cpu_pct_of_one_core']:.2f}% of one core "
-                  f"({r['cpu_ms_per_poll_cycle']:.2f} ms CPU per poll cycle), "
-                  f"peak RSS {r['peak_rss_mb']:.1f} MB, {r['published_points']} points published")
+            print(
+                f"agent @ {r['rate_hz']:g} Hz, {r['devices']} NPUs + serving: "
+                f"CPU {r['cpu_pct_of_one_core']:.2f}% of one core "
+                f"({r['cpu_ms_per_poll_cycle']:.2f} ms CPU per poll cycle), "
+                f"peak RSS {r['peak_rss_mb']:.1f} MB, {r['published_points']} points published"
+            )
         loop.call_soon_threadsafe(stop.set)
     print(json.dumps({"bench": "agent", "results": results, "subscriber_points": counter[0]}))
     return 0

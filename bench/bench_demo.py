@@ -28,26 +28,52 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--fleets", default="3x4@1,10x8@1,10x8@0.1")
     args = p.parse_args()
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     rows = []
     for spec in args.fleets.split(","):
         size, interval = spec.split("@")
         nodes, devices = size.split("x")
         out = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "demo", "--nodes", nodes, "--devices", devices,
-             "--interval", interval, "--duration", str(args.duration), "--no-live", "--json"],
-            capture_output=True, text=True, cwd=REPO, check=False,
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "demo",
+                "--nodes",
+                nodes,
+                "--devices",
+                devices,
+                "--interval",
+                interval,
+                "--duration",
+                str(args.duration),
+                "--no-live",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=False,
         )
         if out.returncode not in (0, 1) or not out.stdout.strip():
             print(f"{spec}: demo failed (exit {out.returncode}): {out.stderr[-800:]}")
             continue
         s = json.loads(out.stdout)
-        row = {"fleet": spec, "published": s["published"], "stored": s["stored"],
-               "lost": s["lost"], "points_per_s": s["points_per_s"]}
+        row = {
+            "fleet": spec,
+            "published": s["published"],
+            "stored": s["stored"],
+            "lost": s["lost"],
+            "points_per_s": s["points_per_s"],
+        }
         rows.append(row)
-        print(f"{nodes} nodes x {devices} NPUs, poll {interval} s, {args.duration:g} s: "
-              f"published {s['published']}, stored {s['stored']}, lost {s['lost']}, "
-              f"{s['points_per_s']:g} points/s")
+        print(
+            f"{nodes} nodes x {devices} NPUs, poll {interval} s, {args.duration:g} s: "
+            f"published {s['published']}, stored {s['stored']}, lost {s['lost']}, "
+            f"{s['points_per_s']:g} points/s"
+        )
     print(json.dumps({"bench": "demo", "duration_s": args.duration, "results": rows}))
     return 0
 

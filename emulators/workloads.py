@@ -82,6 +82,9 @@ class WorkloadParams:
     chatbot_prompt_tokens_median: float = 256.0
     chatbot_generated_mean: float = 200.0
     chatbot_max_tokens: int = 1024
+    #: Decode speed of one sequence, tokens/s (assumed: ~20 ms per output token under continuous
+    #: batching). A request's generated tokens are offered over its decode time, not all at arrival.
+    chatbot_decode_tokens_per_s: float = 50.0
     # test profiles: share of capacity
     steady_level: float = 0.7
     ramp_period_s: float = 120.0
@@ -113,6 +116,8 @@ class Workload:
     _next_burst_s: float = field(init=False, default=0.0)
     _on: bool = field(init=False, default=False)
     _switch_s: float = field(init=False, default=0.0)
+    #: Chatbot requests still decoding: (start s, end s, generated tokens), offered evenly in between.
+    _decoding: list[tuple[float, float, int]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         work_class_of(self.kind)
@@ -205,16 +210,36 @@ class Workload:
         n = _poisson(self._rng, lam * self.scale * dt)
         if k != "chatbot":
             return Offer(float(n), n)  # one frame / image per request
-        generated = prompt = 0
+        prompt = 0
         sigma = 0.6
         mu = math.log(p.chatbot_prompt_tokens_median)
-        for _ in range(n):
-            generated += min(
+        for i in range(n):
+            generated = min(
                 p.chatbot_max_tokens,
                 max(1, math.ceil(self._rng.expovariate(1.0 / p.chatbot_generated_mean))),
             )
             prompt += max(1, round(self._rng.lognormvariate(mu, sigma)))
-        return Offer(float(generated), n, prompt)
+            # arrivals spread evenly over the interval; each decodes at the sequence's speed
+            start = t0_s + dt * (i + 0.5) / n
+            self._decoding.append(
+                (start, start + generated / p.chatbot_decode_tokens_per_s, generated)
+            )
+        return Offer(self._decoded(t0_s, t1_s), n, prompt)
+
+    def _decoded(self, t0_s: float, t1_s: float) -> float:
+        """Tokens the decoding requests produce in ``[t0_s, t1_s)``; finished ones are dropped."""
+        tokens = 0.0
+        still: list[tuple[float, float, int]] = []
+        for start, end, generated in self._decoding:
+            if end <= t1_s:  # the rest of it, exactly (the sum over intervals is the whole request)
+                done_before = max(0.0, min(t0_s, end) - start) / (end - start)
+                tokens += generated * (1.0 - done_before)
+            else:
+                overlap = max(0.0, t1_s - max(t0_s, start))
+                tokens += generated * overlap / (end - start)
+                still.append((start, end, generated))
+        self._decoding = still
+        return tokens
 
 
 def make_workload(kind: str, seed: int, params: WorkloadParams | None = None) -> Workload:

@@ -107,3 +107,32 @@ def test_peak_sizing_scale_multiplies_arrivals() -> None:
     scaled = make_workload("food", 1, WorkloadParams(start_hour=12.0))
     scaled.scale = 3.0
     assert sum(scaled.offer(t, t + 1.0).requests for t in range(100)) > 2.5 * base
+
+
+def test_chatbot_tokens_are_offered_over_each_requests_decode_time() -> None:
+    """A request's generated tokens are offered at the sequence's decode speed, not all in the step
+    it arrives, and every token is offered exactly once."""
+    slow = make_workload("chatbot", 3, WorkloadParams(start_hour=12.0))
+    # the same draws, decoding (nearly) instantly: all of a request's tokens in its arrival step
+    fast = make_workload(
+        "chatbot", 3, WorkloadParams(start_hour=12.0, chatbot_decode_tokens_per_s=1e12)
+    )
+    spread = [slow.offer(k * 0.2, (k + 1) * 0.2) for k in range(600)]
+    burst = [fast.offer(k * 0.2, (k + 1) * 0.2) for k in range(600)]
+    assert [o.requests for o in spread] == [o.requests for o in burst] and sum(
+        o.requests for o in spread
+    ) > 1000
+    # what is still decoding at 120 s, to the end (no new arrivals: not through offer())
+    tail = slow._decoded(120.0, 1e6)
+    assert 0 < tail < 0.2 * sum(o.units for o in spread)
+    assert sum(o.units for o in spread) + tail == pytest.approx(
+        sum(o.units for o in burst), rel=1e-9
+    )
+    assert fast._decoded(120.0, 1e6) == pytest.approx(0.0, abs=1e-3)
+
+    def rel_sd(offers: list[float]) -> float:
+        mean = sum(offers) / len(offers)
+        return float((sum((u - mean) ** 2 for u in offers) / len(offers)) ** 0.5 / mean)
+
+    # after the first requests' decode time, per-step tokens are much smoother than in bursts
+    assert rel_sd([o.units for o in spread[100:]]) < 0.5 * rel_sd([o.units for o in burst[100:]])
