@@ -402,6 +402,20 @@ def build_parser() -> argparse.ArgumentParser:
     _report.configure_parser(r)
     r.set_defaults(func=cmd_report)
 
+    def cmd_analyze(args: argparse.Namespace) -> int:
+        from analytics import report
+
+        return report.run_analyze(args)
+
+    an = sub.add_parser(
+        "analyze",
+        help="rolling verdicts written to InfluxDB as the efficiency measurement (for Grafana)",
+        description="Every --every (default 1m), analyse the trailing --since (default 15m) and write "
+        "the efficiency measurement (DESIGN §4) to --influx; --once for a single run.",
+    )
+    _report.configure_analyze_parser(an)
+    an.set_defaults(func=cmd_analyze)
+
     e = sub.add_parser(
         "emulate",
         help="run emulated nodes: kwatt emulate node|fleet|fault --help",

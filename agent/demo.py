@@ -523,6 +523,8 @@ def _run(
             "node": node,
             "mqtt": {"url": broker_url},
             "publish": {"flush_interval_s": args.interval},
+            # every batch on disk before it is published (docs/delivery.md), as in production
+            "spool": {"dir": str(state / "spool" / node)},
             "collectors": demo_collectors(doc["collectors"], spec.model, args.interval),
         }
         cfg_path = state / f"agent-{node}.yaml"

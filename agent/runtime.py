@@ -174,6 +174,12 @@ class AgentStats:
 class _PollState:
     errors_total: int = 0
     failing: bool = False
+    streak: int = 0  # consecutive failed polls
+
+
+#: After n consecutive failures a collector waits 2**(n-1) intervals (at most this long) before its
+#: next poll, so a missing tool or a dead BMC is not hammered every second; one success resets it.
+RETRY_MAX_S = 60.0
 
 
 class Agent:
@@ -266,7 +272,7 @@ class Agent:
         state = _PollState()
         while not stop.is_set():
             await self._poll_once(entry, c, state)
-            tick += 1
+            tick += _ticks_until_retry(state.streak, entry.interval_s)
             now = time.monotonic_ns()
             due = start_ns + tick * interval_ns
             if due <= now:  # overran: skip the ticks we missed rather than bunching them
@@ -292,6 +298,7 @@ class Agent:
             log.exception("collector %s: unexpected error", entry.name)
             error = f"{type(e).__name__}: {e}"
         duration_s = time.perf_counter() - t0
+        state.streak = 0 if error is None else state.streak + 1
         if error is not None:
             state.errors_total += 1
             self.stats.collect_errors[entry.name] = state.errors_total
@@ -450,6 +457,14 @@ class Agent:
             self.stats.published_points += batch.points
             self.stats.published_batches += 1
             self.stats.last_seq = batch.seq
+
+
+def _ticks_until_retry(streak: int, interval_s: float) -> int:
+    """Ticks to the next poll: 1 while polls succeed, then 1, 2, 4, … capped at RETRY_MAX_S."""
+    if streak <= 1:
+        return 1
+    cap = max(1, int(RETRY_MAX_S / interval_s))
+    return int(min(2 ** min(streak - 1, 30), cap))
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from agent.config import parse_duration
 from analytics import html as htmlr
 from analytics.load import LoadError, SeriesSet, load_influx, load_lp_file, parse_time
 from analytics.ppw import Analysis, DeviceRow, Level, Options, PpwRow, analyze
@@ -647,11 +648,38 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--every",
-        type=float,
-        metavar="SECONDS",
-        help="repeat every SECONDS (rolling verdicts, e.g. with --since 15m --write-efficiency)",
+        type=_duration,
+        metavar="DURATION",
+        help="repeat every DURATION, e.g. 60 or 1m (rolling verdicts, with --write-efficiency)",
     )
     p.add_argument("--cycles", type=int, default=0, help="with --every: stop after N reports")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def configure_analyze_parser(p: argparse.ArgumentParser) -> None:
+    """``kwatt analyze``: ``report`` that writes the ``efficiency`` measurement back to InfluxDB
+    every ``--every`` (default 1m) over the trailing ``--since`` (default 15m), or ``--once``."""
+    configure_parser(p)
+    p.add_argument("--once", action="store_true", help="one analysis, then exit")
+    p.set_defaults(write_efficiency=True, every=60.0, since="15m")
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    if not args.influx:
+        print(
+            "kwatt analyze: --influx is required (it writes the efficiency measurement)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.once:
+        args.every = None
+    return run(args)
 
 
 def _wraps(items: Sequence[str]) -> dict[str, float]:

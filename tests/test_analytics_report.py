@@ -291,6 +291,17 @@ def test_influx_chunked_load_report_and_efficiency(
         kwatt(["report", "--influx", "http://127.0.0.1:9", "--since", since, "--until", until]) == 2
     )
     assert "127.0.0.1:9" in capsys.readouterr().err
+    # kwatt analyze: the same analysis, efficiency always written; --once runs one cycle
+    db2 = "analytics_analyze_test"
+    influxd.create_database(db2)
+    for i in range(0, len(lines), 2000):
+        influxd.write(db2, "\n".join(lines[i : i + 2000]))
+    an = ["analyze", "--influx", influxd.url, "--database", db2, "--since", since, "--until", until]
+    assert kwatt([*an, "--once", "--format", "json"]) == 0
+    capsys.readouterr()
+    assert len(influxd.query(db2, 'SELECT * FROM "efficiency" GROUP BY *')) == 4
+    assert kwatt(["analyze", "--input", "x.lp", "--once"]) == 2
+    assert "--influx is required" in capsys.readouterr().err
 
 
 def test_tops_per_w_from_ops_per_unit_in_a_targets_file(tmp_path: Path) -> None:
