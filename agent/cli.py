@@ -416,6 +416,23 @@ def build_parser() -> argparse.ArgumentParser:
     _report.configure_analyze_parser(an)
     an.set_defaults(func=cmd_analyze)
 
+    def cmd_doctor(args: argparse.Namespace) -> int:
+        from agent import doctor
+
+        return doctor.run(args)
+
+    dr = sub.add_parser(
+        "doctor",
+        help="probe this node's collectors and suggest an agent config",
+        description="Probe every collector on this node (or under --root): devices, tool and "
+        "driver versions, permission problems with the fix, cost per poll; then print an agent "
+        "config of exactly the collectors that worked.",
+    )
+    from agent import doctor as _doctor
+
+    _doctor.configure_parser(dr)
+    dr.set_defaults(func=cmd_doctor)
+
     e = sub.add_parser(
         "emulate",
         help="run emulated nodes: kwatt emulate node|fleet|fault --help",

@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "redfish": "collectors.redfish",
     "nvml": "collectors.nvml",
     "nvidia_smi": "collectors.nvidia_smi",
+    "command": "collectors.command",
 }
 
 

@@ -1,0 +1,386 @@
+"""``kwatt doctor``: probe every collector this node could run and suggest an agent config.
+
+For a root ``R`` (``/`` on a real host, an emulated node's directory otherwise) :func:`candidates`
+builds one collector entry per surface that exists under ``R``: sysfs classes, vendor tools in
+``R/bin`` (and on ``PATH`` when ``R`` is ``/``), NVML (the real ``pynvml``, or the emulator's
+module on an emulated node). Serving and Redfish endpoints cannot be discovered safely, so they
+are probed only when given. :func:`probe` validates each entry as the agent would, runs one
+``inventory()`` and one ``collect()`` under a timeout, and records what it saw; :func:`suggest`
+keeps exactly the collectors that worked (hwmon excluding the chips a vendor collector already
+reports) and validates the result with :func:`agent.config.agent_config_from`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from agent.model import DeviceInfo
+
+__all__ = [
+    "Probe",
+    "candidates",
+    "configure_parser",
+    "permission_fix",
+    "probe",
+    "probe_all",
+    "render_table",
+    "run",
+    "suggest",
+]
+
+Status = Literal["ok", "unavailable", "error"]
+
+#: Vendor tools looked for in ``R/bin`` (and on ``PATH`` for ``/``).
+TOOLS = ("furiosa-smi", "rbln-smi", "sapeon-smi", "nvidia-smi", "ipmitool", "ipmi-dcmi")
+#: hwmon chip-name patterns that a vendor collector already reports (double counting).
+HWMON_OWNED: Mapping[str, tuple[str, ...]] = {"furiosa": ("rngd*",), "sapeon": ("sapeon_*",)}
+#: Collector types that only back up another: left out of the config when that one works.
+FALLBACK_OF: Mapping[str, str] = {"nvidia_smi": "nvml"}
+#: How to grant the agent access, per collector type, when a read was refused.
+FIXES: Mapping[str, str] = {
+    "furiosa": "add the agent user to the group owning /dev/rngd* and /sys/class/rngd_mgmt (udev: "
+    'KERNEL=="rngd*", GROUP="kwatt", MODE="0660")',
+    "rebellions": 'add the agent user to the group owning /dev/rbln* (udev: KERNEL=="rbln*", '
+    'GROUP="kwatt", MODE="0660")',
+    "sapeon": 'add the agent user to the group owning /dev/sapeon* (udev: KERNEL=="sapeon*", '
+    'GROUP="kwatt", MODE="0660")',
+    "nvml": "add the agent user to the group owning /dev/nvidia* (usually 'video'), or run it "
+    "where the NVIDIA driver's device nodes are readable",
+    "nvidia_smi": "add the agent user to the group owning /dev/nvidia* (usually 'video')",
+    "rapl": 'energy_uj is root-only since Linux 5.10 (CVE-2020-8694): udev rule SUBSYSTEM=="powercap", '
+    'ACTION=="add", RUN+="/bin/chgrp -R kwatt /sys%p", RUN+="/bin/chmod -R g+r /sys%p"; or give '
+    "the agent CAP_DAC_READ_SEARCH; or run it as root",
+    "hwmon": 'make the hwmon files readable by the agent\'s group (udev rule on SUBSYSTEM=="hwmon")',
+    "ipmi_dcmi": 'let the agent open /dev/ipmi0: udev KERNEL=="ipmi*", GROUP="kwatt", MODE="0660" '
+    "(and load ipmi_devintf)",
+    "redfish": "give the agent a BMC account (username + password_file readable by the agent)",
+    "serving": "let the agent reach the runtime's /metrics port",
+}
+
+
+@dataclass
+class Probe:
+    """What probing one candidate collector found."""
+
+    type: str
+    name: str
+    entry: dict[str, object]
+    status: Status = "error"
+    devices: list[DeviceInfo] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+    samples: int = 0
+    cost_ms: float | None = None
+    message: str | None = None
+    fix: str | None = None
+    #: Whether the suggested config keeps it (ok, and not a duplicate of another that is kept).
+    kept: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        doc = asdict(self)
+        doc["devices"] = [asdict(d) for d in self.devices]
+        return doc
+
+
+# ------------------------------------------------------------------------------- discovery
+
+
+def _tool(root: Path, name: str) -> str | None:
+    """``R/bin/name`` if it exists (executable or not: a non-executable one is reported), else the
+    tool on ``PATH`` when ``root`` is the real ``/`` (another root's tools belong to that root)."""
+    local = root / "bin" / name
+    if local.is_file():
+        return str(local)
+    if root.resolve() == Path("/"):
+        return shutil.which(name)
+    return None
+
+
+def _has(root: Path, cls: str) -> bool:
+    d = root / "sys" / "class" / cls
+    try:
+        return d.is_dir() and any(d.iterdir())
+    except OSError:
+        return d.is_dir()  # listing refused: present, the probe reports why
+
+
+def candidates(
+    root: Path,
+    *,
+    serving: Sequence[str] = (),
+    redfish: Sequence[str] = (),
+    interval: str = "1s",
+) -> list[dict[str, object]]:
+    """One agent-config collector entry per surface that exists under ``root`` (not yet probed).
+
+    ``serving`` items are ``URL[=SERVICE[:RUNTIME]]``; ``redfish`` items are BMC base URLs.
+    """
+    r = str(root.resolve())
+    tools = {t: _tool(root, t) for t in TOOLS}
+    out: list[dict[str, object]] = []
+    if _has(root, "rngd_mgmt") or _has(root, "npu_mgmt") or tools["furiosa-smi"]:
+        out.append({"type": "furiosa", "name": "furiosa", "root": r})
+    if tools["rbln-smi"] or _has(root, "rebellions"):
+        tool = tools["rbln-smi"] or "rbln-smi"
+        out.append({"type": "rebellions", "name": "rebellions", "tool": tool, "root": r})
+    if tools["sapeon-smi"]:
+        out.append({"type": "sapeon", "name": "sapeon", "tool": tools["sapeon-smi"], "root": r})
+    emulated = (root / ".kwatt-emulator" / "state.json").is_file() and r != "/"
+    if emulated:
+        out.append(
+            {"type": "nvml", "name": "nvml", "module": "emulators.pynvml_emu", "emulator_root": r}
+        )
+    elif r == "/" and importlib.util.find_spec("pynvml") is not None:  # NVML reads this host
+        out.append({"type": "nvml", "name": "nvml", "module": "pynvml"})
+    if tools["nvidia-smi"]:
+        out.append({"type": "nvidia_smi", "name": "nvidia-smi", "tool": tools["nvidia-smi"]})
+    if _has(root, "powercap"):
+        out.append({"type": "rapl", "name": "rapl", "root": r})
+    if _has(root, "hwmon"):
+        out.append({"type": "hwmon", "name": "hwmon", "root": r})
+    if tools["ipmitool"]:
+        out.append({"type": "ipmi_dcmi", "name": "ipmi", "tool": tools["ipmitool"]})
+    elif tools["ipmi-dcmi"]:
+        out.append(
+            {"type": "ipmi_dcmi", "name": "ipmi", "dialect": "freeipmi", "tool": tools["ipmi-dcmi"]}
+        )
+    for i, url in enumerate(redfish):
+        out.append({"type": "redfish", "name": "redfish" if i == 0 else f"redfish{i}", "url": url})
+    for item in serving:
+        url, _, rest = item.partition("=")
+        service, _, runtime = (rest or "default").partition(":")
+        entry: dict[str, object] = {"type": "serving", "url": url, "service": service}
+        if runtime:
+            entry["runtime"] = runtime
+        entry["name"] = f"{service}-{runtime or 'furiosa-llm'}"
+        out.append(entry)
+    names: set[str] = set()
+    for e in out:
+        base = name = str(e["name"])
+        n = 1
+        while name in names:
+            n += 1
+            name = f"{base}{n}"
+        names.add(name)
+        e["name"] = name
+        e["interval_s"] = interval
+    return out
+
+
+# ------------------------------------------------------------------------------- probing
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and all(cur is not x for x in out):  # identity: some errors' __eq__ raise
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def permission_fix(kind: str, error: BaseException) -> str | None:
+    """The fix for a read the OS refused (a ``PermissionError`` anywhere in ``error``'s chain, or
+    a message saying so); None for other failures."""
+    refused = any(isinstance(x, PermissionError) for x in _chain(error)) or any(
+        s in str(error).lower() for s in ("permission denied", "insufficient permission")
+    )
+    if not refused:
+        return None
+    return FIXES.get(kind, "run the agent as a user that may read this surface")
+
+
+async def probe(entry: Mapping[str, object], timeout_s: float = 10.0) -> Probe:
+    """Validate ``entry`` as the agent would, then run one inventory() and one collect()."""
+    import collectors
+    from agent.config import ConfigError, agent_config_from
+    from collectors.base import CollectorUnavailable
+
+    kind, name = str(entry["type"]), str(entry.get("name", entry["type"]))
+    p = Probe(kind, name, dict(entry))
+    try:
+        cfg = agent_config_from(
+            {"site": "doctor", "node": "doctor", "collectors": [dict(entry)]}, where="doctor"
+        )
+    except (ConfigError, ValueError, TypeError) as e:
+        p.message = f"not a valid entry for this agent: {e}"
+        return p
+    (ce,) = cfg.collectors
+    collector = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            collector = collectors.load(kind).create(ce.name, ce.options)
+            p.devices = list(await collector.inventory())
+            t0 = time.perf_counter()
+            samples = await collector.collect()
+            p.cost_ms = (time.perf_counter() - t0) * 1e3
+    except CollectorUnavailable as e:
+        p.status, p.message = "unavailable", str(e) or type(e).__name__
+        p.fix = permission_fix(kind, e)
+        return p
+    except TimeoutError:
+        p.message = f"no answer within {timeout_s:g} s"
+        return p
+    except Exception as e:  # any failure of a collector is a finding, never a crash of doctor
+        p.message = f"{type(e).__name__}: {e}"
+        p.fix = permission_fix(kind, e)
+        return p
+    finally:
+        if collector is not None:
+            try:
+                await collector.aclose()
+            except Exception as e:  # closing is best effort
+                p.message = p.message or f"aclose failed: {e}"
+    p.samples = len(samples)
+    p.fields = sorted({k for s in samples for k, _ in s.fields})
+    if not samples:
+        p.status = "unavailable"
+        p.message = "surface present but nothing to report (no devices or sensors)"
+    else:
+        p.status = "ok"
+    return p
+
+
+async def probe_all(found: Sequence[Mapping[str, object]], timeout_s: float = 10.0) -> list[Probe]:
+    """Probe every candidate; hwmon last, excluding the chips a working vendor collector reports."""
+    first = [e for e in found if e["type"] != "hwmon"]
+    out = list(await asyncio.gather(*(probe(e, timeout_s) for e in first)))
+    ok = {p.type for p in out if p.status == "ok"}
+    for e in found:
+        if e["type"] == "hwmon":
+            exclude = [pat for k, pats in HWMON_OWNED.items() if k in ok for pat in pats]
+            entry = {**e, "exclude": exclude} if exclude else dict(e)
+            out.append(await probe(entry, timeout_s))
+    order = {str(e["name"]): i for i, e in enumerate(found)}
+    out.sort(key=lambda p: order.get(p.name, len(order)))
+    for p in out:
+        p.kept = p.status == "ok"
+        if p.type in FALLBACK_OF and FALLBACK_OF[p.type] in ok and p.kept:
+            # nvidia-smi reads the same GPUs as NVML: keeping both would count them twice
+            p.kept = False
+            p.message = f"same devices as {FALLBACK_OF[p.type]}, which works: left out (fallback)"
+    return out
+
+
+def suggest(
+    probes: Sequence[Probe], *, site: str, node: str, broker: str
+) -> dict[str, object] | None:
+    """The agent config of exactly the collectors that worked, validated; None if none did."""
+    from agent.config import agent_config_from
+
+    kept = [p.entry for p in probes if p.kept]
+    if not kept:
+        return None
+    doc: dict[str, object] = {"site": site, "node": node, "mqtt": {"url": broker}}
+    doc["collectors"] = kept
+    agent_config_from(doc, where="kwatt doctor's suggested config")  # raises if it would not load
+    return doc
+
+
+# ------------------------------------------------------------------------------- output
+
+
+def _versions(devices: Sequence[DeviceInfo]) -> str:
+    seen: list[str] = []
+    for d in devices:
+        for label, v in (("drv", d.driver_version), ("fw", d.firmware_version)):
+            if v and f"{label} {v}" not in seen:
+                seen.append(f"{label} {v}")
+    return "\n".join(seen)
+
+
+def render_table(probes: Sequence[Probe], root: Path, width: int | None = None) -> str:
+    """The findings as a rich table (plain text, no colour codes when not on a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"kwatt doctor: {root}", show_lines=True)
+    for col in ("collector", "status", "devices", "versions", "fields", "ms", "notes"):
+        table.add_column(col, overflow="fold")
+    style = {"ok": "green", "unavailable": "yellow", "error": "red"}
+    for p in probes:
+        devices = "\n".join(f"{d.vendor}/{d.model}/{d.id}" for d in p.devices)
+        notes = p.message or ""
+        if p.fix:
+            notes += f"\nfix: {p.fix}"
+        table.add_row(
+            f"{p.name} ({p.type})",
+            f"[{style[p.status]}]{p.status}[/]"
+            + ("\n(left out)" if p.status == "ok" and not p.kept else ""),
+            devices,
+            _versions(p.devices),
+            ", ".join(p.fields),
+            "" if p.cost_ms is None else f"{p.cost_ms:.1f}",
+            notes,
+        )
+    console = Console(width=width or 160, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(table)
+    text = console.export_text(styles=sys.stdout.isatty())
+    console.file.close()
+    return text
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default="/", help="prefix of /sys and bin (default /)")
+    p.add_argument(
+        "--serving",
+        action="append",
+        default=[],
+        metavar="URL[=SERVICE[:RUNTIME]]",
+        help="also probe this serving runtime's /metrics (repeatable; not discoverable)",
+    )
+    p.add_argument(
+        "--redfish", action="append", default=[], metavar="URL", help="also probe this BMC"
+    )
+    p.add_argument("--site", default="default", help="site of the suggested config")
+    p.add_argument("--node", default=None, help="node of the suggested config (default hostname)")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="MQTT URL of the config")
+    p.add_argument("--interval", default="1s", help="poll interval of every collector (1s)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per probe (default 10)")
+    p.add_argument("--print-config", metavar="FILE", help="write the suggested config here")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``kwatt doctor``: 0 when at least one collector works, 1 when none does."""
+    import yaml
+
+    root = Path(args.root)
+    found = candidates(root, serving=args.serving, redfish=args.redfish, interval=args.interval)
+    probes = asyncio.run(probe_all(found, args.timeout))
+    node = args.node or socket.gethostname().split(".")[0]
+    doc = suggest(probes, site=args.site, node=node, broker=args.broker)
+    text: str | None = None
+    if doc is not None:
+        kept = ", ".join(p.name for p in probes if p.kept)
+        text = f"# kwatt agent config suggested by kwatt doctor for {root} ({kept})\n"
+        text += "".join(
+            f"# left out {p.name}: {p.status}: {p.message}\n" for p in probes if not p.kept
+        )
+        text += yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        if args.print_config:
+            Path(args.print_config).write_text(text, encoding="utf-8")
+    if args.json:
+        out = {"root": str(root), "probes": [p.to_json() for p in probes], "config": doc}
+        print(json.dumps(out, indent=1, default=str))
+    else:
+        print(render_table(probes, root) if probes else f"kwatt doctor: {root}: no surface found")
+        if text is None:
+            print("nothing found that a collector could read: no agent config to suggest")
+        elif args.print_config:
+            print(f"suggested agent config written to {args.print_config}")
+        else:
+            print(text, end="")
+    return 0 if doc is not None else 1
