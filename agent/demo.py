@@ -110,7 +110,8 @@ def fleet_specs(nodes: int, fleet: Sequence[NodeSpec] = DEFAULT_FLEET) -> list[N
 
 #: Collectors the demo runs, from the emulator's printed config. Left out: ``nvidia_smi`` (NVML
 #: reads the same GPUs without a process spawn), ``ipmi_dcmi`` (a spawn per poll; Redfish and RAPL
-#: give host power), and ``furiosa`` on a node without RNGD (the Warboy is read through ``hwmon``).
+#: give host power), and ``furiosa`` on a node without a FuriosaAI card (it reads RNGD and Warboy;
+#: the printed ``hwmon`` entry excludes their chips).
 #: ``rebellions`` must spawn ``rbln-smi`` (~50 ms a poll): the driver has no power in sysfs (§2.0).
 #: ``sapeon`` reads its hwmon files (power, energy counter) instead of spawning the assumed tool.
 DEMO_COLLECTOR_TYPES = (
@@ -134,7 +135,7 @@ def demo_collectors(
         kind = entry.get("type")
         if kind not in DEMO_COLLECTOR_TYPES:
             continue
-        if kind == "furiosa" and model != "rngd":
+        if kind == "furiosa" and model not in ("rngd", "warboy"):
             continue
         e = {**entry, "interval_s": interval_s}
         if kind == "sapeon":

@@ -46,7 +46,10 @@ Status = Literal["ok", "unavailable", "error"]
 #: Vendor tools looked for in ``R/bin`` (and on ``PATH`` for ``/``).
 TOOLS = ("furiosa-smi", "rbln-smi", "sapeon-smi", "nvidia-smi", "ipmitool", "ipmi-dcmi")
 #: hwmon chip-name patterns that a vendor collector already reports (double counting).
-HWMON_OWNED: Mapping[str, tuple[str, ...]] = {"furiosa": ("rngd*",), "sapeon": ("sapeon_*",)}
+HWMON_OWNED: Mapping[str, tuple[str, ...]] = {
+    "furiosa": ("rngd*", "furiosa_warboy"),
+    "sapeon": ("sapeon_*",),
+}
 #: Collector types that only back up another: left out of the config when that one works.
 FALLBACK_OF: Mapping[str, str] = {"nvidia_smi": "nvml"}
 #: How to grant the agent access, per collector type, when a read was refused.

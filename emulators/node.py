@@ -939,9 +939,11 @@ def agent_config(
         entry = candidate
         if entry["type"] == "hwmon":
             # chips a kept vendor collector reports already would be counted twice (hwmon's
-            # auto_accel takes every PCI chip with power): RNGD by `furiosa`, Sapeon by `sapeon`
+            # auto_accel takes every PCI chip with power): RNGD and Warboy by `furiosa`, Sapeon
+            # by `sapeon`
             kinds = {e["type"] for e in kept}
-            exclude = [p for k, p in (("furiosa", "rngd*"), ("sapeon", "sapeon_*")) if k in kinds]
+            owned = (("furiosa", "rngd*"), ("furiosa", "furiosa_warboy"), ("sapeon", "sapeon_*"))
+            exclude = [p for k, p in owned if k in kinds]
             if exclude:
                 entry = {**entry, "exclude": exclude}
         why = None if check is None else check(entry)

@@ -68,10 +68,11 @@ def test_demo_keeps_cheap_collectors_of_every_fleet_node(tmp_path: Path, spec: N
     assert [e["service"] for e in serving] == [spec.service]
     runtime = {"rngd": "furiosa-llm", "h100": "vllm"}.get(spec.model, "triton")
     assert serving[0]["runtime"] == runtime
-    accel = {"rngd": "furiosa", "warboy": "hwmon", "atom": "rebellions", "x220-compact": "sapeon"}
+    accel = {"rngd": "furiosa", "warboy": "furiosa", "atom": "rebellions", "x220-compact": "sapeon"}
     assert accel.get(spec.model, "nvml") in kinds
-    if spec.model == "warboy":
-        assert "furiosa" not in kinds  # the furiosa collector reads RNGD only
+    if spec.model == "warboy":  # the furiosa collector reads it: hwmon must not count it again
+        (hwmon,) = (e for e in entries if e["type"] == "hwmon")
+        assert "furiosa_warboy" in list(hwmon["exclude"])  # type: ignore[call-overload]
     for e in entries:
         if e["type"] == "sapeon":
             assert not Path(str(e["tool"])).exists()  # hwmon instead of spawning the tool

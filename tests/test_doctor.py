@@ -101,13 +101,18 @@ def test_doctor_on_emulated_node_prints_a_config_the_agent_runs(tmp_path: Path) 
             "rebellions": ("rebellions", "RBLN-CA12"),
             "sapeon": ("sapeon", "x220-compact"),
             "nvml": ("nvidia", "h100"),
-            "hwmon": ("furiosa", "warboy"),  # Warboy has no vendor collector row: hwmon has it
         }
         for name, (vendor, model) in vendors.items():
             assert probes[name]["status"] == "ok", probes[name]
             assert (vendor, model) in {(d["vendor"], d["model"]) for d in probes[name]["devices"]}
             assert probes[name]["kept"]
         assert probes["furiosa"]["devices"][0]["driver_version"]
+        # the furiosa collector reads the Warboy too; hwmon (still ok and kept) leaves its chip alone
+        assert ("furiosa", "warboy") in {
+            (d["vendor"], d["model"]) for d in probes["furiosa"]["devices"]
+        }
+        assert probes["hwmon"]["status"] == "ok" and probes["hwmon"]["kept"]
+        assert "warboy" not in {d["model"] for d in probes["hwmon"]["devices"]}
         assert "power_w" in probes["nvml"]["fields"]
         assert probes["nvml"]["cost_ms"] > 0
         # nvidia-smi works too but reads the same GPU as NVML: not in the config (double counting)
@@ -119,7 +124,8 @@ def test_doctor_on_emulated_node_prints_a_config_the_agent_runs(tmp_path: Path) 
         assert "nvidia_smi" not in types
         assert sorted(types) == sorted(EXPECTED_TYPES)
         (hw,) = (c for c in doc["collectors"] if c["type"] == "hwmon")
-        assert hw["exclude"] == ["rngd*", "sapeon_*"]  # the vendor collectors report those chips
+        # the vendor collectors report those chips
+        assert hw["exclude"] == ["rngd*", "furiosa_warboy", "sapeon_*"]
 
         assert set(polled) == {c["name"] for c in doc["collectors"]}
         for name, samples in polled.items():
@@ -132,7 +138,11 @@ def test_doctor_on_emulated_node_prints_a_config_the_agent_runs(tmp_path: Path) 
             for s in polled["hwmon"]
             if s.measurement == "accel"
         }
-        assert hw_accel == {("furiosa", "warboy")}
+        assert hw_accel == set()  # the Warboy is the furiosa collector's now
+        furiosa_accel = {
+            dict(s.tags)["model"] for s in polled["furiosa"] if s.measurement == "accel"
+        }
+        assert furiosa_accel == {"rngd", "warboy"}
 
     asyncio.run(go())
 

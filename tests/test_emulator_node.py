@@ -463,7 +463,7 @@ def test_every_collector_of_the_printed_config_reads_a_node_of_every_model(
             return counts
 
     counts = asyncio.run(go())
-    assert counts["furiosa"] == 1  # the RNGD card (the Warboy is read by hwmon)
+    assert counts["furiosa"] == 2  # the RNGD card and the Warboy (hwmon excludes furiosa_warboy)
     for name in ("rebellions", "sapeon", "nvml", "nvidia-smi"):
         if name in counts:
             assert counts[name] >= 3, name
