@@ -373,6 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir", help="keep state (configs, logs, data) here instead of a temp dir"
     )
     d.add_argument("--seed", type=int, default=1, help="emulator seed (default 1)")
+    d.add_argument(
+        "--fault",
+        action="append",
+        metavar="KIND@START[:DURATION]",
+        help="inject a fault into the demo's own processes (repeatable): KIND broker or influxdb "
+        "(stop the private service for DURATION, default 10s), ingest-kill or agent-kill (SIGKILL "
+        "the ingest or node-01's agent, restart it after DURATION, default 0); START and DURATION "
+        "in seconds or like 20s; the summary must still report lost = 0",
+    )
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser(

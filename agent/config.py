@@ -383,6 +383,12 @@ class IngestConfig:
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     group: str = "kwatt-ingest"
+    #: Subscribe through the shared subscription ``$share/<group>/…`` (workers split the load). With
+    #: ``false`` a single worker subscribes plainly (``group`` unused): Mosquitto 2.0 restores a
+    #: persistent session's plain subscription after a restart (with persistence on) and queues
+    #: messages for it while the worker is away, which it does not do for shared ones
+    #: (docs/delivery.md). Run exactly one worker per client id then.
+    shared: bool = True
     deadletter_dir: str | None = None
     retry_min_s: float = 0.5
     retry_max_s: float = 30.0

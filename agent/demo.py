@@ -38,7 +38,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agent.config import InfluxConfig, MqttConfig
+from agent.config import InfluxConfig, MqttConfig, parse_duration
 from agent.demo_figures import (
     FleetFigures,
     TruthError,
@@ -53,9 +53,12 @@ from agent.top import TopState, ViewOptions, follow, render
 
 __all__ = [
     "DEFAULT_FLEET",
+    "FAULT_KINDS",
+    "Fault",
     "NodeSpec",
     "demo_collectors",
     "fleet_specs",
+    "parse_fault",
     "parse_fleet",
     "report_command",
     "run_demo",
@@ -148,11 +151,57 @@ class DemoError(RuntimeError):
     pass
 
 
+#: What ``--fault KIND@START[:DURATION]`` can inject into the demo's own processes.
+#: ``broker``/``influxdb``: the private Mosquitto/InfluxDB is stopped (SIGTERM) at START and started
+#: again on the same port after DURATION (default 10 s). ``ingest-kill``: the ingest worker is
+#: SIGKILLed and started again with the same config and client id after DURATION (default 0).
+#: ``agent-kill``: node-01's agent is SIGKILLed and started again with the same config (its spool
+#: replays) after DURATION (default 0).
+FAULT_KINDS = ("broker", "influxdb", "ingest-kill", "agent-kill")
+_DEFAULT_FAULT_DURATION_S = {
+    "broker": 10.0,
+    "influxdb": 10.0,
+    "ingest-kill": 0.0,
+    "agent-kill": 0.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One injected fault: ``kind`` at ``start_s`` after the fleet is up, for ``duration_s``."""
+
+    kind: str
+    start_s: float
+    duration_s: float
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "start_s": self.start_s, "duration_s": self.duration_s}
+
+
+def parse_fault(text: str) -> Fault:
+    """``broker@20s:15s`` → ``Fault("broker", 20.0, 15.0)`` (START and DURATION as in configs)."""
+    kind, sep, when = text.strip().partition("@")
+    kind = kind.strip()
+    if kind not in FAULT_KINDS or not sep or not when.strip():
+        raise ValueError(
+            f"--fault {text!r}: expected KIND@START[:DURATION] with KIND one of "
+            + ", ".join(FAULT_KINDS)
+        )
+    start, colon, duration = when.partition(":")
+    try:
+        start_s = parse_duration(start.strip())
+        duration_s = parse_duration(duration.strip()) if colon else _DEFAULT_FAULT_DURATION_S[kind]
+    except ValueError as e:
+        raise ValueError(f"--fault {text!r}: {e}") from None
+    return Fault(kind, start_s, duration_s)
+
+
 @dataclass
 class _Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    argv: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -171,9 +220,18 @@ class _Procs:
                 stderr=log,
                 start_new_session=True,
             )
-        proc = _Proc(name, p, log_path)
+        proc = _Proc(name, p, log_path, argv)
         self.items.append(proc)
         return proc
+
+    def kill(self, proc: _Proc) -> None:
+        """SIGKILL ``proc``'s process group by PID (a crash: no flush, no stats file)."""
+        if proc.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait()
+        if proc.popen.stdout:
+            proc.popen.stdout.close()
 
     def stop(self, proc: _Proc, timeout_s: float = 15.0) -> int:
         p = proc.popen
@@ -251,8 +309,86 @@ async def _watch(broker: MqttConfig, live: _Live) -> None:
     await follow(broker, live.site, live.state, identifier=f"kwatt-demo-view-{os.getpid()}")
 
 
-def _count_stored(q: InfluxQL, site: str, since_ns: int) -> dict[str, int]:
-    where = f"\"site\" = '{site}' AND time >= {since_ns}"
+def _node_seqs(q: InfluxQL, site: str, since_ns: int, node: str) -> list[tuple[int, int]]:
+    """(time ns, seq) of every ``agent`` point ``node`` has in InfluxDB: one per batch."""
+    where = f"\"site\" = '{site}' AND \"node\" = '{node}' AND time >= {since_ns}"
+    return [
+        (int(row[0]), int(row[1]))
+        for s in q.query(f'SELECT "seq" FROM "agent" WHERE {where}')
+        for row in s.values
+        if row[1] is not None
+    ]
+
+
+def _missing_seqs(rows: Sequence[tuple[int, int]], last_seq: int) -> list[int]:
+    seqs = {seq for _, seq in rows}
+    first = min(seqs, default=1)
+    return [k for k in range(first, max(last_seq, max(seqs, default=0)) + 1) if k not in seqs]
+
+
+def _seqs_complete(
+    q: InfluxQL,
+    site: str,
+    since_ns: int,
+    kills: Mapping[str, int],
+    stats: Mapping[str, Mapping[str, int]],
+) -> bool:
+    return all(
+        not _missing_seqs(_node_seqs(q, site, since_ns, node), stats[node].get("last_seq", 0))
+        for node in kills
+    )
+
+
+def _agent_kill_accounting(
+    q: InfluxQL,
+    site: str,
+    since_ns: int,
+    node: str,
+    kill_ns: int,
+    stats: Mapping[str, int],
+    interval_s: float,
+) -> dict[str, object]:
+    """What a SIGKILLed (and restarted) agent published, and what the kill cost.
+
+    A killed agent writes no stats file, so its first run's ``published_points`` is unknown. Its
+    batch ``seq`` numbering continues across the restart (the spool keeps it) and every batch
+    carries one ``agent`` point with its seq, so the batches it published over both runs are seqs
+    ``first..last_seq`` (``last_seq`` from the restarted agent's stats). Each message is written to
+    InfluxDB whole (one write per message, acknowledged only after it), so the node's published
+    points are its stored points plus, for every seq missing from InfluxDB, a mean batch's worth
+    (counted as lost). ``lost_to_agent_kill`` is the open batch the kill threw away (sampled, never
+    batched, so it has no seq): the points per batch times the share of an interval between the last
+    batch closed before the kill and the kill, at most one batch (one flush interval).
+    """
+    rows = _node_seqs(q, site, since_ns, node)
+    missing = _missing_seqs(rows, stats.get("last_seq", 0))
+    where = f"\"site\" = '{site}' AND \"node\" = '{node}' AND time >= {since_ns}"
+    stored = sum(q.count_points(m, where) for m in ("accel", "serving", "agent", "host"))
+    batches = len({seq for _, seq in rows})
+    per_batch = stored / batches if batches else 0.0
+    before = [t for t, _ in rows if t <= kill_ns]
+    open_s = min(interval_s, (kill_ns - max(before)) / 1e9) if before else interval_s
+    return {
+        "kill_time_ns": kill_ns,
+        "stored_points": stored,
+        "stored_batches": batches,
+        "duplicate_batches": len(rows) - batches,
+        "missing_seqs": missing,
+        "last_seq": stats.get("last_seq", 0),
+        "published_points_after_restart": stats.get("published_points", 0),
+        "replayed_batches": stats.get("replayed_batches", 0),
+        "published_points": stored + round(len(missing) * per_batch),
+        "open_batch_s": round(open_s, 3),
+        "lost_to_agent_kill": round(per_batch * open_s / interval_s),
+    }
+
+
+def _count_stored(
+    q: InfluxQL, site: str, since_ns: int, exclude: Sequence[str] = ()
+) -> dict[str, int]:
+    where = f"\"site\" = '{site}' AND time >= {since_ns}" + "".join(
+        f" AND \"node\" != '{node}'" for node in exclude
+    )
     return {m: q.count_points(m, where) for m in ("accel", "serving", "agent", "host")}
 
 
@@ -280,6 +416,11 @@ class _Summary:
     influx: str
     database: str
     state_dir: str
+    #: What ``--fault`` injected and when (seconds after the fleet was up), and the agent-kill
+    #: accounting (see :func:`_agent_kill_accounting`).
+    faults: list[dict[str, object]] = field(default_factory=list)
+    lost_to_agent_kill: int = 0
+    agent_kill: dict[str, object] = field(default_factory=dict)
 
     def to_json(self) -> str:
         doc = {k: v for k, v in self.__dict__.items() if k != "figures"}
@@ -367,6 +508,23 @@ def run_demo(args: argparse.Namespace) -> int:
     except ValueError as e:
         err.print(f"kwatt demo: {e}")
         return 2
+    try:
+        faults = [parse_fault(f) for f in getattr(args, "fault", None) or []]
+    except ValueError as e:
+        err.print(f"kwatt demo: {e}")
+        return 2
+    for f in faults:
+        if (f.kind == "broker" and args.broker) or (f.kind == "influxdb" and args.influx):
+            err.print(
+                f"kwatt demo: --fault {f.kind} needs the demo's private "
+                f"{'Mosquitto' if f.kind == 'broker' else 'InfluxDB'}; leave out "
+                f"{'--broker' if f.kind == 'broker' else '--influx'}"
+            )
+            return 2
+        if f.start_s >= args.duration:
+            err.print(f"kwatt demo: --fault {f.kind}@{f.start_s:g}s starts after --duration")
+            return 2
+    args.faults = faults
     state = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="kwatt-demo-"))
     state.mkdir(parents=True, exist_ok=True)
     procs = _Procs()
@@ -448,10 +606,15 @@ def _run(
     logs = state / "logs"
     logs.mkdir(exist_ok=True)
     quiet = args.json or args.no_live
+    faults: list[Fault] = list(getattr(args, "faults", []))
+    broker_fault = any(f.kind == "broker" for f in faults)
+    mosq: Mosquitto | None = None
+    influxd: Influxd | None = None
     if args.broker:
         broker_url = args.broker
     else:
-        mosq = stack.enter_context(Mosquitto(state / "mosquitto"))
+        # persistence: the ingest's session and subscription, and queued messages, survive a restart
+        mosq = stack.enter_context(Mosquitto(state / "mosquitto", persistence=broker_fault))
         broker_url = mosq.url
     if args.influx:
         influx_url = args.influx
@@ -477,6 +640,11 @@ def _run(
         "influx": {"url": influx_url, "database": args.database},
         "batch": {"max_delay_s": 0.2},
         "deadletter_dir": str(state / "deadletter"),
+        # Mosquitto 2.0 does not restore a shared subscription after a restart, and the live view
+        # (a plain subscriber) would take the batches the agents publish before the ingest
+        # re-subscribes (PUBACK 0, not 0x10): a plain subscription in the ingest's persistent
+        # session is restored from mosquitto.db and queues them (docs/delivery.md).
+        "shared": not broker_fault,
     }
     ingest_yaml = state / "ingest.yaml"
     ingest_yaml.write_text(yaml.safe_dump(ingest_cfg), encoding="utf-8")
@@ -552,8 +720,11 @@ def _run(
         p.name: _cpu_s(p.popen.pid) for p in [ingest, *emulator_procs, *(a for _, a, _ in agents)]
     }
     t0 = time.monotonic()
-    asyncio.run(_show(args, mqtt_cfg, live, procs, agents, ingest, quiet, err))
+    children = _Children(ingest, agents)
+    injector = _Injector(faults, procs, children, mosq, influxd, logs)
+    asyncio.run(_show(args, mqtt_cfg, live, children, injector, quiet, err))
     wall = time.monotonic() - t0
+    ingest = children.ingest
     cpu = {
         p.name: _cpu_s(p.popen.pid) for p in [ingest, *emulator_procs, *(a for _, a, _ in agents)]
     }
@@ -575,28 +746,45 @@ def _run(
         procs.stop(emu)
     published = 0
     dropped = 0
+    agent_stats: dict[str, dict[str, int]] = {}
     for node, _, stats_path in agents:
         try:
             doc = json.loads(stats_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise DemoError(f"agent {node}: no stats file ({e})") from None
-        published += int(doc["published_points"])
+        agent_stats[node] = {k: v for k, v in doc.items() if isinstance(v, int)}
+        if node not in injector.agent_kills:
+            published += int(doc["published_points"])
         dropped += int(doc["dropped_points"])
 
     # let the ingest drain, then count what InfluxDB holds
     q = InfluxQL(influx_cfg)
     deadline = time.monotonic() + 30.0
-    counts = _count_stored(q, args.site, since_ns)
-    while sum(counts.values()) < published and time.monotonic() < deadline:
+    # a killed agent wrote no stats for its first run: wait until every seq it numbered is stored
+    # (``published`` is the other nodes' so far: compare it with their stored points only)
+    killed = sorted(injector.agent_kills)
+    while (
+        sum(_count_stored(q, args.site, since_ns, killed).values()) < published
+        or not _seqs_complete(q, args.site, since_ns, injector.agent_kills, agent_stats)
+    ) and time.monotonic() < deadline:
         if ingest.popen.poll() is not None:
             raise DemoError(f"ingest exited: {_tail(ingest.log_path)}")
         time.sleep(0.25)
-        counts = _count_stored(q, args.site, since_ns)
+    counts = _count_stored(q, args.site, since_ns)
     procs.stop(ingest)
     ingest_doc = (
         json.loads(ingest_stats.read_text(encoding="utf-8")) if ingest_stats.exists() else {}
     )
     stored = sum(counts.values())
+    kill_doc: dict[str, object] = {}
+    lost_to_kill = 0
+    for node, kill_ns in injector.agent_kills.items():
+        acc = _agent_kill_accounting(
+            q, args.site, since_ns, node, kill_ns, agent_stats[node], args.interval
+        )
+        published += int(acc["published_points"])  # type: ignore[call-overload]
+        lost_to_kill += int(acc["lost_to_agent_kill"])  # type: ignore[call-overload]
+        kill_doc[node] = acc
     power, requests = _fleet_figures(q, args.site, since_ns)
     q.close()
     from analytics.load import LoadError
@@ -628,25 +816,86 @@ def _run(
         influx=influx_url,
         database=args.database,
         state_dir=str(state),
+        faults=injector.events,
+        lost_to_agent_kill=lost_to_kill,
+        agent_kill=kill_doc,
     )
+
+
+@dataclass
+class _Children:
+    """The ingest and the agents as they are now (a killed one is replaced by its restart)."""
+
+    ingest: _Proc
+    agents: list[tuple[str, _Proc, Path]]
+
+
+@dataclass
+class _Injector:
+    """Runs ``--fault``s against the demo's own processes and records what it did."""
+
+    faults: Sequence[Fault]
+    procs: _Procs
+    children: _Children
+    mosq: Mosquitto | None
+    influxd: Influxd | None
+    log_dir: Path
+    events: list[dict[str, object]] = field(default_factory=list)
+    #: node → wall time (ns) its agent was SIGKILLed
+    agent_kills: dict[str, int] = field(default_factory=dict)
+    #: names of children down on purpose right now
+    down: set[str] = field(default_factory=set)
+
+    async def run(self, t0: float) -> None:
+        await asyncio.gather(*(self._one(k, f, t0) for k, f in enumerate(self.faults, start=1)))
+
+    async def _one(self, k: int, fault: Fault, t0: float) -> None:
+        await asyncio.sleep(max(0.0, t0 + fault.start_s - time.monotonic()))
+        event: dict[str, object] = {**fault.to_json(), "at_s": round(time.monotonic() - t0, 2)}
+        self.events.append(event)
+        if fault.kind in ("broker", "influxdb"):
+            svc: Mosquitto | Influxd | None = self.mosq if fault.kind == "broker" else self.influxd
+            assert svc is not None  # run_demo refuses these faults with external services
+            await asyncio.to_thread(svc.stop)
+            await asyncio.sleep(fault.duration_s)
+            await asyncio.to_thread(svc.start)
+        elif fault.kind == "ingest-kill":
+            old = self.children.ingest
+            self.down.add(old.name)
+            self.procs.kill(old)
+            await asyncio.sleep(fault.duration_s)
+            self.children.ingest = self.procs.start(f"ingest-restart{k}", old.argv, self.log_dir)
+            self.down.discard(old.name)
+        else:  # agent-kill: the first node's agent
+            node, old, stats_path = self.children.agents[0]
+            self.down.add(old.name)
+            self.procs.kill(old)
+            self.agent_kills[node] = time.time_ns()
+            await asyncio.sleep(fault.duration_s)
+            new = self.procs.start(f"agent-{node}-restart{k}", old.argv, self.log_dir)
+            self.children.agents[0] = (node, new, stats_path)
+            self.down.discard(old.name)
+        event["restored_at_s"] = round(time.monotonic() - t0, 2)
 
 
 async def _show(
     args: argparse.Namespace,
     mqtt_cfg: MqttConfig,
     live: _Live,
-    procs: _Procs,
-    agents: list[tuple[str, _Proc, Path]],
-    ingest: _Proc,
+    children: _Children,
+    injector: _Injector,
     quiet: bool,
     err: Console,
 ) -> None:
     watcher = asyncio.create_task(_watch(mqtt_cfg, live))
     start = time.monotonic()
+    faults = asyncio.create_task(injector.run(start))
 
     def check_children() -> None:
-        for proc in [ingest, *(p for _, p, _ in agents)]:
-            if proc.popen.poll() is not None:
+        if faults.done() and faults.exception() is not None:
+            raise DemoError(f"injecting faults: {faults.exception()}")
+        for proc in [children.ingest, *(p for _, p, _ in children.agents)]:
+            if proc.name not in injector.down and proc.popen.poll() is not None:
                 raise DemoError(f"{proc.name} exited early: {_tail(proc.log_path)}")
 
     try:
@@ -662,7 +911,11 @@ async def _show(
                     check_children()
                     view.update(live.render(elapsed, args.duration, None))
                     await asyncio.sleep(0.25)
+        await faults  # every fault is over (services up, killed processes restarted)
     finally:
+        faults.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await faults
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher

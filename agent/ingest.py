@@ -119,7 +119,7 @@ class Ingest:
     async def run(self, stop: asyncio.Event) -> IngestStats:
         cfg = self.config
         backoff = Backoff(cfg.mqtt.reconnect_min_s, cfg.mqtt.reconnect_max_s)
-        sub = topics.subscription("metrics", group=cfg.group)
+        sub = topics.subscription("metrics", group=cfg.group if cfg.shared else None)
         while not stop.is_set():
             client = make_client(
                 cfg.mqtt,
