@@ -23,8 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -32,6 +31,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pipeline_helpers import build_agent as _build_agent
+from pipeline_helpers import uniq, wait_for
 
 from agent.config import (
     AgentConfig,
@@ -52,10 +53,6 @@ pytestmark = pytest.mark.services
 
 REPO = Path(__file__).resolve().parent.parent
 OUTAGE_S = 5.0
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
 @contextlib.asynccontextmanager
@@ -94,13 +91,6 @@ def agent_doc(
     }
 
 
-def build_agent(cfg: AgentConfig) -> Agent:
-    import collectors
-
-    built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in cfg.collectors]
-    return Agent(cfg, built, drain_timeout_s=15.0)
-
-
 def ingest_config(broker_url: str, influx_url: str, db: str, tmp: Path, group: str) -> IngestConfig:
     return IngestConfig(
         mqtt=MqttConfig(
@@ -113,14 +103,6 @@ def ingest_config(broker_url: str, influx_url: str, db: str, tmp: Path, group: s
         retry_min_s=0.1,
         retry_max_s=0.5,
     )
-
-
-async def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def stored(influx_url: str, db: str, site: str) -> int:
@@ -604,3 +586,7 @@ def test_hostile_payloads_are_deadlettered_and_good_points_stored(
     assert big["payload_bytes"] > 10_000_000 and "exceeds" in big["reason"] and big["truncated"]
     assert ingest.stats.messages_deadlettered == len(bad)
     assert n_stored == 30
+
+
+def build_agent(cfg: AgentConfig) -> Agent:
+    return _build_agent(cfg, drain_timeout_s=15.0)

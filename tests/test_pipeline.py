@@ -12,13 +12,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 import yaml
+from pipeline_helpers import build_agent, uniq, wait_for
 
 from agent import lineproto
 from agent.config import (
@@ -31,16 +31,12 @@ from agent.config import (
 )
 from agent.influx import InfluxQL
 from agent.ingest import Ingest
-from agent.runtime import Agent, AgentStats
+from agent.runtime import AgentStats
 from emulators.node import EmulatedNode
 
 pytestmark = pytest.mark.services
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
 @contextlib.asynccontextmanager
@@ -88,13 +84,6 @@ def agent_config(
     return agent_config_from(doc, where="test")
 
 
-def build_agent(cfg: AgentConfig) -> Agent:
-    import collectors
-
-    built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in cfg.collectors]
-    return Agent(cfg, built, drain_timeout_s=10.0)
-
-
 def ingest_config(
     broker_url: str, influx_url: str, database: str, tmp: Path, api: str = "v1"
 ) -> IngestConfig:
@@ -109,14 +98,6 @@ def ingest_config(
         retry_min_s=0.1,
         retry_max_s=0.5,
     )
-
-
-async def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def stored_points(influx_url: str, database: str, site: str) -> int:
