@@ -541,7 +541,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(summary.to_json())
     else:
-        _print_summary(summary, err)
+        _print_summary(summary, err, kept_influx=bool(args.influx))
     return 0 if summary.lost == 0 and summary.published > 0 else 1
 
 
@@ -921,7 +921,7 @@ async def _show(
             await watcher
 
 
-def _print_summary(s: _Summary, console: Console) -> None:
+def _print_summary(s: _Summary, console: Console, *, kept_influx: bool = True) -> None:
     console.print()
     t = Table(title="kwatt demo summary", show_header=False)
     t.add_column("")
@@ -948,10 +948,15 @@ def _print_summary(s: _Summary, console: Console) -> None:
     _print_figures(s.figures, console)
     window = s.figures.get("window")
     if isinstance(window, dict):
-        console.print(
-            "the same figures, with methods, coverage, money and carbon: "
-            + " ".join(report_command(s.influx, s.database, window))
-        )
+        command = " ".join(report_command(s.influx, s.database, window))
+        if kept_influx:
+            console.print(f"the same figures, with methods, coverage, money and carbon: {command}")
+        else:
+            console.print(
+                "the demo's private InfluxDB stopped with it; to keep the data for `kwatt report` "
+                "(methods, coverage, money and carbon), run the demo with --influx URL, then: "
+                + command.replace(s.influx, "URL")
+            )
     console.print(f"state, logs and configs: {s.state_dir}")
 
 
