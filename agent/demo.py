@@ -975,6 +975,10 @@ def report_command(influx: str, database: str, window: Mapping[str, object]) -> 
         str(window.get("end_s")),
         "--min-window",
         f"{DEMO_MIN_WINDOW_S:g}",
+        # the window edges above are rounded to 1 ms: leave room over the default 0.8 s skew bound
+        # so an edge the demo found aligned is not refused for the rounding
+        "--max-skew",
+        "1.0",
     ]
 
 

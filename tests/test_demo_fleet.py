@@ -188,7 +188,7 @@ def test_demo_then_report_npu_vs_measured_gpu_with_small_errors(
     rep = subprocess.run(
         [sys.executable, "-m", "agent.cli", "report", "--influx", influxd.url, "--database", db,
          "--since", str(window["start_s"]), "--until", str(window["end_s"]),
-         "--min-window", "10", "--format", "json"],
+         "--min-window", "10", "--max-skew", "1.0", "--format", "json"],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
     assert rep.returncode == 0, rep.stderr[-3000:]
