@@ -286,6 +286,32 @@ def dashboard(
 # ------------------------------------------------------------------------------ dashboards
 
 
+def ratio_panel(lay: Layout, title: str, height: int, description: str) -> Json:
+    """Work per joule relative to the GPU baseline per service, with the target ratio dashed
+    (on the fleet overview and the efficiency dashboards)."""
+    return lay.panel(
+        "timeseries",
+        title,
+        12,
+        height,
+        [
+            target(
+                "A",
+                'SELECT mean("ratio_vs_baseline") AS "ratio", mean("target_ratio") AS "target" '
+                f'FROM "efficiency" WHERE {F_SVC} AND $timeFilter '
+                'GROUP BY time($__interval), "service" fill(none)',
+                alias="$tag_service $col",
+            )
+        ],
+        unit="suffix:×",
+        description=description,
+        min_value=0,
+        custom=line(),
+        overrides=[dashed(".*target$")],
+        options=ts_options(),
+    )
+
+
 def _work_rate(field: str) -> str:
     """Fleet work rate per service: per-series rate of a serving counter, summed per service."""
     return (
@@ -438,27 +464,12 @@ def fleet() -> Json:
             overrides=[dashed(".*target$")],
             options=ts_options(),
         ),
-        lay.panel(
-            "timeseries",
+        ratio_panel(
+            lay,
             "NPU vs GPU baseline, per service",
-            12,
             8,
-            [
-                target(
-                    "A",
-                    'SELECT mean("ratio_vs_baseline") AS "ratio", mean("target_ratio") AS "target" '
-                    f'FROM "efficiency" WHERE {F_SVC} AND $timeFilter '
-                    'GROUP BY time($__interval), "service" fill(none)',
-                    alias="$tag_service $col",
-                )
-            ],
-            unit="suffix:×",
-            description="Work per joule relative to the GPU baseline on the same service "
+            "Work per joule relative to the GPU baseline on the same service "
             "(1× = as efficient as the GPU); dashed: the phase target.",
-            min_value=0,
-            custom=line(),
-            overrides=[dashed(".*target$")],
-            options=ts_options(),
         ),
         lay.panel(
             "table",
@@ -732,27 +743,12 @@ def efficiency() -> Json:
             thresholds=[(None, "red"), (0.9, "yellow"), (0.99, "green")],
             options=stat_options(text_mode="value_and_name"),
         ),
-        lay.panel(
-            "timeseries",
+        ratio_panel(
+            lay,
             "Ratio to the GPU baseline vs the target",
-            12,
             9,
-            [
-                target(
-                    "A",
-                    'SELECT mean("ratio_vs_baseline") AS "ratio", mean("target_ratio") AS "target" '
-                    f'FROM "efficiency" WHERE {F_SVC} AND $timeFilter '
-                    'GROUP BY time($__interval), "service" fill(none)',
-                    alias="$tag_service $col",
-                )
-            ],
-            unit="suffix:×",
-            description="Work per joule relative to the GPU baseline; dashed: the target ratio "
+            "Work per joule relative to the GPU baseline; dashed: the target ratio "
             "of the phase the service is held to.",
-            min_value=0,
-            custom=line(),
-            overrides=[dashed(".*target$")],
-            options=ts_options(),
         ),
         lay.panel(
             "timeseries",
