@@ -23,6 +23,7 @@ __all__ = [
     "CollectorTimeout",
     "CollectorUnavailable",
     "ParseError",
+    "read_small",
     "read_text",
     "run_tool",
     "sysfs_read",
@@ -67,10 +68,30 @@ class Collector(Protocol):
         ...
 
 
+_CHUNK = 65536
+
+
+def read_small(path: Path | str) -> bytes:
+    """The bytes of a small file (a sysfs attribute is at most a page) with plain ``os`` calls: half
+    the cost of ``Path.read_text``, which matters at 200 reads per poll. A read shorter than the
+    buffer is the end of a regular or sysfs file; a longer file is read to its end."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) < _CHUNK:
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_text(path: Path) -> str:
     """Read a small sysfs-style text file, stripped; errors become :class:`CollectorError`s."""
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return read_small(path).decode("utf-8").strip()
     except FileNotFoundError as e:
         raise CollectorUnavailable(f"{path}: no such file") from e
     except PermissionError as e:

@@ -49,6 +49,7 @@ from collectors.base import (
     CollectorError,
     CollectorUnavailable,
     ParseError,
+    read_small,
     sysfs_read,
 )
 
@@ -65,6 +66,10 @@ __all__ = [
     "parse_unsigned",
 ]
 
+#: Seconds between listings of the chips (directories, names, labels); a poll in between reads only
+#: the value files. A chip that vanishes (all its reads fail and its directory is gone) forces a new
+#: listing at the next poll; a new chip shows up within this time.
+RESCAN_S = 10.0
 _HWMON_DIR = re.compile(r"^hwmon\d+$")
 _SENSOR_FILE = re.compile(r"^(power|energy|temp)(\d+)_(input|average|label)$")
 _BDF = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
@@ -218,7 +223,7 @@ def parse_chip(files: Mapping[str, str | None], source: str) -> Chip:
 
 def _read_file(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_small(path).decode("utf-8")
     except (FileNotFoundError, PermissionError):
         return None  # the ABI makes sensors world-readable; an unreadable one is absent
     except UnicodeDecodeError as e:
@@ -233,6 +238,18 @@ def _read_file(path: Path) -> str | None:
 class _ChipDir:
     path: Path
     bdf: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ChipLayout:
+    """What a scan learnt of one chip: its static files (name, labels) and the value files."""
+
+    dir: _ChipDir
+    name: str
+    static: Mapping[str, str | None]
+    values: tuple[str, ...]
+    match: DeviceMatch | None
+    excluded: bool = False
 
 
 def _bdf_of(path: Path) -> str | None:
@@ -256,6 +273,8 @@ class HwmonCollector:
         self.name = name
         self.config = config
         self._sys = Path(config.root) / "sys"
+        self._scan: list[_ChipLayout] | None = None
+        self._scanned_at = 0.0
 
     async def inventory(self) -> list[DeviceInfo]:
         return await asyncio.to_thread(self._inventory)
@@ -301,17 +320,66 @@ class HwmonCollector:
             )
         return out
 
-    def _read_chip(self, chip_dir: _ChipDir) -> Chip | None:
+    def _scan_chip(self, chip_dir: _ChipDir) -> _ChipLayout | None:
+        """List a chip once: its name, labels and which value files a poll must read."""
         try:
             names = sorted(p.name for p in chip_dir.path.iterdir())
         except OSError:
             return None  # the chip went away
-        files = {
-            n: _read_file(chip_dir.path / n) for n in names if n == "name" or _SENSOR_FILE.match(n)
-        }
-        if files.get("name") is None:
+        name_text = _read_file(chip_dir.path / "name") if "name" in names else None
+        if name_text is None:
             return None
-        return parse_chip(files, str(chip_dir.path))
+        name = name_text.strip()
+        if any(fnmatch.fnmatchcase(name, p) for p in self.config.exclude):
+            return _ChipLayout(chip_dir, name, {}, (), None, excluded=True)
+        static: dict[str, str | None] = {"name": name_text}
+        present = set(names)
+        for n in names:
+            if n.endswith("_label") and _SENSOR_FILE.match(n):
+                static[n] = _read_file(chip_dir.path / n)
+        probe = parse_chip(
+            {
+                **static,
+                **{
+                    n: _read_file(chip_dir.path / n)
+                    for n in names
+                    if _SENSOR_FILE.match(n) and n not in static
+                },
+            },
+            str(chip_dir.path),
+        )
+        match = self._match(probe, chip_dir)
+        values: list[str] = []
+        for n in names:
+            m = _SENSOR_FILE.match(n)
+            if m is None or m.group(3) == "label":
+                continue
+            kind, index, item = m.group(1), m.group(2), m.group(3)
+            if kind == "temp" and match is None:
+                continue  # host chips report power and energy only (DESIGN §4)
+            if kind == "power" and item == "input" and f"power{index}_average" in present:
+                continue  # the average is preferred (parse_chip)
+            values.append(n)
+        return _ChipLayout(chip_dir, name, static, tuple(values), match)
+
+    def _layout(self) -> list[_ChipLayout]:
+        now = time.monotonic()
+        if self._scan is None or now - self._scanned_at >= RESCAN_S:
+            self._scan = [c for d in self._chip_dirs() if (c := self._scan_chip(d)) is not None]
+            self._scanned_at = now
+        return self._scan
+
+    def _read_chip(self, layout: _ChipLayout) -> Chip | None:
+        files = dict(layout.static)
+        missing = 0
+        for n in layout.values:
+            text = _read_file(layout.dir.path / n)
+            files[n] = text
+            missing += text is None
+        if layout.values and missing == len(layout.values) and not layout.dir.path.is_dir():
+            self._scan = None  # the chip went away: list the chips again next poll
+            return None
+        return parse_chip(files, str(layout.dir.path))
 
     def _match(self, chip: Chip, chip_dir: _ChipDir) -> DeviceMatch | None:
         for entry in self.config.devices:
@@ -331,11 +399,12 @@ class HwmonCollector:
 
     def _chips(self) -> list[tuple[_ChipDir, Chip, DeviceMatch | None]]:
         out = []
-        for chip_dir in self._chip_dirs():
-            chip = self._read_chip(chip_dir)
-            if chip is None or any(fnmatch.fnmatchcase(chip.name, p) for p in self.config.exclude):
+        for layout in self._layout():
+            if layout.excluded:
                 continue
-            out.append((chip_dir, chip, self._match(chip, chip_dir)))
+            chip = self._read_chip(layout)
+            if chip is not None:
+                out.append((layout.dir, chip, layout.match))
         return out
 
     def _inventory(self) -> list[DeviceInfo]:

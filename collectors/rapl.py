@@ -57,6 +57,7 @@ from collectors.base import (
     CollectorError,
     CollectorUnavailable,
     ParseError,
+    read_small,
     sysfs_read,
 )
 
@@ -208,7 +209,7 @@ class _Zone:
 def _read_file(path: Path) -> str | None:
     """A zone file's text; None when absent (or gone); root-only ``energy_uj`` explained."""
     try:
-        return path.read_text(encoding="utf-8")
+        return read_small(path).decode("utf-8")
     except FileNotFoundError:
         return None
     except PermissionError:

@@ -32,6 +32,7 @@ backwards (server restart) counts from zero: its new value is the window's incre
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import time
@@ -39,6 +40,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.model import DeviceInfo, Sample, validate_tag_value
@@ -151,6 +153,17 @@ _TYPES = frozenset(
      "gaugehistogram"}
 )  # fmt: skip
 _LABEL_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+# The common line, with no escape in it, in one match: name, optional label set, value, optional
+# timestamp. The label set must then be a well-formed list (_FAST_LABELS); anything else goes the
+# slow, character-by-character way of _parse_sample, which names what is wrong.
+_FAST_LINE = re.compile(
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:[ \t]*\{([^{}]*)\})?[ \t]+([^ \t]+)(?:[ \t]+(-?\d+))?"
+)
+_FAST_SERIES = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)[ \t]*\{([^{}]*)\}")
+_FAST_LABELS = re.compile(
+    r'(?:[ \t]*[a-zA-Z_][a-zA-Z0-9_]*[ \t]*=[ \t]*"[^"\\\n]*"[ \t]*(?:,|(?=$)))*[ \t]*'
+)
+_FAST_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\\n]*)"')
 
 
 def _unescape(text: str, escapes: Mapping[str, str], where: str) -> str:
@@ -179,7 +192,46 @@ def parse_value(token: str, where: str) -> float:
     return float(token)
 
 
+@functools.lru_cache(maxsize=4096)
+def _series(head: str) -> tuple[str, Mapping[str, str]] | None:
+    """``name{labels}`` of a line without escapes → (name, labels), or None if not well-formed.
+    A server repeats the same series every scrape, so the answer is cached (bounded)."""
+    fast = _FAST_SERIES.fullmatch(head)
+    if fast is None or not _FAST_LABELS.fullmatch(fast.group(2)):
+        return None
+    return fast.group(1), MappingProxyType(dict(_FAST_LABEL.findall(fast.group(2))))
+
+
 def _parse_sample(line: str, where: str) -> PromSample:
+    sample = _parse_fast(line)
+    return sample if sample is not None else _parse_sample_slow(line, where)
+
+
+def _parse_fast(line: str) -> PromSample | None:
+    """The common line (no escape) by the cached series and one split; None: ask the full parser."""
+    if "\\" not in line:
+        end = line.rfind("}") + 1
+        if end:  # name{labels} value [timestamp]
+            series = _series(line[:end])
+            rest = line[end:]
+            if series is not None and rest[:1] in (" ", "\t"):
+                tokens = rest.split()
+                if 1 <= len(tokens) <= 2 and _FLOAT.match(tokens[0]):
+                    if len(tokens) == 1:
+                        return PromSample(series[0], series[1], float(tokens[0]), None)
+                    if _TIMESTAMP.match(tokens[1]):
+                        return PromSample(series[0], series[1], float(tokens[0]), int(tokens[1]))
+        else:  # name value [timestamp]
+            fast = _FAST_LINE.fullmatch(line)
+            if fast is not None and fast.group(2) is None and _FLOAT.match(fast.group(3)):
+                name, _, value_text, ts_text = fast.groups()
+                return PromSample(
+                    name, {}, float(value_text), None if ts_text is None else int(ts_text)
+                )
+    return None
+
+
+def _parse_sample_slow(line: str, where: str) -> PromSample:
     m = _METRIC_NAME.match(line)
     if m is None:
         raise ParseError(f"{where}: expected a metric name, got {line[:80]!r}")
@@ -236,10 +288,10 @@ def parse_exposition(
     helps: dict[str, str] = {}
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r").strip(" \t")
-        where = f"{source}: line {number}"
         if not line:
             continue
-        if line.startswith("#"):
+        if line[0] == "#":
+            where = f"{source}: line {number}"
             parts = line[1:].strip(" \t").split(None, 2)
             if len(parts) >= 2 and parts[0] == "HELP":
                 helps[parts[1]] = _unescape(
@@ -254,10 +306,15 @@ def parse_exposition(
         if keep is not None:
             m = _METRIC_NAME.match(line)
             if m is None:
-                raise ParseError(f"{where}: expected a metric name, got {line[:80]!r}")
+                raise ParseError(
+                    f"{source}: line {number}: expected a metric name, got {line[:80]!r}"
+                )
             if m.group(0) not in keep:
                 continue
-        samples.append(_parse_sample(line, where))
+        sample = _parse_fast(line)
+        samples.append(
+            sample if sample is not None else _parse_sample_slow(line, f"{source}: line {number}")
+        )
     return Exposition(tuple(samples), types, helps)
 
 

@@ -390,3 +390,32 @@ def test_keep_parses_only_the_metrics_used_but_still_rejects_garbage() -> None:
     assert [s.name for s in expo.samples] == ["vllm:request_success_total"]
     with pytest.raises(ParseError, match="line 2"):
         parse_exposition("vllm:request_success_total 1\n{not a metric} 2\n", "t", keep=WANTED_NAMES)
+
+
+_LINE_PIECES = st.sampled_from(
+    ['vllm:e2e_request_latency_seconds_bucket', "a", "_x:y", "9bad", "{", "}", "{}", 'le="0.5"',
+     'le="+Inf"', 'model_name="m a"', 'x="q\\"z"', 'y="\\\\"', 'z="{}"', ",", " ", "\t", "=", '"',
+     "1", "-2.5e3", "+Inf", "NaN", "nan", "0x1", "12345", "-7", "1_0", "é"]
+)  # fmt: skip
+
+
+@given(st.lists(_LINE_PIECES, min_size=1, max_size=12).map("".join))
+def test_sample_fast_path_agrees_with_the_full_parser(line: str) -> None:
+    """The one-regex path for lines without escapes gives what the full parser gives, or leaves
+    the line to it (which then accepts it the same way or names the error)."""
+    line = line.strip(" \t")
+
+    def run(f: object) -> object:
+        try:
+            return f(line, "t")  # type: ignore[operator]
+        except serving.ParseError as e:
+            return ("error", str(e))
+
+    fast, slow = run(serving._parse_sample), run(serving._parse_sample_slow)
+    if isinstance(fast, serving.PromSample) and isinstance(slow, serving.PromSample):
+        assert (fast.name, fast.labels, fast.timestamp_ms) == (
+            slow.name, slow.labels, slow.timestamp_ms,
+        )  # fmt: skip
+        assert fast.value == slow.value or (math.isnan(fast.value) and math.isnan(slow.value))
+    else:
+        assert fast == slow

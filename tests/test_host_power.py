@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -136,14 +137,14 @@ def test_rapl_permission_denied_is_explained(
     """The mapping itself (the real 0400 file is exercised in the e2e tests)."""
     root = tmp_path / "root"
     shutil.copytree(FIXTURES / "rapl-2pkg-synthetic", root)
-    real = Path.read_text
+    real = os.open
 
-    def read_text(self: Path, *args: object, **kwargs: object) -> str:
-        if self.name == "energy_uj":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+    def refusing_open(path: object, flags: int, *args: int, **kwargs: object) -> int:
+        if str(path).endswith("/energy_uj"):  # the OS, as root-only 0400 files answer others
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(CollectorUnavailable) as e:
         rapl.RaplCollector("rapl", rapl.Config(root=str(root))).collect_sync()
     assert "intel-rapl:0/energy_uj: permission denied" in str(e.value)
@@ -498,3 +499,32 @@ def test_redfish_secret_errors(tmp_path: Path) -> None:
     cfg = redfish.Config(url="http://127.0.0.1:9", username="u", password_file=str(tmp_path / "no"))
     with pytest.raises(CollectorError, match="password_file"):
         redfish.RedfishCollector("r", cfg).read_sync()
+
+
+def test_hwmon_lists_chips_once_and_follows_them_going_and_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between listings a poll reads only value files; a vanished chip forces a new listing at the
+    next poll; a new chip appears at the next listing (hwmon.RESCAN_S)."""
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "hwmon-mixed-synthetic", root, symlinks=True)
+    c = hwmon.HwmonCollector("h", hwmon.Config(root=str(root)))
+    chips = root / "sys" / "class" / "hwmon"
+    first = {(s.measurement.value, s.tag("zone") or s.tag("device")) for s in c.collect_sync()}
+    assert first
+    # a value change is read at the next poll without a new listing
+    power = next(chips.glob("hwmon*/power1_average"))
+    power.write_text("123000000\n")
+    assert any(s.field("power_w") == 123.0 for s in c.collect_sync())
+    # a chip that goes away drops out at once (its values are not reported as 0)
+    gone = power.parent
+    shutil.move(str(gone), str(tmp_path / "parked"))
+    c.collect_sync()  # notices the chip is gone
+    after = {(s.measurement.value, s.tag("zone") or s.tag("device")) for s in c.collect_sync()}
+    assert after < first
+    # it comes back: seen at the next listing
+    shutil.move(str(tmp_path / "parked"), str(gone))
+    monkeypatch.setattr(hwmon, "RESCAN_S", 0.0)
+    assert {
+        (s.measurement.value, s.tag("zone") or s.tag("device")) for s in c.collect_sync()
+    } == first
