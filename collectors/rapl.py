@@ -197,6 +197,10 @@ def unwrap(prev: CounterState | None, raw_uj: int, range_uj: int | None) -> Coun
 # ------------------------------------------------------------------------------------ I/O
 
 _FILES = ("name", "energy_uj", "max_energy_range_uj", "power_uw")
+_STATIC = ("name", "max_energy_range_uj")  # read when the zones are listed
+#: Seconds between listings of the zones (directories, names, ranges); a poll in between reads only
+#: ``energy_uj`` and ``power_uw``. A zone that vanishes forces a new listing at the next poll.
+RESCAN_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +234,8 @@ class RaplCollector:
         self.config = config
         self._base = Path(config.root) / "sys" / "class" / "powercap"
         self._state: dict[str, CounterState] = {}
+        self._listing: list[tuple[_Zone, dict[str, str | None]]] | None = None
+        self._listed_at = 0.0
 
     async def inventory(self) -> list[DeviceInfo]:
         return []  # host power zones are not accelerator devices
@@ -278,12 +284,20 @@ class RaplCollector:
 
     def collect_sync(self) -> list[Sample]:
         """One poll, blocking (the async :meth:`collect` runs it in a thread)."""
+        now = time.monotonic()
+        if self._listing is None or now - self._listed_at >= RESCAN_S:
+            self._listing = [
+                (zone, {f: _read_file(zone.path / f) for f in _STATIC}) for zone in self._zones()
+            ]
+            self._listed_at = now
         readings: dict[str, tuple[_Zone, ZoneReading, int]] = {}
-        for zone in self._zones():
-            files = {f: _read_file(zone.path / f) for f in _FILES}
+        for zone, static in self._listing:
+            files = {**static, "energy_uj": _read_file(zone.path / "energy_uj")}
+            files["power_uw"] = _read_file(zone.path / "power_uw")
             ts_ns = time.time_ns()
-            if files["name"] is None and files["energy_uj"] is None:
-                continue  # the zone went away between the listing and the read
+            if files["energy_uj"] is None and not zone.path.is_dir():
+                self._listing = None  # the zone went away: list them again next poll
+                continue
             readings[zone.zone_id] = (zone, parse_zone(files, str(zone.path)), ts_ns)
         samples: list[Sample] = []
         seen: set[str] = set()

@@ -528,3 +528,21 @@ def test_hwmon_lists_chips_once_and_follows_them_going_and_coming(
     assert {
         (s.measurement.value, s.tag("zone") or s.tag("device")) for s in c.collect_sync()
     } == first
+
+
+def test_rapl_lists_zones_once_and_follows_them_going_and_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "rapl-2pkg-synthetic", root, symlinks=True)
+    c = rapl.RaplCollector("rapl", rapl.Config(root=str(root)))
+    first = {s.tag("zone") for s in c.collect_sync()}
+    assert len(first) >= 2
+    zone = root / "sys" / "class" / "powercap" / "intel-rapl:1"
+    shutil.move(str(zone), str(tmp_path / "parked"))
+    c.collect_sync()  # notices the zone is gone
+    after = {s.tag("zone") for s in c.collect_sync()}
+    assert after and after < first
+    shutil.move(str(tmp_path / "parked"), str(zone))
+    monkeypatch.setattr(rapl, "RESCAN_S", 0.0)
+    assert {s.tag("zone") for s in c.collect_sync()} == first
