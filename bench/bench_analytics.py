@@ -21,6 +21,7 @@ Prints samples/s and the ratio to the floor. Never asserts on time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -94,12 +95,22 @@ def main() -> int:
 
     f = best(floor)
     m = best(matrix)
+    summary: dict[str, object] = {
+        "bench": "analytics",
+        "samples": n,
+        "floor_s": round(f, 4),
+        "matrix_s": round(m, 4),
+        "matrix_ratio_to_floor": round(m / f, 2),
+        "matrix_samples_per_s": round(n / m),
+    }
     print(f"floor  (np.sum over power and counter):   {f:6.3f} s  {n / f / 1e6:8.1f} M samples/s")
     print(
         f"matrix (energy + work + perf-per-watt):   {m:6.3f} s  {n / m / 1e6:8.1f} M samples/s  ratio to floor {m / f:.2f}"
     )
     if not args.no_curves:
         c = best(curves)
+        summary["curves_s"] = round(c, 4)
+        summary["curves_ratio_to_floor"] = round(c / f, 2)
         print(
             f"curves (per-device energy curves):        {c:6.3f} s  {n / c / 1e6:8.1f} M samples/s  ratio to floor {c / f:.2f}"
         )
@@ -127,6 +138,9 @@ def main() -> int:
             result[:] = [analyze(ss, float(t[0]), float(t[-1]))]
 
         z = best(run_analyze)
+        summary["analyze_s"] = round(z, 4)
+        summary["analyze_ratio_to_floor"] = round(z / f, 2)
+        summary["analyze_samples_per_s"] = round(n / z)
         print(
             f"analyze (all levels, 30 chart windows):   {z:6.3f} s  {n / z / 1e6:8.1f} M samples/s  ratio to floor {z / f:.2f}"
         )
@@ -139,6 +153,11 @@ def main() -> int:
     for i in (0, args.devices // 2, args.devices - 1):
         ref = power_curve(t, power[i]).window(float(t[0]), float(t[-1])).energy_j
         assert abs(e.energy_j[i] - ref) <= 1e-9 * abs(ref) + 1e-6, (i, e.energy_j[i], ref)
+    # issue 6: ≤ 3 s for the reduction on the 2-core machine, excluding the fetch; the full
+    # `kwatt report` analysis (analyze) is what a user waits for, so the goal is judged on it
+    slowest = max(m, float(summary.get("analyze_s", 0.0)))  # type: ignore[arg-type]
+    summary.update(goal_s=3.0, met=slowest <= 3.0)
+    print(json.dumps(summary))
     return 0
 
 

@@ -11,6 +11,7 @@ asserts (DESIGN §2: benchmarks print figures). Compare with reference/infrastru
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -117,6 +118,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"payload bytes: {nbytes:,} ({nbytes / n:.0f} per line)")
     print(f"encode output byte-identical to Point: {ours == theirs}")
     print(f"parsed back: {good} points, {bad} errors")
+    ratio = t_pt / t_enc
+    print(
+        json.dumps(
+            {
+                "bench": "codec",
+                "points": n,
+                "encode_points_per_s": round(n / t_enc),
+                "point_points_per_s": round(n / t_pt),
+                "parse_points_per_s": round(n / t_parse),
+                "encode_ratio": round(ratio, 2),
+                "parse_ratio": round(t_pt / t_parse, 2),
+                "byte_identical": ours == theirs,
+                "parse_errors": bad,
+                "goal_ratio": 5.0,
+                "met": ratio >= 5.0 and ours == theirs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""FuriosaAI Warboy and RNGD cards: kernel sysfs + hwmon first, ``furiosa-smi`` as the fallback.
+"""FuriosaAI Warboy and RNGD cards: kernel sysfs + hwmon first, then the ``furiosa_smi`` Python
+binding, then the ``furiosa-smi`` tool.
 
 Sources (reference/device-interfaces.md §1.1, §1.3), chosen by ``Config.source``:
 
@@ -23,14 +24,34 @@ Sources (reference/device-interfaces.md §1.1, §1.3), chosen by ``Config.source
                                            it; the labels are not in the reference): NPU_TOTAL,
                                            PEAK
 
+``bindings`` — FuriosaAI's Python binding (``pip install 'kwatt[furiosa]'``): module ``furiosa_smi``
+(PyPI ``furiosa-smi`` 2026.4+, RNGD only, no ``init()``), else ``furiosa_smi_py`` (PyPI
+``furiosa-smi-py`` ≤ 2026.1, Warboy and RNGD, ``init()`` first), or the module named by
+``bindings_module`` (``emulators.furiosa_smi_emu`` on an emulated node, which learns ``root`` through
+``KWATT_EMULATOR_ROOT``). Per card: identity (uuid, serial, bdf, firmware), ``power_consumption()`` W,
+``device_temperature().soc_peak()`` °C, core frequency MHz (mean over the PEs), per-PE
+``cycle_count``/``task_execution_cycle`` counters (utilization as from sysfs; the older
+``core_utilization()`` percentages where there are none), memory (DRAM + shared bytes) and the
+throttle reason. ``power_limit()`` is not read (its unit is not documented). A method missing from
+the installed version, or one the library answers NOT_SUPPORTED / IO / parse errors to, gives an absent
+field; a card that went away (DEVICE_NOT_FOUND, DEVICE_LOST) is left out of the poll; ``Context
+error`` makes the next poll call ``init()`` again; anything else is a :class:`CollectorError`. Calls run
+in a worker thread under ``timeout_s`` (table: :data:`BINDING_ERRORS`). The library itself reads the
+host's ``/sys`` (its strings name ``rngd_mgmt``, hwmon ``RMS_TOTAL``), so with a ``root`` other than
+``/`` the ``auto`` source uses it only when ``bindings_module`` is set.
+
 ``smi`` — ``furiosa-smi info --format json`` + ``status --format json`` (§1.1 "JSON output");
 when the tool prints no JSON array (or rejects ``--format json``), the text tables
 ``info --format full`` + ``status`` of every documented version: 2024.1 / 2025.1 (``Clock``
 ``N/A``), 2025.2–2025.3 (``PERT`` column), 2026.x (``Core Clock``, ``Governor``); status with
 ``Cores`` (2024.1, 2025.1) or ``Memory`` (2025.2+) and ``Core N: x.xx%`` lines, ``-`` = not in use
 (absent). Values such as ``"38.40 W"``, ``"41.33°C"``, ``"2000 MHz"``, ``N/A`` → absent. A hung tool
-is killed after ``timeout_s`` (:class:`CollectorTimeout`). ``source: auto`` reads sysfs and falls
-back to the tool on the polls where sysfs has no card directory or cannot be listed.
+is killed after ``timeout_s`` (:class:`CollectorTimeout`).
+
+``source: auto`` reads sysfs, and on the polls where sysfs has no card directory or cannot be listed
+falls back to the bindings (when importable), then to the tool: sysfs is the cheapest (plain file
+reads), the bindings avoid the tool's two process spawns per poll, and the tool is there when neither
+is. An import that failed is not retried until the agent restarts.
 
 The device tag is the card's UUID (else its serial, else its PCI address), the same whichever
 source read it: ``npuN`` names re-enumerate across reboots, the UUID and SN do not (§1.1 field
@@ -59,19 +80,31 @@ emulated tool is a Python script, dearer to start than the real binary) is only 
 from __future__ import annotations
 
 import asyncio
+import enum
+import importlib
 import json
 import logging
 import math
 import os
 import re
+import threading
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Literal, TypeVar
 
 from agent.model import DeviceInfo, Sample
-from agent.units import QuantityError, millic_to_c, mw_to_w, parse_quantity, uw_to_w
+from agent.units import (
+    QuantityError,
+    c_to_c,
+    mhz_to_hz,
+    millic_to_c,
+    mw_to_w,
+    parse_quantity,
+    uw_to_w,
+)
 from collectors.base import (
     CollectorError,
     CollectorTimeout,
@@ -82,18 +115,27 @@ from collectors.base import (
 )
 
 __all__ = [
+    "BINDING_ERRORS",
+    "BINDING_MODULES",
+    "EMULATOR_ROOT_ENV",
     "THROTTLE_IDLE",
     "U32",
     "WARBOY_MIN_CYCLES_PER_NS",
+    "BindingDevice",
+    "BindingReading",
     "Config",
     "FuriosaCollector",
+    "Outcome",
     "PerfRegs",
     "SmiDevice",
+    "binding_outcome",
+    "binding_sample",
     "create",
     "device_tag",
     "is_throttled",
     "merge_smi",
     "parse_alloc_status",
+    "parse_binding",
     "parse_int",
     "parse_npu_clocks",
     "parse_pe_metrics",
@@ -132,9 +174,15 @@ _INT = re.compile(r"^(?:0[xX][0-9a-fA-F]+|\d+)$")
 _CLOCK_LINE = re.compile(r"^(?P<name>[\w ]+)\((?P<unit>[^)]*)\):\s*(?P<value>\d+)$")
 _KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s*(?P<value>\S+)$")
 _CORE_UTIL = re.compile(r"^Core\s+(?P<core>\d+):\s*(?P<value>\S+?)\s*,?$")
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _MEMORY = re.compile(r"^(?P<used>[\d.]+)\s*/\s*(?P<total>[\d.]+)\s*(?P<unit>[A-Za-z]+)$")
 
-Source = Literal["auto", "sysfs", "smi"]
+Source = Literal["auto", "sysfs", "smi", "bindings"]
+#: The binding modules tried, in order, when ``bindings_module`` is not set: the 2026.4 name first.
+BINDING_MODULES = ("furiosa_smi", "furiosa_smi_py")
+#: Environment variable through which an emulated binding learns the node's root (the real
+#: libraries ignore it and read the host's /sys).
+EMULATOR_ROOT_ENV = "KWATT_EMULATOR_ROOT"
 
 
 @dataclass(frozen=True)
@@ -146,13 +194,26 @@ class Config:
     #: Re-list cards and hwmon sensors at least this often (also at once when a card's identity
     #: file changes or a read fails). Listing costs about as much as reading the values.
     rediscover_s: float = 30.0
-    #: ``sysfs`` only, ``smi`` (the tool) only, or ``auto``: sysfs, the tool when sysfs has no card.
+    #: ``sysfs`` only, ``bindings`` (the ``furiosa_smi`` Python module) only, ``smi`` (the tool)
+    #: only, or ``auto``: sysfs, then the bindings when importable, then the tool.
     source: Source = "auto"
+    #: The binding module to import (``furiosa_smi``, ``furiosa_smi_py``, or
+    #: ``emulators.furiosa_smi_emu`` on an emulated node). Unset: ``furiosa_smi``, then
+    #: ``furiosa_smi_py``; with a ``root`` other than ``/``, ``auto`` only tries the bindings when this
+    #: is set (the real library reads the host's /sys, not ``root``).
+    bindings_module: str | None = None
     #: The ``furiosa-smi`` executable: a path, or a name looked up in ``ROOT/bin`` (when ``root``
     #: is not ``/``) and then on ``PATH``.
     tool: str = "furiosa-smi"
-    #: Seconds one tool run may take before it is killed (each poll runs it twice).
+    #: Seconds one tool run (each poll runs it twice), or one poll's binding calls, may take.
     timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.bindings_module is not None and not _MODULE_NAME.match(self.bindings_module):
+            raise ValueError(
+                f"bindings_module: expected a Python module name such as furiosa_smi, "
+                f"got {self.bindings_module!r}"
+            )
 
 
 def create(name: str, config: Config) -> FuriosaCollector:
@@ -617,6 +678,291 @@ def merge_smi(devices: Sequence[SmiDevice], status: Mapping[str, SmiStatus]) -> 
     return out
 
 
+# ------------------------------------------------------------------- furiosa_smi bindings parsing
+#
+# What the Python bindings return, per method (the wheels' own docstrings and signatures, read
+# without a device; reference/device-interfaces.md §1.2, §1.4):
+#
+#   furiosa-smi-py ≤ 2026.1.2, module furiosa_smi_py     furiosa-smi 2026.4.0, module furiosa_smi
+#   init() first ("Context error" before it)              no init()
+#   device.device_info().arch/name/uuid/serial/bdf()      device.arch/device_name/uuid/serial/bdf()
+#   .firmware_version() → VersionInfo                     firmware_version() → VersionInfo; bdf() → Bdf
+#   power_consumption() → float ("power consumption",     power_consumption() (no docstrings: W
+#     C struct rms_total double, W)                         assumed, as the C API and 2026.1)
+#   device_temperature().soc_peak() → float, °C           the same
+#   core_frequency().pe_frequency()[i].frequency() MHz    core_frequency() (shape not documented)
+#   device_performance_counter().pe_performance_          performance_counter() → [PePerformance-
+#     counters()[i].core/cycle_count/task_execution_        Counter] (cycle_count, task_execution_
+#     cycle()                                               cycle)
+#   memory_utilization().dram()/.dram_shared()            memory_usage() → in_use_bytes(),
+#     .memory()[i].total_bytes()/in_use_bytes()             total_bytes()
+#   throttle_reason() → int bitmask (THROTTLE_REASON_*)   throttle_reason() → ThrottleReason enum(s)
+#   errors: RuntimeError("Not supported error", ...)      errors: SmiError subclasses
+#
+# Sources: the wheels furiosa-smi-py==2026.1.2 and furiosa-smi==2026.4.0 (pypi.org/project/furiosa-smi-py,
+# pypi.org/project/furiosa-smi), the C header docs (developer.furiosa.ai/furiosa-smi/furiosa__smi_8h.html:
+# FuriosaSmiDevicePowerConsumption.rms_total, FuriosaSmiDeviceTemperature.soc_peak, core and memory
+# frequency "(MHz)"), and the pre-observer core_utilization().pe_utilization()[i].pe_usage_percentage()
+# of older furiosa-smi-py releases (reference §1.2(a) "API drift").
+
+
+class Outcome(enum.Enum):
+    """What a binding error means for the poll."""
+
+    ABSENT = "the value is not there: the field is absent"
+    DEVICE_GONE = "the card went away: left out of this poll"
+    REINIT = "the library lost its context: init() again at the next poll"
+    UNAVAILABLE = "the library cannot work on this host"
+    FAILED = "any other failure"
+
+
+#: Binding error → outcome, by the exception's class name (``furiosa_smi`` 2026.4) or, for the
+#: ``RuntimeError``\ s of ``furiosa_smi_py``, by their text (the C return code's name + " error").
+#: Anything not listed is FAILED.
+BINDING_ERRORS: Mapping[str, Outcome] = {
+    # furiosa_smi 2026.4.0 exception classes
+    "DeviceNotFoundError": Outcome.DEVICE_GONE,
+    "DeviceNotAvailableError": Outcome.DEVICE_GONE,
+    "UnknownArchError": Outcome.DEVICE_GONE,  # a card this library cannot read: left out
+    "IoError": Outcome.ABSENT,  # a missing sensor file ("no hwmon directory found")
+    "ParseError": Outcome.ABSENT,
+    "UnexpectedValueError": Outcome.ABSENT,
+    "NotSupportedError": Outcome.ABSENT,
+    # furiosa_smi_py RuntimeError texts (strings of its bundled libfuriosa_smi)
+    "Not supported error": Outcome.ABSENT,
+    "Permission denied error": Outcome.ABSENT,
+    "IO error": Outcome.ABSENT,
+    "Io error": Outcome.ABSENT,
+    "Parse error": Outcome.ABSENT,
+    "Unexpected value error": Outcome.ABSENT,
+    "Device busy error": Outcome.ABSENT,
+    "Device not found error": Outcome.DEVICE_GONE,
+    "Device lost error": Outcome.DEVICE_GONE,
+    "Unknown arch error": Outcome.DEVICE_GONE,
+    "Context error": Outcome.REINIT,
+    "Uninitialized error": Outcome.REINIT,
+    "Incompatible driver error": Outcome.UNAVAILABLE,
+}
+
+
+def binding_outcome(error: BaseException) -> Outcome:
+    """The outcome of one exception raised by a binding call."""
+    by_class = BINDING_ERRORS.get(type(error).__name__)
+    if by_class is not None:
+        return by_class
+    return BINDING_ERRORS.get(str(error).strip(), Outcome.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class BindingReading:
+    """What the binding returned for one card, in its own types and units; None = not available.
+
+    The I/O layer fills it from whichever module is loaded; :func:`parse_binding` validates it.
+    """
+
+    arch: object = None  # str() of the Arch enum: "rngd", "warboy" (furiosa_smi: "RNGD")
+    name: object = None  # "npu0"
+    uuid: object = None
+    serial: object = None
+    bdf: object = None  # "0000:6d:00.0"
+    firmware: object = None  # "1.7.0, 4dfed1852e7b" (VersionInfo rendered as sysfs fw_version)
+    power_w: object = None  # float, W
+    temp_c: object = None  # soc_peak(), °C
+    pe_clock_mhz: tuple[object, ...] | None = None  # per PE, MHz
+    counters: tuple[tuple[object, object, object], ...] | None = None  # (core, cycles, task cycles)
+    pe_util_pct: tuple[object, ...] | None = None  # per PE, % (pre-observer core_utilization())
+    memory: tuple[tuple[object, object], ...] | None = None  # (in use, total) bytes per block
+    throttle: object = None  # int bitmask, or a tuple of ThrottleReason names
+
+
+@dataclass(frozen=True, slots=True)
+class BindingDevice:
+    """One card read through the bindings, in SI units; None = absent."""
+
+    model: str
+    tag: str
+    name: str | None = None
+    bdf: str | None = None
+    firmware: str | None = None
+    power_w: float | None = None
+    temp_c: float | None = None
+    clock_hz: float | None = None
+    util_ratio: float | None = None
+    mem_used_bytes: int | None = None
+    mem_total_bytes: int | None = None
+    throttled: int | None = None
+    #: ``{PE: (CycleCount, TaskCycleCount)}`` of this read, the baseline of the next one
+    counters: Mapping[int, tuple[int, int]] | None = None
+
+
+#: ``str(Arch.…)`` of both bindings → the model tag (``rngd+`` is written ``rngd_plus``: a tag
+#: keeps to word characters).
+_BINDING_ARCH = {
+    "warboy": WARBOY,
+    "rngd": MODEL,
+    "rngd_max": "rngd_max",
+    "rngd_s": "rngd_s",
+    "rngd+": "rngd_plus",
+    "arch.warboy": WARBOY,
+    "arch.rngd": MODEL,
+    "arch.rngdmax": "rngd_max",
+    "arch.rngds": "rngd_s",
+    "arch.rngdplus": "rngd_plus",
+}
+#: ThrottleReason enum names that are not a slowdown (as the IDLE bit, §1.3).
+_NOT_THROTTLING = frozenset({"Idle", "None"})
+
+
+def _b_text(value: object, what: str, source: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParseError(f"{source}: {what} is not UTF-8: {value[:40]!r}") from None
+    if not isinstance(value, str):
+        raise ParseError(f"{source}: {what}: expected a string, got {type(value).__name__}")
+    return _optional_str(value.rstrip("\x00"))
+
+
+def _b_number(value: object, what: str, source: str) -> float | None:
+    """A finite number; NaN / ±inf (a sensor read that failed) is absent, not 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParseError(f"{source}: {what}: expected a number, got {type(value).__name__}")
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _b_count(value: object, what: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParseError(f"{source}: {what}: expected a non-negative integer, got {value!r:.40}")
+    return value
+
+
+def _b_throttled(value: object, source: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ParseError(f"{source}: throttle_reason: negative bitmask {value}")
+        return int(is_throttled(value))
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return int(any(v not in _NOT_THROTTLING for v in value))
+    raise ParseError(
+        f"{source}: throttle_reason: expected a bitmask or reason names, got {value!r:.60}"
+    )
+
+
+def parse_binding(
+    r: BindingReading,
+    previous: Mapping[str, Mapping[int, tuple[int, int]]] | None = None,
+    source: str = "furiosa_smi",
+) -> BindingDevice:
+    """One card's binding values → SI (pure). ``previous`` maps a device tag to the counters of
+    the last read of that card (``BindingDevice.counters``): utilization is ΔTaskCycleCount /
+    ΔCycleCount summed over the PEs (:func:`utilization`, as from sysfs); without counters, the
+    mean of the per-PE percentages of the older ``core_utilization()``.
+    :class:`ParseError` for a value of the wrong type or out of range; NaN is absent."""
+    arch = _b_text(r.arch, "arch", source)
+    model = _BINDING_ARCH.get((arch or "").lower())
+    if model is None:
+        raise ParseError(f"{source}: unknown arch {arch!r:.40} (expected rngd or warboy)")
+    uuid = _b_text(r.uuid, "uuid", source)
+    serial = _b_text(r.serial, "serial", source)
+    bdf = _b_text(r.bdf, "bdf", source)
+    name = _b_text(r.name, "name", source)
+    tag = device_tag(uuid, serial, bdf)
+    if tag is None:
+        raise ParseError(f"{source}: {name or 'a card'} has no UUID, serial or PCI address")
+    where = f"{source}: {name or tag}"
+    power_w = _b_number(r.power_w, "power_consumption (W)", where)
+    if power_w is not None and power_w < 0:
+        raise ParseError(f"{where}: power_consumption: negative ({power_w:g} W)")
+    temp_c = _b_number(r.temp_c, "soc_peak temperature (°C)", where)
+    clock_hz: float | None = None
+    if r.pe_clock_mhz is not None:
+        mhz = [_b_number(v, "core frequency (MHz)", where) for v in r.pe_clock_mhz]
+        known = [v for v in mhz if v is not None]
+        if any(v < 0 for v in known):
+            raise ParseError(f"{where}: core frequency: negative MHz")
+        clock_hz = mhz_to_hz(sum(known) / len(known)) if known else None  # mean over the PEs
+    counters: dict[int, tuple[int, int]] | None = None
+    util_ratio: float | None = None
+    if r.counters is not None:
+        counters = {}
+        for row in r.counters:
+            core = _b_count(row[0], "performance counter core", where)
+            cycles = _b_count(row[1], "cycle_count", where)
+            task = _b_count(row[2], "task_execution_cycle", where)
+            if core in counters:
+                raise ParseError(f"{where}: performance counter of core {core} twice")
+            counters[core] = (cycles, task)
+        before = None if previous is None else previous.get(tag)
+        util_ratio = utilization(before, counters) if counters else None
+    elif r.pe_util_pct is not None:
+        pcts = [_b_number(v, "pe_usage_percentage", where) for v in r.pe_util_pct]
+        util_ratio = _mean_percent([p for p in pcts if p is not None], where)
+    used = total = None
+    if r.memory is not None:
+        blocks = [
+            (_b_count(u, "in_use_bytes", where), _b_count(t, "total_bytes", where))
+            for u, t in r.memory
+        ]
+        if blocks:
+            used, total = sum(b[0] for b in blocks), sum(b[1] for b in blocks)
+    return BindingDevice(
+        model=model,
+        tag=tag,
+        name=name,
+        bdf=bdf,
+        firmware=_b_text(r.firmware, "firmware_version", where),
+        power_w=power_w,
+        temp_c=None if temp_c is None else c_to_c(temp_c),
+        clock_hz=clock_hz,
+        util_ratio=util_ratio,
+        mem_used_bytes=used,
+        mem_total_bytes=total,
+        throttled=_b_throttled(r.throttle, where),
+        counters=counters or None,
+    )
+
+
+def binding_sample(d: BindingDevice, ts_ns: int, source: str = "furiosa_smi") -> Sample | None:
+    """The ``accel`` sample of one card, or None when the binding gave no value at all."""
+    if all(
+        v is None
+        for v in (
+            d.power_w,
+            d.temp_c,
+            d.util_ratio,
+            d.clock_hz,
+            d.mem_used_bytes,
+            d.mem_total_bytes,
+            d.throttled,
+        )
+    ):
+        return None
+    try:
+        return Sample.accel(
+            ts_ns,
+            vendor=VENDOR,
+            model=d.model,
+            device=d.tag,
+            power_w=d.power_w,
+            temp_c=d.temp_c,
+            util_ratio=d.util_ratio,
+            clock_hz=d.clock_hz,
+            mem_used_bytes=d.mem_used_bytes,
+            mem_total_bytes=d.mem_total_bytes,
+            throttled=d.throttled,
+        )
+    except ValueError as e:
+        raise ParseError(f"{source}: {d.name or d.tag}: {e}") from None
+
+
 # ------------------------------------------------------------------------------------ I/O
 
 
@@ -673,6 +1019,196 @@ class _SmiState:
     tool: list[str] = field(default_factory=list)
 
 
+class _DeviceGone(CollectorError):
+    """A binding call said the card went away: the card is left out of this poll."""
+
+
+class _Reinit(CollectorError):
+    """The binding lost its context: ``init()`` again at the next poll."""
+
+
+class _Binding:
+    """The loaded binding module; every error of a call is turned into an :class:`Outcome`."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+        self.name = module.__name__
+        if not callable(getattr(module, "list_devices", None)):
+            raise CollectorUnavailable(f"{self.name}: not a furiosa_smi module (no list_devices())")
+        errors: list[type[BaseException]] = [RuntimeError]  # furiosa_smi_py raises RuntimeError
+        smi_error = getattr(module, "SmiError", None)  # furiosa_smi 2026.4
+        if isinstance(smi_error, type) and issubclass(smi_error, Exception):
+            errors.append(smi_error)
+        self.errors = tuple(errors)
+        self.initialised = not callable(getattr(module, "init", None))  # 2026.4 has no init()
+
+    def init(self) -> None:
+        if not self.initialised:
+            self.call(self.module, "init")
+            self.initialised = True
+
+    def call(self, obj: object, method: str, *args: object) -> object:
+        """``obj.method(*args)``; every failure becomes a collector error (or _DeviceGone)."""
+        fn = getattr(obj, method, None)
+        if not callable(fn):
+            raise CollectorUnavailable(f"{self.name}: no {method}() (binding too old?)")
+        return self._invoke(fn, method, args, absent_ok=False)
+
+    def optional(self, obj: object, method: str, *args: object) -> object:
+        """``obj.method(*args)``, or None when the method is missing (another binding version) or
+        the library says the value is not available (an ABSENT outcome)."""
+        if obj is None:
+            return None
+        fn = getattr(obj, method, None)
+        if not callable(fn):
+            return None
+        return self._invoke(fn, method, args, absent_ok=True)
+
+    def _invoke(
+        self, fn: Callable[..., object], method: str, args: tuple[object, ...], absent_ok: bool
+    ) -> object:
+        try:
+            return fn(*args)
+        except self.errors as e:
+            kind = binding_outcome(e)
+            if kind is Outcome.ABSENT and absent_ok:
+                return None
+            msg = f"{self.name} {method}(): {type(e).__name__}: {str(e)[:200]} ({kind.value})"
+            if kind is Outcome.DEVICE_GONE:
+                raise _DeviceGone(msg) from None
+            if kind is Outcome.REINIT:
+                self.initialised = not callable(getattr(self.module, "init", None))
+                raise _Reinit(msg) from None
+            if kind is Outcome.UNAVAILABLE:
+                raise CollectorUnavailable(msg) from None
+            raise CollectorError(msg) from None
+        except Exception as e:  # a binding that breaks its own contract: typed, never a crash
+            raise CollectorError(
+                f"{self.name} {method}(): unexpected {type(e).__name__}: {str(e)[:200]}"
+            ) from None
+
+    def items(self, value: object, what: str) -> list[object]:
+        """A list the binding returned (a list, a tuple, or any iterable)."""
+        if value is None:
+            return []
+        if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+            raise ParseError(f"{self.name}: {what}: expected a list, got {type(value).__name__}")
+        try:
+            return list(value)
+        except Exception as e:
+            raise CollectorError(f"{self.name}: {what}: {type(e).__name__}: {e}") from None
+
+
+def _version_text(b: _Binding, v: object) -> object:
+    """A ``VersionInfo`` as sysfs writes a version (``X.Y.Z, metadata``); strings pass through."""
+    if v is None or isinstance(v, str):
+        return v
+    major = b.optional(v, "major")
+    if major is None:
+        return str(v)
+    text = f"{major}.{b.optional(v, 'minor')}.{b.optional(v, 'patch')}"
+    pre = b.optional(v, "prerelease")
+    meta = b.optional(v, "metadata")
+    text += f"~{pre}" if pre else ""
+    return f"{text}, {meta}" if meta else text
+
+
+def _bdf_text(b: _Binding, v: object) -> object:
+    """A 2026.4 ``Bdf`` (domain, bus, device, function) as ``0000:6d:00.0``; strings pass through."""
+    if v is None or isinstance(v, str):
+        return v
+    parts = [b.optional(v, k) for k in ("domain", "bus", "device", "function")]
+    ints = [p for p in parts if isinstance(p, int) and not isinstance(p, bool) and p >= 0]
+    if len(ints) == 4:
+        return f"{ints[0]:04x}:{ints[1]:02x}:{ints[2]:02x}.{ints[3]:x}"
+    return v  # parse_binding names the wrong type
+
+
+def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
+    """One card's values through whichever binding version is loaded (calls only; no conversion)."""
+    info = b.optional(dev, "device_info")  # furiosa_smi_py: identity lives on DeviceInfo
+    ident = dev if info is None else info
+    arch = b.call(ident, "arch")
+    name = b.optional(ident, "name") if info is not None else b.optional(dev, "device_name")
+    temperature = b.optional(dev, "device_temperature")
+    # core clocks: CoreFrequency.pe_frequency() (furiosa_smi_py), else a number or a list
+    freq = b.optional(dev, "core_frequency")
+    pe_freq = b.optional(freq, "pe_frequency")
+    clocks: tuple[object, ...] | None = None
+    if pe_freq is not None:
+        clocks = tuple(b.optional(pe, "frequency") for pe in b.items(pe_freq, "pe_frequency()"))
+    elif isinstance(freq, list | tuple):
+        clocks = tuple(b.optional(f, "frequency") if hasattr(f, "frequency") else f for f in freq)
+    elif freq is not None:
+        clocks = (freq,)
+    # per-PE counters: performance_counter() (2026.4) or device_performance_counter() (≤ 2026.1)
+    counters: tuple[tuple[object, object, object], ...] | None = None
+    pc = b.optional(dev, "performance_counter")
+    if pc is None:
+        device_pc = b.optional(dev, "device_performance_counter")
+        pc = b.optional(device_pc, "pe_performance_counters")
+    if pc is not None:
+        rows = b.items(pc, "performance counters")
+        counters = tuple(
+            (
+                b.optional(row, "core") if hasattr(row, "core") else i,
+                b.optional(row, "cycle_count"),
+                b.optional(row, "task_execution_cycle"),
+            )
+            for i, row in enumerate(rows)
+        )
+    pcts: tuple[object, ...] | None = None
+    if counters is None:  # the pre-observer API: per-PE percentages
+        per_pe = b.optional(b.optional(dev, "core_utilization"), "pe_utilization")
+        if per_pe is not None:
+            pcts = tuple(
+                b.optional(pe, "pe_usage_percentage") for pe in b.items(per_pe, "pe_utilization()")
+            )
+    # memory: memory_usage() (2026.4) or memory_utilization() DRAM + shared blocks (≤ 2026.1),
+    # the dram + shared sums sysfs alloc_status gives (backend.ai, §1.3)
+    memory: tuple[tuple[object, object], ...] | None = None
+    usage = b.optional(dev, "memory_usage")
+    if usage is not None:
+        memory = ((b.optional(usage, "in_use_bytes"), b.optional(usage, "total_bytes")),)
+    else:
+        mu = b.optional(dev, "memory_utilization")
+        if mu is not None:
+            blocks: list[tuple[object, object]] = []
+            for kind in ("dram", "dram_shared"):
+                for block in b.items(b.optional(b.optional(mu, kind), "memory"), kind):
+                    blocks.append(
+                        (b.optional(block, "in_use_bytes"), b.optional(block, "total_bytes"))
+                    )
+            memory = tuple(blocks)
+    throttle = b.optional(dev, "throttle_reason")
+    if throttle is not None and not isinstance(throttle, int):  # ThrottleReason member(s)
+        members = (
+            b.items(throttle, "throttle_reason()") if hasattr(throttle, "__iter__") else [throttle]
+        )
+        throttle = tuple(getattr(m, "name", str(m)) for m in members)
+    return BindingReading(
+        arch=None if arch is None else str(arch),
+        name=name,
+        uuid=b.optional(ident, "uuid"),
+        serial=b.optional(ident, "serial"),
+        bdf=_bdf_text(b, b.optional(ident, "bdf")),
+        firmware=_version_text(b, b.optional(ident, "firmware_version")),
+        power_w=b.optional(dev, "power_consumption"),
+        temp_c=b.optional(temperature, "soc_peak"),
+        pe_clock_mhz=clocks,
+        counters=counters,
+        pe_util_pct=pcts,
+        memory=memory,
+        throttle=throttle,
+    )
+
+
+def _consume(task: asyncio.Future[tuple[str | None, list[tuple[int, BindingReading]]]]) -> None:
+    """Retrieve the result of a poll that outlived its timeout (so asyncio does not log it)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class FuriosaCollector:
     """Reads every Warboy and RNGD card under ``root``; one ``accel`` sample per card and poll."""
 
@@ -687,41 +1223,75 @@ class FuriosaCollector:
         self._discovered_at = 0.0
         self._sensors: dict[str, tuple[Path, str | None, str | None]] = {}
         self._smi = _SmiState()
-        #: which source answered the last poll ("sysfs" or "smi"), for doctor and tests
+        self._binding: _Binding | None = None
+        self._binding_missing: str | None = None  # why no binding module could be imported
+        self._binding_counters: dict[str, Mapping[int, tuple[int, int]]] = {}
+        self._binding_busy = (
+            threading.Lock()
+        )  # held by the worker thread while it calls the binding
+        #: which source answered the last poll ("sysfs", "bindings" or "smi"), for doctor and tests
         self.last_source: str | None = None
 
     async def inventory(self) -> list[DeviceInfo]:
         if self.config.source == "smi":
             return self._smi_inventory(await self._smi_devices())
+        if self.config.source == "bindings":
+            return self._bindings_inventory(await self._bindings_read())
         try:
             return await asyncio.to_thread(self._inventory)
         except CollectorUnavailable as e:
             if self.config.source == "sysfs":
                 raise
-            return self._smi_inventory(await self._fallback(e, self._smi_devices()))
+            return await self._fallback(
+                e,
+                self._bindings_read_inventory,
+                self._smi_read_inventory,
+            )
 
     async def collect(self) -> list[Sample]:
         if self.config.source == "smi":
             return await self._smi_collect()
+        if self.config.source == "bindings":
+            return await self._bindings_collect()
         try:
             samples = await asyncio.to_thread(self._collect)
         except CollectorUnavailable as e:
             if self.config.source == "sysfs":
                 raise
-            log.debug("%s: sysfs unavailable (%s), asking %s", self.name, e, self.config.tool)
-            return await self._fallback(e, self._smi_collect())
+            log.debug(
+                "%s: sysfs unavailable (%s), trying the bindings, then the tool", self.name, e
+            )
+            return await self._fallback(e, self._bindings_collect, self._smi_collect)
         self.last_source = "sysfs"
         return samples
 
     async def aclose(self) -> None:
         return None
 
-    async def _fallback(self, sysfs_error: CollectorUnavailable, read: Awaitable[T]) -> T:
-        """``read`` (the tool) after sysfs failed; when neither is there, say why for both."""
+    async def _fallback(
+        self,
+        sysfs_error: CollectorUnavailable,
+        bindings: Callable[[], Awaitable[T]],
+        tool: Callable[[], Awaitable[T]],
+    ) -> T:
+        """The bindings (when allowed and importable), then the tool, after sysfs failed; when none
+        is there, say why for each."""
+        reasons = [str(sysfs_error)]
+        if self.config.bindings_module is not None or Path(self.config.root) == Path("/"):
+            try:
+                return await bindings()
+            except CollectorUnavailable as e:
+                reasons.append(str(e))
         try:
-            return await read
+            return await tool()
         except CollectorUnavailable as e:
-            raise CollectorUnavailable(f"{sysfs_error}; and {e}") from e
+            raise CollectorUnavailable("; and ".join([*reasons, str(e)])) from e
+
+    async def _smi_read_inventory(self) -> list[DeviceInfo]:
+        return self._smi_inventory(await self._smi_devices())
+
+    async def _bindings_read_inventory(self) -> list[DeviceInfo]:
+        return self._bindings_inventory(await self._bindings_read())
 
     # -- discovery
 
@@ -1073,6 +1643,117 @@ class FuriosaCollector:
             )
             for d in devices
         ]
+
+    # -- furiosa_smi bindings
+
+    def _load_binding(self) -> _Binding:
+        """Import the binding once; an import that failed is not retried (restart the agent after
+        installing it)."""
+        if self._binding is not None:
+            return self._binding
+        if self._binding_missing is not None:
+            raise CollectorUnavailable(self._binding_missing)
+        if Path(self.config.root) != Path("/"):
+            os.environ[EMULATOR_ROOT_ENV] = self.config.root  # for an emulated binding only
+        names = (self.config.bindings_module,) if self.config.bindings_module else BINDING_MODULES
+        errors: list[str] = []
+        for name in names:
+            try:
+                module = importlib.import_module(name)
+            except Exception as e:  # ImportError, or a native library that does not load
+                errors.append(f"{name}: {type(e).__name__}: {str(e)[:200]}")
+                continue
+            self._binding = _Binding(module)
+            return self._binding
+        self._binding_missing = (
+            f"no furiosa_smi binding ({'; '.join(errors)}); pip install 'kwatt[furiosa]'"
+        )
+        raise CollectorUnavailable(self._binding_missing)
+
+    async def _bindings_read(self) -> tuple[str | None, list[tuple[int, BindingReading]]]:
+        """One poll's binding calls in a worker thread, at most ``timeout_s``; while a blocked call
+        still runs, no second one is started."""
+        if not self._binding_busy.acquire(blocking=False):
+            raise CollectorTimeout(f"{self.name}: the previous furiosa_smi call is still blocked")
+        task = asyncio.ensure_future(asyncio.to_thread(self._bindings_poll_holding_lock))
+        task.add_done_callback(_consume)
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            raise CollectorTimeout(
+                f"{self.name}: the furiosa_smi binding did not answer within "
+                f"{self.config.timeout_s:g} s"
+            ) from None
+
+    def _bindings_poll_holding_lock(self) -> tuple[str | None, list[tuple[int, BindingReading]]]:
+        try:
+            return self._bindings_poll()
+        finally:
+            self._binding_busy.release()
+
+    def _bindings_poll(self) -> tuple[str | None, list[tuple[int, BindingReading]]]:
+        b = self._load_binding()
+        b.init()
+        try:
+            devices = b.items(b.call(b.module, "list_devices"), "list_devices()")
+        except _DeviceGone as e:
+            raise CollectorUnavailable(str(e)) from None
+        if not devices:
+            raise CollectorUnavailable(
+                f"{b.name}: list_devices() found no card (is the rngd or npu driver loaded?)"
+            )
+        try:
+            driver = _version_text(b, b.optional(b.module, "driver_info"))
+        except _DeviceGone:
+            driver = None
+        out: list[tuple[int, BindingReading]] = []
+        for i, dev in enumerate(devices):
+            ts_ns = time.time_ns()
+            try:
+                out.append((ts_ns, _read_binding_card(b, dev)))
+            except _DeviceGone as e:
+                log.warning("%s: card %d: %s", self.name, i, e)
+        if not out:
+            raise CollectorError(f"{self.name}: all {len(devices)} cards went away during the poll")
+        return (driver if isinstance(driver, str) else None), out
+
+    async def _bindings_collect(self) -> list[Sample]:
+        _, readings = await self._bindings_read()
+        source = self._binding.name if self._binding is not None else "furiosa_smi"
+        counters: dict[str, Mapping[int, tuple[int, int]]] = {}
+        samples: list[Sample] = []
+        for ts_ns, reading in readings:
+            d = parse_binding(reading, self._binding_counters, source)
+            if d.counters is not None:
+                counters[d.tag] = d.counters
+            sample = binding_sample(d, ts_ns, source)
+            if sample is not None:
+                samples.append(sample)
+        self._binding_counters = counters
+        self.last_source = "bindings"
+        return samples
+
+    def _bindings_inventory(
+        self, read: tuple[str | None, list[tuple[int, BindingReading]]]
+    ) -> list[DeviceInfo]:
+        driver, readings = read
+        source = self._binding.name if self._binding is not None else "furiosa_smi"
+        out: list[DeviceInfo] = []
+        for _, reading in readings:
+            d = parse_binding(reading, None, source)
+            out.append(
+                DeviceInfo(
+                    vendor=VENDOR,
+                    model=d.model,
+                    id=d.tag,
+                    collector=self.name,
+                    driver_version=driver,
+                    firmware_version=d.firmware,
+                    bus_id=d.bdf,
+                )
+            )
+        return out
 
 
 def _parse_signed(text: str, source: str) -> int:

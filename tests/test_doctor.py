@@ -151,17 +151,17 @@ def test_permission_problem_is_reported_with_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """energy_uj root-only (tests run as root, so chmod 000 would not stop a read: refuse it)."""
-    real = Path.read_text
+    real = os.open
 
-    def refuse(self: Path, *a: Any, **kw: Any) -> str:
-        if self.name == "energy_uj":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, *a, **kw)
+    def refuse(path: Any, flags: int, *a: Any, **kw: Any) -> int:
+        if str(path).endswith("/energy_uj"):  # as the OS answers a non-root reader of a 0400 file
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *a, **kw)
 
     async def go() -> tuple[list[doctor.Probe], dict[str, object] | None]:
         async with node_at(tmp_path, "rngd:1") as node:
             node.step(0.0)
-            monkeypatch.setattr(Path, "read_text", refuse)
+            monkeypatch.setattr(os, "open", refuse)
             probes = await doctor.probe_all(doctor.candidates(tmp_path))
             monkeypatch.undo()
             return probes, doctor.suggest(probes, site="s", node="n", broker="mqtt://b:1883")
