@@ -88,7 +88,7 @@ def read_small(path: Path | str) -> bytes:
         os.close(fd)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path | str) -> str:
     """Read a small sysfs-style text file, stripped; errors become :class:`CollectorError`s."""
     try:
         return read_small(path).decode("utf-8").strip()

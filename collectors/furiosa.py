@@ -173,6 +173,12 @@ _INT = re.compile(r"^(?:0[xX][0-9a-fA-F]+|\d+)$")
 # an npu_clocks line as device-api parses it (§1.3, ne_clk_freq_info regex): "pe0 (MHz): 2000"
 _CLOCK_LINE = re.compile(r"^(?P<name>[\w ]+)\((?P<unit>[^)]*)\):\s*(?P<value>\d+)$")
 _KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s*(?P<value>\S+)$")
+# the same, for a whole text at once (blank lines allowed, as _key_values allows them)
+_KEY_VALUES = re.compile(
+    r"(?:[ \t\r]*(?:[A-Za-z_][A-Za-z0-9_]*[ \t]*[:=][ \t]*\S+[ \t\r]*)?\n)*"
+    r"[ \t\r]*(?:[A-Za-z_][A-Za-z0-9_]*[ \t]*[:=][ \t]*\S+[ \t\r]*)?"
+)
+_KEY_VALUE_M = re.compile(r"^[ \t\r]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*[:=][ \t]*(\S+)", re.MULTILINE)
 _CORE_UTIL = re.compile(r"^Core\s+(?P<core>\d+):\s*(?P<value>\S+?)\s*,?$")
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _MEMORY = re.compile(r"^(?P<used>[\d.]+)\s*/\s*(?P<total>[\d.]+)\s*(?P<unit>[A-Za-z]+)$")
@@ -240,6 +246,12 @@ def parse_int(text: str, source: str, what: str = "an integer") -> int:
 
 
 def _key_values(text: str, source: str, expected: str) -> dict[str, str]:
+    if _KEY_VALUES.fullmatch(text):  # the common case: every line well-formed, one match
+        return dict(_KEY_VALUE_M.findall(text))
+    return _key_values_slow(text, source, expected)
+
+
+def _key_values_slow(text: str, source: str, expected: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
@@ -266,6 +278,20 @@ def parse_alloc_status(text: str, source: str = "alloc_status") -> dict[str, int
     """Every ``key: value`` of a PE's ``alloc_status``, bytes (values ``0x…`` or decimal, §1.3)."""
     values = _key_values(text, source, "'key: <int>'")
     return {k: parse_int(v, f"{source}: {k}") for k, v in values.items()}
+
+
+def parse_alloc_bytes(text: str, source: str = "alloc_status") -> tuple[int, int]:
+    """``(used, capacity)`` bytes of a PE's ``alloc_status``: dram + shared, as backend.ai sums
+    them (§1.3); only the four keys it needs are converted (a poll reads one file per PE)."""
+    values = _key_values(text, source, "'key: <int>'")
+    try:
+        used, shared_used, total, shared_total = (
+            parse_int(values[k], f"{source}: {k}")
+            for k in ("dram_usage", "shared_usage", "dram_capacity", "shared_capacity")
+        )
+    except KeyError as e:
+        raise ParseError(f"{source}: expected a '{e.args[0]}: <int>' line") from None
+    return used + shared_used, total + shared_total
 
 
 def parse_throttle_reason(text: str, source: str = "throttle_reason") -> int:
@@ -966,7 +992,7 @@ def binding_sample(d: BindingDevice, ts_ns: int, source: str = "furiosa_smi") ->
 # ------------------------------------------------------------------------------------ I/O
 
 
-def _read_optional(path: Path) -> str | None:
+def _read_optional(path: Path | str) -> str | None:
     """The file's text, or None when it is not there (or not readable): absent, never 0."""
     try:
         return read_text(path)
@@ -1380,7 +1406,7 @@ class FuriosaCollector:
         cards = self._discovered
         if cards is not None and now - self._discovered_at < self.config.rediscover_s:
             for card in cards:
-                ident = card.mgmt / card.id_file
+                ident = f"{card.mgmt}/{card.id_file}"
                 if card.id_file:
                     text = _read_optional(ident)
                     if card.id_file == "device_uuid" and text is not None:
@@ -1439,17 +1465,17 @@ class FuriosaCollector:
         return samples
 
     def _read_clock(self, card: _Card, file: str) -> float | None:
-        clocks_path = card.mgmt / file
+        clocks_path = f"{card.mgmt}/{file}"
         clocks = _read_optional(clocks_path)
         clocks_hz = [] if clocks is None else parse_npu_clocks(clocks, str(clocks_path))
         return sum(clocks_hz) / len(clocks_hz) if clocks_hz else None  # mean over the PEs
 
     def _read_mgmt(self, card: _Card) -> tuple[float | None, int | None, float | None]:
         """``(power_limit_w, throttled, clock_hz)`` from the card's management directory."""
-        limit_path = card.mgmt / "power_limit_mw"
+        limit_path = f"{card.mgmt}/power_limit_mw"
         limit = _read_optional(limit_path)
         power_limit_w = None if limit is None else mw_to_w(parse_int(limit, str(limit_path)))
-        reason_path = card.mgmt / "throttle_reason"
+        reason_path = f"{card.mgmt}/throttle_reason"
         reason = _read_optional(reason_path)
         throttled = (
             None
@@ -1462,7 +1488,7 @@ class FuriosaCollector:
         """Warboy utilization from the single PEs' ``perf_regs`` (EACCES = not in use: absent)."""
         regs: dict[int, PerfRegs] = {}
         for pe, pe_dir in card.pe_dirs:
-            path = pe_dir / "perf_regs"
+            path = f"{pe_dir}/perf_regs"
             text = _read_optional(path)
             if text is None:
                 self._warboy_counters.pop(card.device_id, None)
@@ -1481,20 +1507,18 @@ class FuriosaCollector:
         mem_used = mem_total = 0
         mem_complete = bool(card.pe_dirs)
         for pe, pe_dir in card.pe_dirs:
-            text = _read_optional(pe_dir / "metrics")
+            metrics_path = f"{pe_dir}/metrics"
+            text = _read_optional(metrics_path)
             if text is not None:
-                counters[pe] = parse_pe_metrics(text, str(pe_dir / "metrics"))
-            alloc_path = pe_dir / "alloc_status"
+                counters[pe] = parse_pe_metrics(text, metrics_path)
+            alloc_path = f"{pe_dir}/alloc_status"
             alloc_text = _read_optional(alloc_path)
             if alloc_text is None:
                 mem_complete = False
                 continue
-            alloc = parse_alloc_status(alloc_text, str(alloc_path))
-            try:  # backend.ai sums dram + shared (§1.3)
-                mem_used += alloc["dram_usage"] + alloc["shared_usage"]
-                mem_total += alloc["dram_capacity"] + alloc["shared_capacity"]
-            except KeyError as e:
-                raise ParseError(f"{alloc_path}: expected a '{e.args[0]}: <int>' line") from None
+            used, total = parse_alloc_bytes(alloc_text, alloc_path)
+            mem_used += used
+            mem_total += total
         util: float | None = None
         if counters and len(counters) == len(card.pe_dirs):
             util = utilization(self._counters.get(card.device_id), counters)

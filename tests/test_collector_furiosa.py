@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.config import from_mapping
 from agent.model import Sample
@@ -325,3 +327,20 @@ def test_cached_discovery_follows_a_re_enumeration(tree: Path) -> None:
     assert set(after) == {CARD0, CARD1}
     assert fields(after[CARD1]) == fields(before[CARD1])  # the SN-identified card, unchanged
     assert fields(after[CARD0]) == fields(before[CARD0])
+
+
+@given(
+    st.lists(
+        st.sampled_from(["CycleCount", "x_1", "9", ":", "=", " ", "\t", "\r", "\n", "0x1F", "12",
+                         "-", "é", "\x0b", "a b"]),
+        max_size=14,
+    ).map("".join)
+)  # fmt: skip
+def test_key_values_fast_path_agrees_with_the_line_by_line_parser(text: str) -> None:
+    def run(f: object) -> object:
+        try:
+            return f(text, "src", "'Key: <int>'")  # type: ignore[operator]
+        except furiosa.ParseError as e:
+            return str(e)
+
+    assert run(furiosa._key_values) == run(furiosa._key_values_slow)

@@ -294,6 +294,24 @@ def test_fuzz_perf_regs(text: str) -> None:
     assert 0 <= regs.task < U32 and 0 <= regs.tensor < U32 and regs.cycles >= 0
 
 
+@FUZZ
+@given(
+    st.text(max_size=200)
+    | st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["dram_usage", "shared_usage", "dram_capacity", "shared_capacity", "CycleCount",
+                 "TaskCycleCount", "x"]
+            ),
+            st.integers(min_value=-5, max_value=2**40).map(hex) | st.text(max_size=6),
+        )
+    ).map(lambda kv: "".join(f"{k}: {v}\n" for k, v in kv))
+)  # fmt: skip
+def test_fuzz_pe_files(text: str) -> None:
+    for parse in (furiosa.parse_alloc_bytes, furiosa.parse_alloc_status, furiosa.parse_pe_metrics):
+        _fuzz(parse, text)
+
+
 # --------------------------------------------------------------------------- emulated node
 
 
