@@ -2,7 +2,7 @@
 #   make demo [DEMO_ARGS="--nodes 5 --duration 60"]   the pipeline with private Mosquitto + InfluxDB
 #   make test                                        lint, type check, test suite (real servers)
 #   make lint                                        ruff + mypy only
-#   make bench                                       benchmarks (bench/run.py)
+#   make bench [BENCH_ARGS="--only codec"]            benchmarks → BENCHMARKS.md (bench/run.py)
 #   make clean / make distclean                      caches / caches and .venv
 
 SHELL := /bin/bash
@@ -44,11 +44,8 @@ pytest:
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$rc
 
+# BENCH_ARGS="--only codec,analytics" or "--quick --output /tmp/B.md"; writes BENCHMARKS.md
 bench:
-	@if [ ! -f bench/run.py ]; then \
-	    echo "make bench: bench/run.py does not exist yet; benchmarks come in a later issue" >&2; \
-	    exit 1; \
-	fi
 	$(BOOTSTRAP) --for test
 	$(PY) bench/run.py $(BENCH_ARGS)
 
