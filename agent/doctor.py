@@ -54,8 +54,10 @@ HWMON_OWNED: Mapping[str, tuple[str, ...]] = {
 FALLBACK_OF: Mapping[str, str] = {"nvidia_smi": "nvml"}
 #: How to grant the agent access, per collector type, when a read was refused.
 FIXES: Mapping[str, str] = {
-    "furiosa": "add the agent user to the group owning /dev/rngd* and /sys/class/rngd_mgmt (udev: "
-    'KERNEL=="rngd*", GROUP="kwatt", MODE="0660")',
+    "furiosa": "add the agent user to the group owning the NPU device nodes and management files: "
+    "RNGD /dev/rngd* and /sys/class/rngd_mgmt, Warboy /dev/npu* and /sys/class/npu_mgmt (udev: "
+    'KERNEL=="rngd*|npu*", GROUP="kwatt", MODE="0660"; a Warboy perf_regs file answers EACCES '
+    "while another process holds the PE: that is absent utilization, not a permission problem)",
     "rebellions": 'add the agent user to the group owning /dev/rbln* (udev: KERNEL=="rbln*", '
     'GROUP="kwatt", MODE="0660")',
     "sapeon": 'add the agent user to the group owning /dev/sapeon* (udev: KERNEL=="sapeon*", '
