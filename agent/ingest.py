@@ -105,6 +105,8 @@ class Ingest:
         self.stats = IngestStats()
         self.deadletters = DeadLetters(config.deadletter_dir)
         self._pending = _Pending([], [], 0, 0.0)
+        self._writing: asyncio.Future[None] | None = None  # the write in flight (see _flush)
+        self._inflight: _Pending | None = None  # its batch, until written
         self._ready = asyncio.Event()
         self._connected = asyncio.Event()
         self.seqs = SeqTracker()
@@ -130,6 +132,7 @@ class Ingest:
             # Manual acknowledgement: PUBACK only after the write (paho-mqtt >= 2.0).
             client._client.manual_ack_set(True)
             self._pending = _Pending([], [], 0, 0.0)  # unacked messages will be redelivered
+            self._inflight = None
             try:
                 async with client:
                     await client.subscribe(sub, qos=1)
@@ -138,10 +141,13 @@ class Ingest:
                     log.info("subscribed to %s on %s as %s", sub, cfg.mqtt.url, cfg.client_id())
                     await self._consume(client, stop)
             except _StopUnwritten:
+                unwritten = len(self._pending.mids)
+                if self._inflight is not None:
+                    unwritten += len(self._inflight.mids)
                 log.warning(
                     "stopping with %d message(s) unwritten and unacknowledged; the broker "
                     "redelivers them",
-                    len(self._pending.mids),
+                    unwritten,
                 )
                 break
             except aiomqtt.MqttError as e:
@@ -158,6 +164,10 @@ class Ingest:
     async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         max_delay = self.config.batch.max_delay_s
         messages = client.messages.__aiter__()
+        # aiomqtt's own queue (pinned aiomqtt>=2.5,<3, like ``_client`` below): messages already
+        # received are taken from it directly, without the two tasks and waits per message that
+        # ``__anext__`` costs; the iterator is awaited only when it is empty.
+        queue: asyncio.Queue[aiomqtt.Message] = client._queue
         next_msg: asyncio.Task[aiomqtt.Message] | None = None
         stop_task = asyncio.ensure_future(stop.wait())
         try:
@@ -174,20 +184,29 @@ class Ingest:
                     msg = next_msg.result()
                     next_msg = None
                     self._accept(msg)
-                    if (
-                        self._pending.points >= self.config.batch.max_points
-                        or len(self._pending.mids) >= self.config.batch.max_unacked_messages
-                    ):
+                    while not self._batch_full() and not queue.empty():
+                        self._accept(queue.get_nowait())
+                    if self._batch_full():
                         await self._flush(client, stop)
                 elif self._pending.mids:
                     await self._flush(client, stop)
                 if stop_task in done:
                     await self._flush(client, stop)
+                    await self._wait_written()
                     return
         finally:
             stop_task.cancel()
             if next_msg is not None:
                 next_msg.cancel()
+            # never leave a write running into the next connection's (the writer is not shared)
+            await self._wait_written()
+
+    def _batch_full(self) -> bool:
+        p = self._pending
+        return (
+            p.points >= self.config.batch.max_points
+            or len(p.mids) >= self.config.batch.max_unacked_messages
+        )
 
     def _accept(self, msg: aiomqtt.Message) -> None:
         """Validate one message and add its good lines to the pending batch."""
@@ -214,7 +233,7 @@ class Ingest:
                 payload,
             )
             return
-        result = lineproto.parse_payload(
+        result = lineproto.scan_payload(
             payload, max_bytes=self.config.batch.max_payload_bytes, now_ns=time.time_ns()
         )
         whole = [err for err in result.errors if err.line == 0]
@@ -224,25 +243,33 @@ class Ingest:
             self.deadletters.record(topic, whole[0].reason, payload)
             return
         bad = {err.line: err.reason for err in result.errors}
-        lines = payload.split(b"\n")
+        raw_lines = payload.split(b"\n")
         kept = 0
-        for lineno, point, raw in _good_lines(result.points, lines, bad):
-            tags = dict(point.tags)
-            site, node = tags.get("site"), tags.get("node")
+        keep = self._pending.lines.append
+        for line in result.lines:
+            site = node = collector = None
+            for k, v in line.tags:
+                if k == "site":
+                    site = v
+                elif k == "node":
+                    node = v
+                elif k == "collector":
+                    collector = v
             if site != name.site or node != name.node:
-                bad[lineno] = (
+                bad[line.line] = (
                     f"tags site={site} node={node} differ from topic site={name.site} "
                     f"node={name.node}"
                 )
                 continue
-            if point.measurement == Measurement.INGEST:
-                bad[lineno] = "measurement 'ingest' is written by the ingest, not by agents"
+            if line.measurement == Measurement.INGEST:
+                bad[line.line] = "measurement 'ingest' is written by the ingest, not by agents"
                 continue
-            if point.measurement == Measurement.AGENT and "collector" not in tags:
+            if line.measurement == Measurement.AGENT and collector is None:
+                point = line.point or lineproto.parse_line(line.text)
                 seq = dict(point.fields).get("seq")
                 if isinstance(seq, int):
                     self._pending.seqs.append((name.site, name.node, seq))
-            self._pending.lines.append(raw)
+            keep(raw_lines[line.line - 1])
             kept += 1
         self._pending.points += kept
         if bad:
@@ -258,10 +285,37 @@ class Ingest:
             )
 
     async def _flush(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        """Write the pending lines, then acknowledge their messages. Retries until written."""
+        """Start writing the pending lines; their messages are acknowledged once written.
+
+        One write is in flight at a time: the next batch is validated while the previous one is
+        written, and its write starts only after the previous one (and its acknowledgements)
+        finished, so writes and acknowledgements keep arrival order.
+        """
         p = self._pending
         if not p.mids:
             return
+        await self._wait_written()
+        self._pending = _Pending([], [], 0, 0.0)
+        self._inflight = p
+        self._writing = asyncio.ensure_future(self._write_and_ack(client, p, stop))
+
+    async def _wait_written(self) -> None:
+        """Wait for the write in flight (if any); re-raises :class:`_StopUnwritten`."""
+        writing = self._writing
+        if writing is None:
+            return
+        try:
+            await asyncio.shield(writing)
+        finally:
+            if writing.done():
+                self._writing = None
+                if not writing.cancelled() and writing.exception() is None:
+                    self._inflight = None
+
+    async def _write_and_ack(
+        self, client: aiomqtt.Client, p: _Pending, stop: asyncio.Event
+    ) -> None:
+        """Write ``p``'s lines, then acknowledge their messages. Retries until written."""
         if p.lines:
             body = b"\n".join(p.lines) + b"\n" + self._seq_lines(p.seqs)
             retry = Backoff(self.config.retry_min_s, self.config.retry_max_s)
@@ -285,10 +339,10 @@ class Ingest:
                     self.stats.batches_rejected += 1
                     self.deadletters.record("(batch)", f"InfluxDB rejected the batch: {e}", body)
                     break
+        ack = client._client.ack
         for mid, qos in p.mids:
             if qos > 0:
-                client._client.ack(mid, qos)
-        self._pending = _Pending([], [], 0, 0.0)
+                ack(mid, qos)
 
     def _seq_lines(self, seqs: list[tuple[str, str, int]]) -> bytes:
         """Account the batch seqs of this write; one ``ingest`` point per node they came from."""
@@ -311,13 +365,3 @@ class Ingest:
 
     def stats_dict(self) -> dict[str, int]:
         return asdict(self.stats)
-
-
-def _good_lines(
-    points: list[lineproto.Point], lines: list[bytes], bad: dict[int, str]
-) -> list[tuple[int, lineproto.Point, bytes]]:
-    """Pair parsed points with their line numbers (1-based, as in ParseResult errors) and raw lines."""
-    good = [(n, ln) for n, ln in enumerate(lines, start=1) if n not in bad and ln.strip()]
-    if len(good) != len(points):  # cannot happen with a consistent parser; refuse to guess
-        raise RuntimeError(f"parser returned {len(points)} points for {len(good)} good lines")
-    return [(n, pt, ln) for (n, ln), pt in zip(good, points, strict=True)]

@@ -42,10 +42,13 @@ __all__ = [
     "LineProtocolError",
     "ParseResult",
     "Point",
+    "ScanResult",
+    "ScannedLine",
     "encode",
     "format_float",
     "parse_line",
     "parse_payload",
+    "scan_payload",
 ]
 
 #: 2000-01-01T00:00:00Z in ns: anything earlier is not a wall-clock reading (DESIGN §4).
@@ -505,6 +508,105 @@ def _parse_fast(line: str, max_ts: int) -> Point | None:
     if not MIN_TS_NS <= t <= max_ts:
         return None
     return Point(name, tags, tuple(fields), t)
+
+
+# The ingest's path (scan_payload): it forwards the raw line to InfluxDB, so it needs to know that
+# a line is valid and whose it is, not its decoded fields. One regex per measurement checks the
+# field part in C: the measurement's fields in sorted order, each at most once, numbers in a subset
+# of the grammar whose values are always in range (≤ 17 mantissa digits and 2 exponent digits: no
+# float overflows; ≤ 18 digits: no int64 overflow). Anything else takes the full parser.
+_F = r"-?(?:[0-9]{1,17}(?:\.[0-9]{0,17})?|\.[0-9]{1,17})(?:[eE][-+]?[0-9]{1,2})?"
+_I = r"-?[0-9]{1,18}i"
+_BODIES: dict[str, re.Pattern[str]] = {
+    m: re.compile(
+        "(?=.)"
+        + "".join(
+            f"(?:{name}={_F if ftype is FieldType.FLOAT else _I}(?:,(?=.)|\\Z))?"
+            for name, ftype in sorted(types.items())
+        )
+        + "\\Z"
+    )
+    for m, types in _TYPES_BY_MEASUREMENT.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedLine:
+    """A valid line as :func:`scan_payload` sees it: its number, measurement and sorted tags; the
+    parsed :class:`Point` only when the line took the full parser (else None: parse it if the
+    fields are needed)."""
+
+    line: int
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    text: str
+    point: Point | None = None
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """The valid lines of a payload, in order, and one :class:`LineError` per bad line."""
+
+    lines: list[ScannedLine] = field(default_factory=list)
+    errors: list[LineError] = field(default_factory=list)
+
+
+def scan_payload(
+    payload: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    now_ns: int | None = None,
+    max_skew_s: float = DEFAULT_MAX_SKEW_S,
+) -> ScanResult:
+    """Validate a payload as :func:`parse_payload` does, without decoding fields (the ingest).
+
+    A line is good here exactly when :func:`parse_payload` gives it a :class:`Point` (a property
+    test checks this), with the same measurement and tags; errors are the same line errors.
+    """
+    result = ScanResult()
+    if len(payload) > max_bytes or not payload:
+        parsed = parse_payload(payload, max_bytes=max_bytes, now_ns=now_ns, max_skew_s=max_skew_s)
+        result.errors = parsed.errors
+        return result
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        parsed = parse_payload(payload, max_bytes=max_bytes, now_ns=now_ns, max_skew_s=max_skew_s)
+        result.errors = parsed.errors
+        return result
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    max_ts = _max_ts(now_ns, max_skew_s)
+    good, errors = result.lines, result.errors
+    heads, bodies = _HEADS, _BODIES
+    for lineno, line in enumerate(lines, start=1):
+        parts = line.split(" ")
+        if len(parts) == 3:
+            head, body, ts = parts
+            cached = heads.get(head) or _fast_head(head)
+            if (
+                cached is not None
+                and bodies[cached[0]].match(body)
+                and ts.isdigit()
+                and ts.isascii()
+                and len(ts) <= 19
+                and MIN_TS_NS <= int(ts) <= max_ts
+            ):
+                good.append(ScannedLine(lineno, cached[0], cached[1], line))
+                continue
+        if not line or line.isspace():
+            errors.append(
+                LineError(lineno, _copy(line), "blank line; only a final newline is allowed")
+            )
+            continue
+        try:
+            point = _parse_full(line, max_ts)
+        except LineProtocolError as e:
+            errors.append(LineError(lineno, _copy(line), e.reason))
+            continue
+        good.append(ScannedLine(lineno, point.measurement, point.tags, line, point))
+    return result
 
 
 def _parse_full(line: str, max_ts: int) -> Point:

@@ -602,3 +602,47 @@ def test_fast_path_agrees_on_mutated_encoder_output(payload):
             assert full is not None
             assert exact(fast.fields) == exact(full.fields)
             assert (fast.tags, fast.ts_ns) == (full.tags, full.ts_ns)
+
+
+def _scan_matches_parse(payload: bytes, now_ns: int | None = None) -> None:
+    parsed = parse_payload(payload, now_ns=now_ns)
+    scanned = lineproto.scan_payload(payload, now_ns=now_ns)
+    assert scanned.errors == parsed.errors
+    assert [(s.measurement, s.tags) for s in scanned.lines] == [
+        (p.measurement, p.tags) for p in parsed.points
+    ]
+    text_lines = payload.decode("utf-8", "replace").split("\n")
+    for s in scanned.lines:
+        assert s.text == text_lines[s.line - 1]
+        if s.point is not None:
+            assert s.point.tags == s.tags
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        mutated_payloads(),
+        st.binary(max_size=200),
+        batches.map(lambda b: encode(b, site="s1", node="n1")),
+    )
+)
+def test_scan_payload_accepts_exactly_what_parse_payload_accepts(payload):
+    """The ingest's scan (regex on the field part, no decoding) and the parser agree line by line."""
+    _scan_matches_parse(payload)
+    _scan_matches_parse(payload, now_ns=TS)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(near_valid_lines(), min_size=1, max_size=3))
+def test_scan_payload_agrees_on_near_valid_lines(lines):
+    _scan_matches_parse(("\n".join(lines) + "\n").encode(), now_ns=TS)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["power_w=1e999", "power_w=" + "9" * 400, "seq=99999999999999999999i", "power_w=1,",
+     "power_w=1,power_w=2", "temp_c=1,power_w=2", "power_w=nan", "power_w=+1", "power_w=1.5e+99"],
+)  # fmt: skip
+def test_scan_payload_edges(body):
+    _scan_matches_parse(f"accel,device=d,model=m,node=n1,site=s1,vendor=v {body} {TS}\n".encode())
+    _scan_matches_parse(f"agent,node=n1,site=s1 {body} {TS}\n".encode())
