@@ -992,6 +992,12 @@ def binding_sample(d: BindingDevice, ts_ns: int, source: str = "furiosa_smi") ->
 # ------------------------------------------------------------------------------------ I/O
 
 
+def _not_a_number(text: str) -> bool:
+    """A sensor that says NaN or ±inf (a driver's placeholder for a failed reading): that field is
+    absent, never 0, and the card's other fields still count (DESIGN §3)."""
+    return text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")
+
+
 def _read_optional(path: Path | str) -> str | None:
     """The file's text, or None when it is not there (or not readable): absent, never 0."""
     try:
@@ -1571,17 +1577,18 @@ class FuriosaCollector:
         power_w: float | None = None
         if power is not None:
             for item in ("average", "input"):
-                path = hwmon / f"{power}_{item}"
+                path = f"{hwmon}/{power}_{item}"
                 text = _read_optional(path)
                 if text is not None:
-                    power_w = uw_to_w(parse_int(text, str(path), "microwatts"))
+                    if not _not_a_number(text):
+                        power_w = uw_to_w(parse_int(text, path, "microwatts"))
                     break
         temp_c: float | None = None
         if peak is not None:
-            path = hwmon / f"{peak}_input"
+            path = f"{hwmon}/{peak}_input"
             text = _read_optional(path)
-            if text is not None:
-                temp_c = millic_to_c(_parse_signed(text, str(path)))
+            if text is not None and not _not_a_number(text):
+                temp_c = millic_to_c(_parse_signed(text, path))
         if power_w is None and temp_c is None:
             self._sensors.pop(card.device_id, None)  # sensors moved? look again next poll
         return power_w, temp_c

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -513,6 +514,10 @@ class NvidiaSurface:
 
     def _average(self, dev: DeviceState) -> float:
         """Mean power over the last :data:`AVERAGE_WINDOW_S` from the true energy (dE/dt)."""
+        if not math.isfinite(dev.energy_j):
+            # the energy is shown as NaN (the ``nan`` fault of ``energy_j``): it says nothing about
+            # the power, which the tools and NVML keep reporting (a NaN here made them crash)
+            return dev.power_w
         hist = self._history.setdefault(dev.uuid, deque())
         if hist and dev.t_s <= hist[-1][0]:
             hist.clear()  # time went backwards (a new run): start over

@@ -107,9 +107,11 @@ def hwmon_name(dev: DeviceState) -> str:
     return "sapeon_" + model_label(dev).lower().replace("-", "_").replace(" ", "_")
 
 
-def energy_counter_uj(dev: DeviceState) -> int:
-    """Energy since the device's last counter reset, µJ (``energy_j - energy_at_reset_j``)."""
-    return int((dev.energy_j - dev.energy_at_reset_j) * 1e6)
+def energy_counter_uj(dev: DeviceState) -> float:
+    """Energy since the device's last counter reset, µJ (``energy_j - energy_at_reset_j``); NaN
+    under the ``nan`` fault of ``energy_j`` (the surfaces show that as ``nan``/``NaN``, never a
+    number: an ``int()`` here stopped the whole node)."""
+    return (dev.energy_j - dev.energy_at_reset_j) * 1e6
 
 
 def _shown(dev: DeviceState, field: str, value: float) -> float | None:

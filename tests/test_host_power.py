@@ -546,3 +546,13 @@ def test_rapl_lists_zones_once_and_follows_them_going_and_coming(
     shutil.move(str(tmp_path / "parked"), str(zone))
     monkeypatch.setattr(rapl, "RESCAN_S", 0.0)
     assert {s.tag("zone") for s in c.collect_sync()} == first
+
+
+def test_hwmon_nan_sensor_is_absent_and_the_others_count() -> None:
+    chip = hwmon.parse_chip(
+        {"name": "acme\n", "power1_average": "nan\n", "energy1_input": "5000000\n",
+         "temp1_input": "-inf\n", "power2_input": "2000000\n"},
+        "chip",
+    )  # fmt: skip
+    values = {(c.kind, c.index): c.value for c in chip.channels}
+    assert values == {("energy", 1): 5.0, ("power", 2): 2.0}

@@ -416,6 +416,42 @@ def test_nvml_handle_survives_reenumeration_and_loses_its_gpu(nvml: Path) -> Non
         nv.nvmlDeviceGetHandleByIndex(1)
 
 
+def test_xml_shows_nan_sensors_as_nan() -> None:
+    """A NaN sensor (the ``nan`` fault) is ``nan <unit>`` in the XML report, as in the CSV; the
+    report used to round the NaN first and the tool died with a traceback."""
+    nan = ("temp_c", "util_ratio", "clock_hz", "power_w")
+    gpu = dataclasses.replace(GOLDEN_DEVICES[0], nan_fields=nan, **{f: float("nan") for f in nan})
+    root = ET.fromstring(render_xml(view_of(devices=(gpu, *GOLDEN_DEVICES[1:])), GOLDEN_NOW))
+    first = root.findall("gpu")[0]
+    assert first.findtext("temperature/gpu_temp") == "nan C"
+    assert first.findtext("utilization/gpu_util") == "nan %"
+    assert first.findtext("clocks/sm_clock") == "nan MHz"
+    assert first.findtext("gpu_power_readings/instant_power_draw") == "nan W"
+    assert root.findall("gpu")[1].findtext("temperature/gpu_temp") == "38 C"
+
+
+def test_nan_energy_leaves_the_power_reading_alone(nvml: Path) -> None:
+    """The 1-s average power comes from the true energy: a NaN energy (the ``nan`` fault) must
+    not turn the power into a NaN that NVML cannot round (it raised ValueError)."""
+    root = nvml
+    surface = make_node(root, (H100, T4))
+    states = tuple(advanced(d, 0.5, d.power_w) for d in (H100, T4))
+    step(root, surface, states)
+    faulty = tuple(
+        dataclasses.replace(
+            advanced(d, 0.5, d.power_w), energy_j=float("nan"), nan_fields=("energy_j",)
+        )
+        for d in states
+    )
+    step(root, surface, faulty)
+    h = nv.nvmlDeviceGetHandleByIndex(0)
+    assert nv.nvmlDeviceGetPowerUsage(h) == 512347
+    with pytest.raises(nv.NVMLError_NoData):
+        nv.nvmlDeviceGetTotalEnergyConsumption(h)
+    text = render(["--query-gpu=power.draw", "--format=csv,noheader"], load_view(root), GOLDEN_NOW)
+    assert text.splitlines()[0] == "512.35 W"
+
+
 def test_nvml_faults(nvml: Path) -> None:
     root = nvml
     surface = make_node(root, (H100, T4))

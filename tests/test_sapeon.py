@@ -297,6 +297,24 @@ def test_emulator_na_nan_vanish_and_stuck(tmp_path: Path) -> None:
     assert (tmp_path / "sys" / "class" / "hwmon" / "hwmon65" / "name").exists()
 
 
+def test_emulator_nan_energy_is_shown_as_nan(tmp_path: Path) -> None:
+    """The ``nan`` fault of ``energy_j``: ``nan`` in hwmon, NaN in the tool's JSON (the counter
+    used to be converted with int() and the whole node stopped rendering)."""
+    devices = node_devices()
+    surface = make_node(tmp_path, devices)
+    faulty = (
+        dataclasses.replace(devices[0], energy_j=math.nan, nan_fields=("energy_j",)),
+        *devices[1:],
+    )
+    step(tmp_path, surface, faulty)
+    chip = tmp_path / "sys" / "class" / "hwmon" / "hwmon64"
+    assert (chip / "energy1_input").read_text() == "nan\n"
+    assert (chip / "power1_input").read_text() == "41234500\n"
+    devs = tool_json(tmp_path)["devices"]
+    assert isinstance(devs, list) and math.isnan(devs[0]["energy_mj"])
+    assert devs[1]["energy_mj"] == 500_000_000
+
+
 # ---------------------------------------------------------------------------------- end to end
 
 

@@ -343,12 +343,12 @@ def _xml_gpu(g: _Gpu, branch: int) -> list[str]:
     domain, pci_bus, devfn = bus.split(":") if bus.count(":") == 2 else ("00000000", "00", "00.0")
     mask = reasons_mask(d)
     mib_total, mib_used = _mib(d.mem_total_bytes), _mib(d.mem_used_bytes)
-    mhz = _mhz(g)
     t = "\t\t"
 
-    def v(field: str, text: object, unit: str) -> str:
+    def v(field: str, text: Callable[[], object], unit: str) -> str:
+        """The value, unless ``field`` is faulted: computed only then (a NaN cannot be rounded)."""
         fault = fault_of(d, field)
-        return "N/A" if fault == "na" else f"nan {unit}" if fault == "nan" else f"{text} {unit}"
+        return "N/A" if fault == "na" else f"nan {unit}" if fault == "nan" else f"{text()} {unit}"
 
     out = [
         f'\t<gpu id="{escape(bus)}">',
@@ -380,29 +380,29 @@ def _xml_gpu(g: _Gpu, branch: int) -> list[str]:
         out.append(f"{t}\t<clocks_{kind}_reason_{name}>{state}</clocks_{kind}_reason_{name}>")
     out.append(f"{t}</clocks_{kind}_reasons>")
     out.append(f"{t}<fb_memory_usage>")
-    out.append(f"{t}\t<total>{v('mem_total_bytes', mib_total, 'MiB')}</total>")
+    out.append(f"{t}\t<total>{v('mem_total_bytes', lambda: mib_total, 'MiB')}</total>")
     if branch >= _EVENT_BRANCH:
         out.append(f"{t}\t<reserved>0 MiB</reserved>")
     out += [
-        f"{t}\t<used>{v('mem_used_bytes', mib_used, 'MiB')}</used>",
-        f"{t}\t<free>{v('mem_used_bytes', mib_total - mib_used, 'MiB')}</free>",
+        f"{t}\t<used>{v('mem_used_bytes', lambda: mib_used, 'MiB')}</used>",
+        f"{t}\t<free>{v('mem_used_bytes', lambda: mib_total - mib_used, 'MiB')}</free>",
         f"{t}</fb_memory_usage>",
         f"{t}<compute_mode>Default</compute_mode>",
         f"{t}<utilization>",
-        f"{t}\t<gpu_util>{v('util_ratio', _util_pct(g), '%')}</gpu_util>",
-        f"{t}\t<memory_util>{v('util_ratio', _mem_util_pct(g), '%')}</memory_util>",
+        f"{t}\t<gpu_util>{v('util_ratio', lambda: _util_pct(g), '%')}</gpu_util>",
+        f"{t}\t<memory_util>{v('util_ratio', lambda: _mem_util_pct(g), '%')}</memory_util>",
         f"{t}\t<encoder_util>0 %</encoder_util>",
         f"{t}\t<decoder_util>0 %</decoder_util>",
         f"{t}</utilization>",
         f"{t}<temperature>",
-        f"{t}\t<gpu_temp>{v('temp_c', round(d.temp_c), 'C')}</gpu_temp>",
+        f"{t}\t<gpu_temp>{v('temp_c', lambda: round(d.temp_c), 'C')}</gpu_temp>",
         f"{t}\t<memory_temp>N/A</memory_temp>",
         f"{t}</temperature>",
     ]
-    draw = v("power_w", _watts(g.view.draw_power_w(d)), "W")
-    average = v("power_w", _watts(g.view.average_power_w(d)), "W")
+    draw = v("power_w", lambda: _watts(g.view.draw_power_w(d)), "W")
+    average = v("power_w", lambda: _watts(g.view.average_power_w(d)), "W")
     limit, default = (
-        v("power_limit_w", _watts(d.power_limit_w), "W"),
+        v("power_limit_w", lambda: _watts(d.power_limit_w), "W"),
         _watts(b.default_power_limit_w),
     )
     lo, hi = _watts(b.min_power_limit_w), _watts(b.max_power_limit_w)
@@ -442,10 +442,10 @@ def _xml_gpu(g: _Gpu, branch: int) -> list[str]:
         ]
     out += [
         f"{t}<clocks>",
-        f"{t}\t<graphics_clock>{v('clock_hz', mhz, 'MHz')}</graphics_clock>",
-        f"{t}\t<sm_clock>{v('clock_hz', mhz, 'MHz')}</sm_clock>",
+        f"{t}\t<graphics_clock>{v('clock_hz', lambda: _mhz(g), 'MHz')}</graphics_clock>",
+        f"{t}\t<sm_clock>{v('clock_hz', lambda: _mhz(g), 'MHz')}</sm_clock>",
         f"{t}\t<mem_clock>{b.mem_clock_mhz} MHz</mem_clock>",
-        f"{t}\t<video_clock>{v('clock_hz', round(mhz * b.video_clock_ratio), 'MHz')}</video_clock>",
+        f"{t}\t<video_clock>{v('clock_hz', lambda: round(_mhz(g) * b.video_clock_ratio), 'MHz')}</video_clock>",
         f"{t}</clocks>",
         f"{t}<max_clocks>",
         f"{t}\t<graphics_clock>{b.max_graphics_mhz} MHz</graphics_clock>",
