@@ -202,7 +202,8 @@ BENCHES = (
           _codec_rows, 600),
     Bench("latency", "End-to-end latency", "bench_latency.py", ("--duration", "60"),
           ("--duration", "5"), _latency_rows, 600),
-    Bench("fleet", "Fleet scale", "bench_fleet.py", (), ("--quick-smoke",), _fleet_rows, 3600),
+    Bench("fleet", "Fleet scale", "bench_fleet.py", (), ("--nodes", "10", "--duration", "4"),
+          _fleet_rows, 3600),
     Bench("analytics", "Analytics reduction", "bench_analytics.py", ("--repeat", "3"),
           ("--devices", "10", "--seconds", "600", "--repeat", "1"), _analytics_rows, 900),
 )  # fmt: skip
