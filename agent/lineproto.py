@@ -432,7 +432,7 @@ def _check_ts(text: str | None, max_ts: int) -> int:
 # device, so it is checked once. Bounded: cleared when it grows large.
 _Head = tuple[str, tuple[tuple[str, str], ...], dict[str, FieldType]]
 _HEADS: dict[str, _Head] = {}
-_HEAD_CACHE_MAX = 8192
+_HEAD_CACHE_MAX = 131_072  # a head per device and node: 10 k nodes × 10 lines fit
 _TYPES_BY_MEASUREMENT = {m: {f: _FIELD_TYPES[f] for f in spec.fields} for m, spec in _SPECS.items()}
 _FLOAT_CHARS = "0123456789.eE+-"
 _FLOAT = FieldType.FLOAT
