@@ -310,7 +310,14 @@ def _emulator_collector_check(entry: Mapping[str, object]) -> str | None:
     return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI. With ``command``, the other subcommands' own options are left out, so that a
+    daemon (``kwatt agent``) does not import the live view, the report and numpy: less memory and
+    fewer objects for the garbage collector to walk."""
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
+
     p = argparse.ArgumentParser(
         prog="kwatt",
         description="Energy telemetry for AI accelerators: agents, ingest, demo.",
@@ -390,9 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow kwatt/v1/<site>/+/{metrics,status} and show nodes and devices live: "
         "utilization, power, temperature, clock, throttling, throughput and work per joule.",
     )
-    from agent import top as _top
+    if wanted("top"):
+        from agent import top as _top
 
-    _top.configure_parser(t)
+        _top.configure_parser(t)
     t.set_defaults(func=cmd_top)
 
     def cmd_report(args: argparse.Namespace) -> int:
@@ -406,9 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Energy and work per device, node, service, device class and fleet; verdicts "
         "against targets.yaml; as a terminal table, Markdown, self-contained HTML or JSON.",
     )
-    from analytics import report as _report
-
-    _report.configure_parser(r)
+    if wanted("report") or wanted("analyze"):
+        from analytics import report as _report
+    if wanted("report"):
+        _report.configure_parser(r)
     r.set_defaults(func=cmd_report)
 
     def cmd_analyze(args: argparse.Namespace) -> int:
@@ -422,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Every --every (default 1m), analyse the trailing --since (default 15m) and write "
         "the efficiency measurement (DESIGN §4) to --influx; --once for a single run.",
     )
-    _report.configure_analyze_parser(an)
+    if wanted("analyze"):
+        _report.configure_analyze_parser(an)
     an.set_defaults(func=cmd_analyze)
 
     def cmd_doctor(args: argparse.Namespace) -> int:
@@ -437,9 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
         "driver versions, permission problems with the fix, cost per poll; then print an agent "
         "config of exactly the collectors that worked.",
     )
-    from agent import doctor as _doctor
+    if wanted("doctor"):
+        from agent import doctor as _doctor
 
-    _doctor.configure_parser(dr)
+        _doctor.configure_parser(dr)
     dr.set_defaults(func=cmd_doctor)
 
     e = sub.add_parser(
@@ -460,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything after `emulate` belongs to the emulator's own parser (--help included),
         # which argparse's REMAINDER cannot pass on when it starts with an option
         return cmd_emulate(argparse.Namespace(emulator_args=argv[1:]))
-    args = build_parser().parse_args(argv)
+    first = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(first).parse_args(argv)
     from agent.config import ConfigError
     from agent.spool import SpoolError
 
