@@ -218,6 +218,38 @@ class Outcome:
     output: str
     result: Result | None
     error: str | None
+    date: str = ""
+    load: str = ""
+
+
+RESULTS = REPO / "bench" / "results"
+
+
+def save(o: Outcome, directory: Path) -> None:
+    """Keep a full run's outcome, so that ``--only`` reruns update BENCHMARKS.md without losing
+    the other benchmarks' figures (each section says when it was measured)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "argv": [".venv/bin/python", *o.argv[1:]],
+        "wall_s": round(o.wall_s, 1),
+        "output": o.output,
+        "result": o.result,
+        "error": o.error,
+        "date": o.date,
+        "load": o.load,
+    }
+    (directory / f"{o.bench.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def load_saved(b: Bench, directory: Path) -> Outcome | None:
+    path = directory / f"{b.name}.json"
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    return Outcome(
+        b, (sys.executable, *doc["argv"][1:]), doc["wall_s"], doc["output"], doc["result"],
+        doc["error"], doc.get("date", ""), doc.get("load", ""),
+    )  # fmt: skip
 
 
 def _last_json(stdout: str) -> Result | None:
@@ -253,7 +285,15 @@ def run_one(b: Bench, quick: bool, extra: Sequence[str]) -> Outcome:
     elif result is None:
         error = f"no JSON summary line in its output; stderr: {p.stderr.strip()[-1500:]}"
     text = "\n".join(line for line in p.stdout.splitlines() if not line.startswith("{"))
-    return Outcome(b, argv, wall, text, result, error)
+    return Outcome(b, argv, wall, text, result, error, _now(), _load())
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def machine() -> dict[str, str]:
@@ -293,8 +333,6 @@ def machine() -> dict[str, str]:
         "mosquitto": first([mosq, "-h"]),
         "influxd": first([influxd, "version"]),
         "commit": commit + (" (with uncommitted changes)" if dirty not in ("", "?") else ""),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load": "load average at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -346,7 +384,7 @@ def render(outcomes: Sequence[Outcome], quick: bool, info: Mapping[str, str]) ->
         lines += [
             f"### {o.bench.title}",
             "",
-            f"`{cmd}` ({o.wall_s:.0f} s)",
+            f"`{cmd}` ({o.wall_s:.0f} s; run {o.date}, load average {o.load} at its end)",
             "",
             "```",
             o.output.strip() or "(no output)",
@@ -388,21 +426,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"--only: unknown benchmark(s) {', '.join(unknown)}")
         chosen = [b for b in BENCHES if b.name in names]
     info = machine()
-    outcomes = []
+    fresh = []
     for b in chosen:
         print(f"[bench] {b.name} ...", flush=True)
         o = run_one(b, args.quick, ())
-        outcomes.append(o)
+        fresh.append(o)
+        if not args.quick:
+            save(o, RESULTS)
         print(f"[bench] {b.name}: {'error' if o.error else 'done'} in {o.wall_s:.0f} s", flush=True)
         if o.error:
             print(o.error, file=sys.stderr)
     output = args.output or (None if args.quick else str(REPO / "BENCHMARKS.md"))
     if output:
-        Path(output).write_text(render(outcomes, args.quick, info))
+        # the report covers every benchmark: those not run now from their last full run
+        ran = {o.bench.name: o for o in fresh}
+        shown = [
+            o
+            for b in BENCHES
+            if (o := ran.get(b.name) or (None if args.quick else load_saved(b, RESULTS)))
+        ]
+        Path(output).write_text(render(shown, args.quick, info))
         print(f"[bench] wrote {output}")
     print()
-    print(table(outcomes))
-    return 1 if any(o.error for o in outcomes) else 0
+    print(table(fresh))
+    return 1 if any(o.error for o in fresh) else 0
 
 
 if __name__ == "__main__":
