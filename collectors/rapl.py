@@ -35,9 +35,10 @@ garbage raises :class:`ParseError` naming the file.
 A poll whose reads take longer than ``timeout_s`` (a driver that blocks) raises
 :class:`CollectorTimeout`; the agent goes on (the blocked read is abandoned in its thread).
 
-Cost per poll (two packages, each with a ``dram`` subzone: four zones, 16 file reads), measured with
-``.venv/bin/python bench/bench_host_power.py`` on the 2-core dev VM against the emulated tree:
-median 0.5 ms per poll, including the hop to a worker thread (sysfs reads only, no process). For
+Zones are listed (names, ranges) every :data:`RESCAN_S` seconds; a poll in between reads
+``energy_uj`` and ``power_uw`` of each zone. Cost per poll (two packages, each with a ``dram``
+subzone: four zones), ``.venv/bin/python bench/bench_poll_cost.py --polls 200`` on the 2-core dev
+VM against the emulated tree (2026-11-21): 0.21 ms median, the hop to a worker thread included. For
 comparison on the same machine: 41 ms to spawn the emulated ``ipmitool`` (a Python process; 1 ms to
 spawn ``/bin/true``, the floor of any tool), 0.55 ms / 2.2 ms for one Redfish GET over loopback
 HTTP / HTTPS. Prefer RAPL over a tool for per-second polling.
