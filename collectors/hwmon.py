@@ -29,10 +29,10 @@ A poll whose reads take longer than ``timeout_s`` (a driver that blocks) raises
 
 The chips (directories, names, labels, which files to read) are listed every :data:`RESCAN_S`
 seconds; a poll in between reads only the value files, and a chip that vanishes forces a new
-listing at the next poll. Cost per poll of the emulated host's chips next to eight excluded RNGD
-chips, ``.venv/bin/python bench/bench_poll_cost.py --polls 200`` on the 2-core dev VM
-(2026-11-21): 0.23 ms median, the hop to a worker thread included (it was 5.7 ms when every
-chip's every file was read each poll).
+listing at the next poll. Cost per poll of the emulated host's chips next to the node's excluded
+NPU chips, ``.venv/bin/python bench/bench_poll_cost.py --polls 200`` on the 2-core dev VM
+(2026-11-21): 0.23 ms median, the hop to a worker thread included. On a node of eight RNGD cards
+it was 5.7 ms per poll when every file of every chip (the excluded ones too) was read each poll.
 """
 
 from __future__ import annotations
