@@ -124,13 +124,13 @@ def _codec_rows(r: Result) -> list[Row]:
             "line-protocol encoder vs influxdb-client Point",
             f"≥ {_f(r['goal_ratio']):g}×",
             f"{_f(r['encode_points_per_s']):,.0f} vs {_f(r['point_points_per_s']):,.0f} points/s "
-            f"= {_f(r['encode_ratio']):.1f}× (byte-identical: {r['byte_identical']})",
+            f"= {_f(r['encode_ratio']):.2f}× (byte-identical: {r['byte_identical']})",
             bool(r["met"]),
         ),
         Row(
             "strict parser (validating)",
             "documented",
-            f"{_f(r['parse_points_per_s']):,.0f} points/s = {_f(r['parse_ratio']):.1f}× Point's encoder",
+            f"{_f(r['parse_points_per_s']):,.0f} points/s = {_f(r['parse_ratio']):.2f}× Point's encoder",
             None,
         ),
     ]
