@@ -65,6 +65,9 @@ __all__ = [
 ]
 
 
+DeviceTemperature = _node.DeviceTemperature
+
+
 class SmiError(Exception):
     """Root of the library's errors (``furiosa_smi.SmiError``)."""
 
@@ -146,25 +149,7 @@ _REASON_BITS = (
 )
 
 
-class VersionInfo:
-    def __init__(self, text: str) -> None:
-        self._v = _node.parse_version(text)
-
-    def major(self) -> int:
-        return self._v[0]
-
-    def minor(self) -> int:
-        return self._v[1]
-
-    def patch(self) -> int:
-        return self._v[2]
-
-    def prerelease(self) -> str:
-        return self._v[3]
-
-    def metadata(self) -> str:
-        return self._v[4]
-
+class VersionInfo(_node.VersionInfo):
     def __str__(self) -> str:
         major, minor, patch, pre, meta = self._v
         text = f"{major}.{minor}.{patch}" + (f"~{pre}" if pre else "")
@@ -192,17 +177,6 @@ class Bdf:
     def __str__(self) -> str:
         d, b, dev, fn = self._parts
         return f"{d:04x}:{b:02x}:{dev:02x}.{fn:x}"
-
-
-class DeviceTemperature:
-    def __init__(self, soc_peak: float, ambient: float) -> None:
-        self._soc_peak, self._ambient = soc_peak, ambient
-
-    def soc_peak(self) -> float:
-        return self._soc_peak
-
-    def ambient(self) -> float:
-        return self._ambient
 
 
 class MemoryInfo:

@@ -231,3 +231,37 @@ _node = Node()
 
 def node() -> Node:
     return _node
+
+
+# Value classes both binding generations share, with the same methods.
+
+
+class VersionInfo:
+    def __init__(self, text: str) -> None:
+        self._v = parse_version(text)
+
+    def major(self) -> int:
+        return self._v[0]
+
+    def minor(self) -> int:
+        return self._v[1]
+
+    def patch(self) -> int:
+        return self._v[2]
+
+    def prerelease(self) -> str:
+        return self._v[3]
+
+    def metadata(self) -> str:
+        return self._v[4]
+
+
+class DeviceTemperature:
+    def __init__(self, soc_peak: float, ambient: float) -> None:
+        self._soc_peak, self._ambient = soc_peak, ambient
+
+    def soc_peak(self) -> float:
+        return self._soc_peak
+
+    def ambient(self) -> float:
+        return self._ambient

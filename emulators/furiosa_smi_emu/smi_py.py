@@ -90,6 +90,10 @@ MESSAGES: dict[int, str] = {
 CONTEXT = 16
 
 
+DeviceTemperature = _node.DeviceTemperature
+VersionInfo = _node.VersionInfo
+
+
 class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -130,26 +134,6 @@ class CoreStatus(enum.Enum):
     Occupied = 1
 
 
-class VersionInfo:
-    def __init__(self, text: str) -> None:
-        self._v = _node.parse_version(text)
-
-    def major(self) -> int:
-        return self._v[0]
-
-    def minor(self) -> int:
-        return self._v[1]
-
-    def patch(self) -> int:
-        return self._v[2]
-
-    def prerelease(self) -> str:
-        return self._v[3]
-
-    def metadata(self) -> str:
-        return self._v[4]
-
-
 class DeviceInfo:
     def __init__(self, card: Card) -> None:
         self._card = card
@@ -186,17 +170,6 @@ class DeviceInfo:
 
     def firmware_version(self) -> VersionInfo:
         return VersionInfo(self._card.firmware)
-
-
-class DeviceTemperature:
-    def __init__(self, soc_peak: float, ambient: float) -> None:
-        self._soc_peak, self._ambient = soc_peak, ambient
-
-    def soc_peak(self) -> float:
-        return self._soc_peak
-
-    def ambient(self) -> float:
-        return self._ambient
 
 
 class PeFrequency:
