@@ -23,6 +23,7 @@ __all__ = [
     "CollectorTimeout",
     "CollectorUnavailable",
     "ParseError",
+    "not_a_number",
     "read_small",
     "read_text",
     "run_tool",
@@ -86,6 +87,12 @@ def read_small(path: Path | str) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def not_a_number(text: str) -> bool:
+    """NaN or ±inf in a sensor file (a driver's placeholder for a failed reading): that field is
+    absent, never 0, and the device's other fields still count (DESIGN §3)."""
+    return text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")
 
 
 def read_text(path: Path | str) -> str:

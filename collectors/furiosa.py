@@ -110,6 +110,7 @@ from collectors.base import (
     CollectorTimeout,
     CollectorUnavailable,
     ParseError,
+    not_a_number,
     read_text,
     run_tool,
 )
@@ -992,12 +993,6 @@ def binding_sample(d: BindingDevice, ts_ns: int, source: str = "furiosa_smi") ->
 # ------------------------------------------------------------------------------------ I/O
 
 
-def _not_a_number(text: str) -> bool:
-    """A sensor that says NaN or ±inf (a driver's placeholder for a failed reading): that field is
-    absent, never 0, and the card's other fields still count (DESIGN §3)."""
-    return text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")
-
-
 def _read_optional(path: Path | str) -> str | None:
     """The file's text, or None when it is not there (or not readable): absent, never 0."""
     try:
@@ -1580,14 +1575,14 @@ class FuriosaCollector:
                 path = f"{hwmon}/{power}_{item}"
                 text = _read_optional(path)
                 if text is not None:
-                    if not _not_a_number(text):
+                    if not not_a_number(text):
                         power_w = uw_to_w(parse_int(text, path, "microwatts"))
                     break
         temp_c: float | None = None
         if peak is not None:
             path = f"{hwmon}/{peak}_input"
             text = _read_optional(path)
-            if text is not None and not _not_a_number(text):
+            if text is not None and not not_a_number(text):
                 temp_c = millic_to_c(_parse_signed(text, path))
         if power_w is None and temp_c is None:
             self._sensors.pop(card.device_id, None)  # sensors moved? look again next poll

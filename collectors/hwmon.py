@@ -52,6 +52,7 @@ from collectors.base import (
     CollectorError,
     CollectorUnavailable,
     ParseError,
+    not_a_number,
     read_small,
     sysfs_read,
 )
@@ -171,12 +172,6 @@ def parse_signed(text: str, source: str, what: str) -> int:
     return int(value)
 
 
-def _not_a_number(text: str) -> bool:
-    """NaN or ±inf in a sensor file (a placeholder for a failed reading): that sensor is absent,
-    never 0, and the chip's other sensors still count (DESIGN §3)."""
-    return text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")
-
-
 def parse_chip(files: Mapping[str, str | None], source: str) -> Chip:
     """Parse a chip from its files' texts (``None`` = absent or ENODATA).
 
@@ -212,16 +207,16 @@ def parse_chip(files: Mapping[str, str | None], source: str) -> Chip:
             for item in ("average", "input"):
                 text = items.get(item)
                 if text is not None:
-                    if not _not_a_number(text):
+                    if not not_a_number(text):
                         value = uw_to_w(parse_unsigned(text, f"{source}/power{index}_{item}", "µW"))
                     break
         elif kind == "energy":
             text = items.get("input")
-            if text is not None and not _not_a_number(text):
+            if text is not None and not not_a_number(text):
                 value = uj_to_j(parse_unsigned(text, f"{source}/energy{index}_input", "µJ"))
         else:
             text = items.get("input")
-            if text is not None and not _not_a_number(text):
+            if text is not None and not not_a_number(text):
                 value = millic_to_c(parse_signed(text, f"{source}/temp{index}_input", "m°C"))
         if value is not None or label is not None:
             channels.append(Channel(kind, index, label, value))
