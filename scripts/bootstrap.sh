@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Make this checkout ready to run: server binaries (Debian packages), .venv, kwatt installed in it.
 #
-#   scripts/bootstrap.sh [--for demo|test] [--venv-only]
+#   scripts/bootstrap.sh [--for demo|test] [--venv-only] [--no-venv]
 #
 #   --for demo   mosquitto + influxd (what `kwatt demo` starts)
-#   --for test   the same plus victoria-metrics (the /api/v2/write target of the tests); default
+#   --for test   the same plus what the tests run (TEST_NEEDS below); default
 #   --venv-only  skip the server binaries (lint and type checks need only the venv)
+#   --no-venv    only the binaries (tests/test_bootstrap.py runs the script this way)
 #
 # As root, missing packages are installed with apt-get (services kept from auto-starting); as any
 # other user the script prints the sudo command to run and exits 1. Idempotent, needs no stdin,
@@ -15,7 +16,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MODE=test
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+SERVERS_ONLY=false
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --for)
@@ -23,19 +25,36 @@ while [ $# -gt 0 ]; do
             MODE=$2; shift 2 ;;
         --for=*) MODE=${1#--for=}; shift ;;
         --venv-only) MODE=venv; shift ;;
+        --no-venv) SERVERS_ONLY=true; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bootstrap: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
 
+# binary:package pairs. Only the packages of binaries that are not found are installed: a machine
+# whose Node.js comes from NodeSource has `node` and `npm` from one package (nodejs), and Debian's
+# `npm` package conflicts with it, so asking apt for a package whose binary is already there breaks.
+DEMO_NEEDS=(mosquitto:mosquitto influxd:influxdb)
+TEST_NEEDS=("${DEMO_NEEDS[@]}"
+    mosquitto_pub:mosquitto-clients                    # delivery tests read the broker with it
+    victoria-metrics:victoria-metrics                  # the /api/v2/write target of the tests
+    systemd-analyze:systemd                            # `systemd-analyze verify` of the units
+    node:nodejs npm:npm                                # the Grafana dashboard schema check
+    cc:gcc                                             # builds the emulated libnvidia-ml.so.1
+    prometheus-node-exporter:prometheus-node-exporter  # judges the emulated hwmon/RAPL trees
+    tmux:tmux                                          # drives `kwatt top` at 80 x 50
+    strace:strace                                      # counts a poll's system calls (bench)
+    unshare:util-linux                                 # private mount namespaces (vendor wheels)
+)
+SERVERS=true
+VENV_STEPS=true
 case "$MODE" in
-    demo) BINARIES=(mosquitto influxd)
-          PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client) ;;
-    test) BINARIES=(mosquitto influxd victoria-metrics systemd-analyze npm)
-          PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics systemd nodejs npm) ;;
-    venv) BINARIES=(); PACKAGES=() ;;
+    demo) NEEDS=("${DEMO_NEEDS[@]}") ;;
+    test) NEEDS=("${TEST_NEEDS[@]}") ;;
+    venv) NEEDS=(); SERVERS=false ;;
     *) echo "bootstrap: --for must be demo or test, not '$MODE'" >&2; exit 2 ;;
 esac
+$SERVERS_ONLY && VENV_STEPS=false
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
@@ -91,25 +110,31 @@ apt_install() {
 # ---------------------------------------------------------------- (a) server binaries
 
 missing=()
-for b in "${BINARIES[@]}"; do
-    have_binary "$b" || missing+=("$b")
+packages=()
+for pair in "${NEEDS[@]}"; do
+    b=${pair%%:*}
+    pkg=${pair#*:}
+    have_binary "$b" && continue
+    missing+=("$b")
+    case " ${packages[*]} " in *" $pkg "*) ;; *) packages+=("$pkg") ;; esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
     if $IS_ROOT; then
         log "missing: ${missing[*]}"
-        apt_install "${PACKAGES[@]}"
+        apt_install "${packages[@]}"
         still=()
         for b in "${missing[@]}"; do have_binary "$b" || still+=("$b"); done
         if [ ${#still[@]} -gt 0 ]; then
-            log "still missing after apt-get install: ${still[*]}"
+            log "still missing after apt-get install ${packages[*]}: ${still[*]}"
             exit 1
         fi
     else
         log "missing: ${missing[*]} (needed for --for $MODE). Install them with:"
-        echo "sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${PACKAGES[*]}" >&2
+        echo "sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${packages[*]}" >&2
         exit 1
     fi
 fi
+$VENV_STEPS || exit 0
 
 # ---------------------------------------------------------------- (b) .venv
 
