@@ -28,16 +28,28 @@ kind               effect                                                      o
 ``clock_step``     the node's wall clock jumps by ``value`` s (one shot)       timestamps
 ``power_limit``    power limit set to ``value`` W (one shot)                   power, throttle flags
 ``governor``       governor set to ``value`` 0 = performance, 1 = powersave    clocks
+``pause``          the node stops stepping: emulator time stands still and no  every surface
+                   file, tool output or endpoint changes, for ``duration_s``
+                   of *wall* time (absent = until ``resume``)
+``resume``         ends a ``pause``                                            every surface
 =================  ==========================================================  ======================
 
 ``duration_s`` (absent = until the end of the run) applies to the lasting kinds (disappear, tool_*,
 na, nan, stuck).
+
+``pause`` is for conformance tests that compare a vendor's own tool or library with the emulator's
+truth: hold the node still, read both, resume. A pause command is taken only between two steps (never
+while the node is rewriting its files), and its control file is renamed ``*.applied`` only once the
+node has stopped, so :func:`pause` (send and wait for ``*.applied``) returns when every surface is
+stable. The time spent paused is left out of emulator time, so counters do not jump on resume.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +61,15 @@ from emulators.state import DeviceState, ToolFaults, write_atomic
 __all__ = [
     "FAULT_KINDS",
     "ONE_SHOT",
+    "PAUSE_KINDS",
     "Fault",
     "FaultEngine",
     "FaultError",
     "control_dir",
     "load_schedule",
     "parse_fault",
+    "pause",
+    "resume",
     "send",
 ]
 
@@ -71,7 +86,11 @@ FAULT_KINDS = (
     "clock_step",
     "power_limit",
     "governor",
+    "pause",
+    "resume",
 )
+#: handled between steps by the node's run loop (FaultEngine.poll_commands(pause=True)), not by advance()
+PAUSE_KINDS = frozenset({"pause", "resume"})
 ONE_SHOT = frozenset({"counter_reset", "clock_step", "power_limit", "governor"})
 _TOOL_KINDS = frozenset({"tool_hang", "tool_garbage", "tool_truncate", "tool_exit"})
 _DEVICE_KINDS = frozenset(
@@ -165,6 +184,31 @@ def send(root: Path, fault: Fault, name: str | None = None) -> Path:
     return path
 
 
+def _wait_applied(path: Path, timeout_s: float) -> None:
+    applied, rejected = path.with_suffix(".applied"), path.with_suffix(".rejected")
+    deadline = time.monotonic() + timeout_s
+    while not applied.exists():
+        if rejected.exists():
+            err = path.with_suffix(".error")
+            reason = err.read_text(encoding="utf-8").strip() if err.exists() else "?"
+            raise FaultError(f"{path}: rejected by the node: {reason}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: not applied within {timeout_s:g} s (is the node running?)")
+        time.sleep(0.01)
+
+
+def pause(root: Path, duration_s: float | None = None, timeout_s: float = 10.0) -> None:
+    """Hold the node at ``root`` still; returns once it has stopped (its files no longer change).
+
+    ``duration_s`` is wall time (absent = until :func:`resume`)."""
+    _wait_applied(send(root, Fault(kind="pause", duration_s=duration_s)), timeout_s)
+
+
+def resume(root: Path, timeout_s: float = 10.0) -> None:
+    """End a :func:`pause`; returns once the node has taken the command."""
+    _wait_applied(send(root, Fault(kind="resume")), timeout_s)
+
+
 def _asdict(f: Fault) -> dict[str, object]:
     return {
         "kind": f.kind,
@@ -200,12 +244,18 @@ class FaultEngine:
     active: list[_Active] = field(default_factory=list)
     wall_offset_ns: int = 0
     log: list[tuple[float, str]] = field(default_factory=list)  # (t_s, what happened)
+    #: time.monotonic() at which a pause ends (inf: until resume); None = not paused
+    paused_until: float | None = None
 
     def schedule(self, faults: Iterable[Fault]) -> None:
         self.pending.extend(faults)
 
-    def poll_commands(self) -> None:
-        """Read and consume the command files in ``control.d`` (oldest first)."""
+    def poll_commands(self, *, pause: bool = False) -> None:
+        """Read and consume the command files in ``control.d`` (oldest first).
+
+        ``pause=False`` (from inside a step) leaves ``pause``/``resume`` commands where they are: the
+        node's run loop takes them between steps with ``pause=True``, so that a pause never lands
+        while the node is rewriting its files."""
         d = control_dir(self.root)
         if not d.is_dir():
             return
@@ -216,12 +266,34 @@ class FaultEngine:
         for path in files:
             try:
                 faults = _faults_of(json.loads(path.read_text(encoding="utf-8")), path.name)
+            except FileNotFoundError:
+                continue  # taken meanwhile (a node reading its control.d twice)
             except (OSError, ValueError) as e:
                 write_atomic(path.with_suffix(".error"), f"{e}\n")
                 path.replace(path.with_suffix(".rejected"))
                 continue
-            self.pending.extend(faults)
+            if any(f.kind in PAUSE_KINDS for f in faults):
+                if not pause:
+                    continue
+                for f in faults:
+                    self._pause_command(f)
+                self.pending.extend(f for f in faults if f.kind not in PAUSE_KINDS)
+            else:
+                self.pending.extend(faults)
             path.replace(path.with_suffix(".applied"))
+
+    def _pause_command(self, f: Fault) -> None:
+        if f.kind == "pause":
+            d = f.duration_s
+            self.paused_until = math.inf if d is None else time.monotonic() + d
+        elif f.kind == "resume":
+            self.paused_until = None
+
+    def paused(self) -> bool:
+        """Whether the node is paused now (a timed pause ends by itself)."""
+        if self.paused_until is not None and time.monotonic() >= self.paused_until:
+            self.paused_until = None
+        return self.paused_until is not None
 
     def advance(self, t_s: float) -> list[FaultEvent]:
         """Start due faults and end expired ones at emulator time ``t_s``."""
@@ -237,6 +309,10 @@ class FaultEngine:
         due = [f for f in self.pending if f.at_s is None or f.at_s <= t_s]
         self.pending = [f for f in self.pending if not (f.at_s is None or f.at_s <= t_s)]
         for f in due:
+            if f.kind in PAUSE_KINDS:
+                self._pause_command(f)
+                self.log.append((t_s, f.kind))
+                continue
             events.append(FaultEvent(f, starting=True))
             self.log.append((t_s, f"start {f.kind}"))
             if f.kind == "clock_step":

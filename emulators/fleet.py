@@ -58,12 +58,19 @@ class Fleet:
 
     async def run(self, stop: asyncio.Event, period_s: float, speed: float) -> None:
         origin = time.monotonic()
+        paused_s = [0.0] * len(self.nodes)  # per node: wall time left out of its emulator time
+        last = time.monotonic()
         while not stop.is_set():
-            t = (time.monotonic() - origin) * speed
-            for n in self.nodes:
-                snap, record = n.advance(t)
+            now = time.monotonic()
+            for k, n in enumerate(self.nodes):
+                n.faults.poll_commands(pause=True)
+                if n.faults.paused():  # `kwatt emulate fault --kind pause` on one node's root
+                    paused_s[k] += now - last
+                    continue
+                snap, record = n.advance((now - origin - paused_s[k]) * speed)
                 await asyncio.to_thread(n.render, snap)
                 n.log_truth(record)
+            last = now
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(period_s):
                     await stop.wait()

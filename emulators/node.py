@@ -583,7 +583,7 @@ class Node:
             raise ValueError(f"time went backwards: {t_s} < {self._t_s}")
         t0 = self._t_s
         self._t_s = t_s
-        self.faults.poll_commands()
+        self.faults.poll_commands()  # pause/resume wait for the run loop, between steps
         for ev in self.faults.advance(t_s):
             self._apply(ev)
         served_by: dict[str, float] = {}
@@ -821,8 +821,17 @@ class Node:
         """Step every ``period_s`` of wall time; emulator time runs ``speed`` × faster."""
         origin = time.monotonic()
         base = self._t_s
+        paused_s = 0.0  # wall time spent paused: left out of emulator time
         while not stop.is_set():
-            t = base + (time.monotonic() - origin) * self.options.speed
+            self.faults.poll_commands(pause=True)
+            if self.faults.paused():
+                t0 = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(self.options.period_s, 0.05)):
+                        await stop.wait()
+                paused_s += time.monotonic() - t0
+                continue
+            t = base + (time.monotonic() - origin - paused_s) * self.options.speed
             snap, record = self.advance(t)
             await asyncio.to_thread(self.render, snap)
             self.log_truth(record)
