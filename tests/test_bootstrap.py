@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import in_ci
 
 REPO = Path(__file__).resolve().parent.parent
