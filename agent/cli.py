@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -180,6 +181,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: OK ({len(cfg.collectors)} collector(s))")
         return 0
+    if args.once:
+        return _agent_once(args.config, cfg)
     previous: list[Agent] = []
     totals: dict[str, object] = {}
 
@@ -216,6 +219,50 @@ def cmd_agent(args: argparse.Namespace) -> int:
         return 0 if stats.pending_batches == 0 or cfg.spool is not None else 3
 
     return asyncio.run(main())
+
+
+def _agent_once(config_path: str, cfg: AgentConfig) -> int:
+    """``kwatt agent --once``: poll every collector once and print the line protocol the agent
+    would publish (its ``agent`` points included) to stdout; no broker, no spool. Exit 0 when every
+    collector succeeded, 1 when one failed, 2 when the config names no collector."""
+    import collectors
+    from agent.runtime import Agent, MemoryOutbox
+
+    if not cfg.collectors:
+        print(
+            f"kwatt agent --once: {config_path} names no collector: nothing to poll "
+            "(add entries under 'collectors:'; `kwatt doctor` suggests them for this node)",
+            file=sys.stderr,
+        )
+        return 2
+    built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in cfg.collectors]
+    agent = Agent(cfg, built, outbox=MemoryOutbox(cfg.publish.queue_max_bytes))
+    result = asyncio.run(agent.poll_once())
+    try:
+        for payload in result.payloads:
+            sys.stdout.write(payload.decode("utf-8"))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `kwatt agent --once | head`: the reader left, the verdict stands
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if not result.failed:
+        return 0
+    names = ", ".join(name for name, _ in result.failed)
+    logged = logging.getLogger("kwatt.agent").isEnabledFor(logging.WARNING)
+    print(
+        f"kwatt agent --once: {len(result.failed)} of {len(cfg.collectors)} collector(s) "
+        f"failed: {names}" + (" (reasons above)" if logged else ""),
+        file=sys.stderr,
+    )
+    if not logged:  # the runtime's warnings, which name the reasons, are not shown
+        for name, error in result.failed:
+            print(f"  {name}: {error}", file=sys.stderr)
+    if len(result.failed) == len(cfg.collectors):
+        print(
+            "  nothing could be read with this config; `kwatt doctor` probes what this node "
+            "offers (`--root` for an emulated node)",
+            file=sys.stderr,
+        )
+    return 1
 
 
 # ---------------------------------------------------------------- ingest
@@ -332,6 +379,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     a.add_argument("--config", required=True, help="agent YAML file (see examples/agent.yaml)")
     a.add_argument("--check", action="store_true", help="validate the config and exit")
+    a.add_argument(
+        "--once",
+        action="store_true",
+        help="poll every collector once, print the line protocol the agent would publish (its "
+        "own 'agent' points included) to stdout and exit, touching no broker and no spool "
+        "(as 'telegraf --test'); exit 1 if a collector failed, 2 if the config names none",
+    )
     a.add_argument("--stats-file", help="write JSON counters here on exit")
     a.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     a.set_defaults(func=cmd_agent)

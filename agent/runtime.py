@@ -53,7 +53,7 @@ from agent.mqtt import (
 from agent.spool import Spool
 from collectors.base import Collector, CollectorError
 
-__all__ = ["Agent", "AgentStats", "Batch", "MemoryOutbox", "Outbox", "make_outbox"]
+__all__ = ["Agent", "AgentStats", "Batch", "MemoryOutbox", "OncePoll", "Outbox", "make_outbox"]
 
 log = logging.getLogger("kwatt.agent")
 
@@ -175,6 +175,16 @@ class _PollState:
     errors_total: int = 0
     failing: bool = False
     streak: int = 0  # consecutive failed polls
+    last_error: str | None = None  # why the last poll failed; None after a success
+
+
+@dataclass(frozen=True, slots=True)
+class OncePoll:
+    """What :meth:`Agent.poll_once` saw: the payloads the agent would have published (line
+    protocol, in order) and the collectors whose poll failed, with the reason."""
+
+    payloads: tuple[bytes, ...]
+    failed: tuple[tuple[str, str], ...]  # (collector name, error)
 
 
 #: After n consecutive failures a collector waits 2**(n-1) intervals (at most this long) before its
@@ -253,6 +263,33 @@ class Agent:
             )
         return self.stats
 
+    async def poll_once(self) -> OncePoll:
+        """``kwatt agent --once`` (as ``telegraf --test``): poll every collector once, all at the
+        same time and each under its timeout, and close the batch(es) exactly as :meth:`run` does
+        (same samples, ``agent`` points, batch ``seq`` and encoder); return the payloads instead of
+        publishing them. No broker is contacted. Build the agent with a :class:`MemoryOutbox`
+        (``outbox=``) so that no spool is opened either. The collectors are closed afterwards."""
+        states = [_PollState() for _ in self.collectors]
+        async with asyncio.TaskGroup() as tg:
+            for (entry, c), state in zip(self.collectors, states, strict=True):
+                tg.create_task(self._poll_once(entry, c, state))
+        self._close_batch()
+        payloads: list[bytes] = []
+        while len(self.outbox):
+            batch = await self.outbox.head()
+            payloads.append(batch.payload)
+            self.outbox.ack(batch)
+        for entry, c in self.collectors:
+            try:
+                await c.aclose()
+            except Exception:
+                log.exception("collector %s: error while closing", entry.name)
+        failed: list[tuple[str, str]] = []
+        for (entry, _), state in zip(self.collectors, states, strict=True):
+            if state.last_error is not None:
+                failed.append((entry.name, state.last_error))
+        return OncePoll(tuple(payloads), tuple(failed))
+
     async def _gather_inventory(self) -> list[DeviceInfo]:
         out: list[DeviceInfo] = []
         for entry, c in self.collectors:
@@ -299,6 +336,7 @@ class Agent:
             error = f"{type(e).__name__}: {e}"
         duration_s = time.perf_counter() - t0
         state.streak = 0 if error is None else state.streak + 1
+        state.last_error = error
         if error is not None:
             state.errors_total += 1
             self.stats.collect_errors[entry.name] = state.errors_total
