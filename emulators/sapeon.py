@@ -8,8 +8,10 @@ collectors (hwmon) cover it as well as :mod:`collectors.sapeon`. Nothing below w
 
 ASSUMED surface, for every ``vendor == "sapeon"`` :class:`~emulators.state.DeviceState`:
 
-1. **hwmon** (Linux ABI, §5.2 units): ``ROOT/sys/bus/pci/devices/<bdf>/hwmon/hwmon<K>/`` linked from
-   ``ROOT/sys/class/hwmon/hwmon<K>``, with ``device`` → the PCI device directory and
+1. **hwmon** (Linux ABI, §5.2 units): ``ROOT/sys/devices/pci0000:00/<bdf>/hwmon/hwmon<K>/`` (the PCI
+   function, linked from ``ROOT/sys/bus/pci/devices/<bdf>`` as on a real host), linked from
+   ``ROOT/sys/class/hwmon/hwmon<K>``, with ``device`` → the PCI function directory (as every real
+   hwmon directory has; node_exporter names the chip ``pci0000:00_<bdf>`` from it) and
 
    ==================  ===============================================================
    ``name``            ``sapeon_<model>``: ``sapeon_x220_compact``, ``sapeon_x330`` …
@@ -267,11 +269,18 @@ class SapeonSurface:
         return None
 
     def _dirs(self, dev: DeviceState) -> tuple[Path, Path, Path]:
-        """(PCI device dir, hwmon dir, its sys/class/hwmon link)."""
+        """(PCI function dir, hwmon dir, its sys/class/hwmon link); the PCI function lives under
+        ``sys/devices/pci0000:00`` and ``sys/bus/pci/devices/<bdf>`` links to it."""
         if dev.uuid not in self._hwmon_index:  # a device the node did not announce at setup
             self._hwmon_index[dev.uuid] = FIRST_HWMON_INDEX + len(self._hwmon_index)
         name = f"hwmon{self._hwmon_index[dev.uuid]}"
-        pci = self.root / "sys" / "bus" / "pci" / "devices" / dev.bus_id
+        pci = self.root / "sys" / "devices" / "pci0000:00" / dev.bus_id
+        bus_link = self.root / "sys" / "bus" / "pci" / "devices" / dev.bus_id
+        if not bus_link.is_symlink():
+            if bus_link.is_dir():  # a root written by an older emulator: a plain directory
+                shutil.rmtree(bus_link)
+            pci.mkdir(parents=True, exist_ok=True)
+            _symlink(bus_link, pci)
         return pci, pci / "hwmon" / name, self.root / "sys" / "class" / "hwmon" / name
 
     def render(self, snap: Snapshot) -> None:

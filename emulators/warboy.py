@@ -12,7 +12,8 @@ reader and its test_data fixtures):
   32 bits of a 64-bit cycle counter whose high half is ``CycleCountHigh``; ``TaskExecutionTime`` and
   ``TensorExecutionTime`` are **u32 and wrap** (device-api subtracts them modulo 2³²); cycles advance at
   the core clock (device-api discards deltas below 0.45 cycles/ns);
-- hwmon under ``/sys/bus/pci/devices/<bdf>/hwmon/hwmon*/``: raw hwmon integers (µW, m°C, mV, mA;
+- hwmon under ``/sys/bus/pci/devices/<bdf>/hwmon/hwmon*/`` (with the ``device`` link to the PCI
+  function that real hwmon directories have): raw hwmon integers (µW, m°C, mV, mA;
   device-api's ``Fetcher`` and the legacy exporter's units, §1.2(c), §1.5). The chip name and channel
   labels of a Warboy are not in the reference: ``name`` ``furiosa_warboy`` (the ``<vendor>_<model>``
   convention the generic hwmon collector understands), ``power1`` ``NPU_TOTAL``, ``temp1`` ``PEAK``,
@@ -95,6 +96,11 @@ def warboy_layout(root: Path, index: int, bdf: str) -> WarboyLayout:
     links = [(class_dir / mgmt_name, mgmt), (sysfs / "bus" / "pci" / "devices" / bdf, pci_dir)]
     links += [(class_dir / n, d) for n, d in zip(names, devs, strict=True)]
     links.append((sysfs / "class" / "hwmon" / hwmon_name, hwmon))
+    # hwmonN/device -> the PCI function, as every real hwmon directory has (Linux registers hwmonN
+    # as a child of the sensor's device, drivers/hwmon/hwmon.c, and the driver core links the
+    # parent as ``device``, drivers/base/core.c device_add_class_symlinks); node_exporter names
+    # the chip from it (prometheus/node_exporter collector/hwmon_linux.go, hwmonName)
+    links.append((hwmon / "device", pci_dir))
     return WarboyLayout(mgmt, devs, hwmon, tuple(links), (mgmt, *devs, pci_dir))
 
 
