@@ -6,11 +6,17 @@ Three layers, so the screen can be tested and benchmarked without a broker:
   payload, arrival time) and updates the latest values per node and device, a short power history
   (sparklines) and throughput rates from the serving counters. No I/O, no clock of its own.
 * :func:`render`, the renderer: a pure function of the state, :class:`ViewOptions` and "now" that
-  returns a rich renderable: a fleet line (nodes online/offline, total power, throughput and work per
-  joule against the target), then the top nodes by the chosen sort key, each with its devices
-  (utilization bar, power, temperature, clock, throttle flag, throughput, perf-per-watt coloured
-  against the target, power sparkline). At most ``limit`` nodes are drawn; the rest are summed in
-  one line, so a 1,000-node fleet costs what 20 rows cost (bench/bench_top.py measures it).
+  returns a rich renderable laid out at the console's width (or ``--width``): a fleet line (nodes
+  online/offline/stale, devices, power), one work total per kind (tok/s, inf/s, req/s with work per
+  joule), one row per service in its own work kind (the first of ``tokens_total``,
+  ``inferences_total``, ``requests_total`` it reports) with its perf/W and target, then the top
+  nodes by the sort key, each with its devices (utilization, power, temperature, clock, throttle
+  flag, throughput, perf-per-watt coloured against the service's target, power sparkline). At a
+  narrow width columns leave in the order documented above ``_NODE_COLS`` and a footer names
+  them; at a height too small for every device, nodes collapse to one row each and only the
+  selected node (keys j/k) shows its devices. At most ``limit`` nodes are drawn; the rest are
+  summed in one line, so a 1,000-node fleet costs what 20 rows cost (bench/bench_top.py measures
+  it). ``NodeView.warnings`` (e.g. a clock offset beyond the skew bound) print as a footer.
 * :func:`follow`, the I/O: subscribes to ``kwatt/v1/<site|+>/+/metrics`` and ``.../status`` (a
   plain QoS 0 subscription: the live view never takes a share of the ingest's messages), reconnects
   with backoff, and records why the broker cannot be reached, which the screen shows.
@@ -25,7 +31,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
+import math
 import os
 import re
 import socket
@@ -33,19 +41,19 @@ import ssl
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import aiomqtt
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from agent import lineproto, topics
 from agent.config import MqttConfig, TlsConfig
 from agent.mqtt import Backoff, make_client
+from analytics.termfit import SEP_PLAIN, Cell, Column, plan, records, table
 
 __all__ = [
     "DeviceView",
@@ -69,9 +77,11 @@ BAR_WIDTH = 10
 
 SortKey = Literal["power", "util", "temp", "throughput", "perf", "name"]
 SORT_KEYS: tuple[SortKey, ...] = ("power", "util", "temp", "throughput", "perf", "name")
-WorkKind = Literal["tokens", "requests", "inferences"]
-WORK_KINDS: tuple[WorkKind, ...] = ("tokens", "requests", "inferences")
-_WORK_UNIT = {"tokens": "tok", "requests": "req", "inferences": "inf"}
+WorkKind = Literal["tokens", "inferences", "requests"]
+#: A service's work kind is the first of these its serving counters report.
+WORK_KINDS: tuple[WorkKind, ...] = ("tokens", "inferences", "requests")
+WORK_FIELDS = frozenset(f"{k}_total" for k in WORK_KINDS)
+_WORK_UNIT: dict[WorkKind, str] = {"tokens": "tok", "requests": "req", "inferences": "inf"}
 NodeStatus = Literal["online", "offline", "unknown"]
 
 
@@ -102,6 +112,7 @@ class DeviceView:
     device: str
     vendor: str = "?"
     model: str = "?"
+    service: str | None = None  # the accel series' optional ``service`` tag
     util_ratio: float | None = None
     power_w: float | None = None
     temp_c: float | None = None
@@ -109,11 +120,31 @@ class DeviceView:
     throttled: int | None = None
     ts_ns: int = 0
     power_history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    work: _Rate | None = None  # only when the device itself reports serving counters
+    #: serving counters the device itself reports on its ``accel`` series, by field
+    work: dict[str, _Rate] = field(default_factory=dict)
 
-    @property
-    def work_per_s(self) -> float | None:
-        return None if self.work is None else self.work.per_s
+
+@dataclass(slots=True)
+class ServiceFeed:
+    """One service's serving counters on one node: rates by (counter field, ``device`` tag)."""
+
+    rates: dict[tuple[str, str], _Rate] = field(default_factory=dict)
+    devices: set[str] = field(default_factory=set)  # ``device`` tags of its serving series
+
+    def kinds(self) -> list[WorkKind]:
+        """The work kinds it reports, in :data:`WORK_KINDS` order."""
+        have = {f for f, _ in self.rates}
+        return [k for k in WORK_KINDS if f"{k}_total" in have]
+
+    def per_s(self, kind: WorkKind, device: str | None = None) -> float | None:
+        """Its rate in ``kind`` (over every series, or those tagged with ``device``)."""
+        fld = f"{kind}_total"
+        rates = [
+            r.per_s
+            for (f, dev), r in self.rates.items()
+            if f == fld and r.per_s is not None and (device is None or dev == device)
+        ]
+        return sum(rates) if rates else None
 
 
 @dataclass(slots=True)
@@ -128,15 +159,18 @@ class NodeView:
     last_metrics_s: float | None = None  # arrival (monotonic) of the last metrics message
     devices: dict[str, DeviceView] = field(default_factory=dict)
     host_power_w: dict[str, float] = field(default_factory=dict)  # by source/zone
-    work: dict[str, _Rate] = field(default_factory=dict)  # serving counter by service (+device)
+    serving: dict[str, ServiceFeed] = field(default_factory=dict)  # by service
     power_history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     seq: int | None = None
     seq_gaps: int = 0
     failing_collectors: set[str] = field(default_factory=set)
+    #: Conditions to show under the table for this node (one sentence each); set by whoever
+    #: checks them (e.g. a clock offset beyond the skew bound). The screen prints them as a footer.
+    warnings: list[str] = field(default_factory=list)
 
-    @property
-    def work_per_s(self) -> float | None:
-        rates = [r.per_s for r in self.work.values() if r.per_s is not None]
+    def work_per_s(self, kind: WorkKind) -> float | None:
+        """The node's rate in ``kind`` over every service that reports it."""
+        rates = [r for f in self.serving.values() if (r := f.per_s(kind)) is not None]
         return sum(rates) if rates else None
 
 
@@ -154,8 +188,7 @@ class LinkState:
 class TopState:
     """Everything the live view knows, updated one MQTT message at a time (pure, no I/O)."""
 
-    def __init__(self, work: WorkKind = "tokens") -> None:
-        self.work_field = f"{work}_total"
+    def __init__(self) -> None:
         self.nodes: dict[tuple[str, str], NodeView] = {}
         self.messages = 0
         self.points = 0
@@ -213,7 +246,6 @@ class TopState:
             return
         view = self._node(site, node)
         view.last_metrics_s = now_s
-        work_field = self.work_field
         devices = view.devices
         self.points += len(result.points)
         for pt in result.points:
@@ -229,6 +261,7 @@ class TopState:
                 if pt.ts_ns < dev.ts_ns:
                     continue  # a replayed (older) batch: keep the newer values
                 dev.ts_ns = pt.ts_ns
+                dev.service = tags.get("service", dev.service)
                 for key, value in pt.fields:
                     if key == "power_w":
                         dev.power_w = float(value)
@@ -241,18 +274,25 @@ class TopState:
                         dev.clock_hz = float(value)
                     elif key == "throttled":
                         dev.throttled = int(value)
-                    elif key == work_field:
-                        if dev.work is None:
-                            dev.work = _Rate()
-                        dev.work.update(pt.ts_ns, float(value))
+                    elif key in WORK_FIELDS:
+                        rate = dev.work.get(key)
+                        if rate is None:
+                            rate = dev.work[key] = _Rate()
+                        rate.update(pt.ts_ns, float(value))
             elif m == "serving":
                 tags = dict(pt.tags)
+                svc = tags.get("service", "?")
+                dev_tag = tags.get("device", "")
                 for key, value in pt.fields:
-                    if key == work_field:
-                        rate_key = f"{tags.get('service', '?')}/{tags.get('device', '')}"
-                        rate = view.work.get(rate_key)
+                    if key in WORK_FIELDS:
+                        feed = view.serving.get(svc)
+                        if feed is None:
+                            feed = view.serving[svc] = ServiceFeed()
+                        if dev_tag:
+                            feed.devices.add(dev_tag)
+                        rate = feed.rates.get((key, dev_tag))
                         if rate is None:
-                            rate = view.work[rate_key] = _Rate()
+                            rate = feed.rates[(key, dev_tag)] = _Rate()
                         rate.update(pt.ts_ns, float(value))
             elif m == "host":
                 tags = dict(pt.tags)
@@ -290,28 +330,59 @@ class TopState:
 
 @dataclass(frozen=True, slots=True)
 class ViewOptions:
-    """What to show: sorting, filters, how many rows, the target."""
+    """What to show: sorting, filters, how many rows, the targets."""
 
     sort: SortKey = "power"
     reverse: bool = False
     limit: int = 20
     devices: Literal["auto", "all", "none"] = "auto"
-    #: In ``auto``, device rows are drawn while the shown nodes have at most this many devices.
+    #: In ``auto``, device rows are drawn while the shown nodes have at most this many devices
+    #: (and, when the screen's height is known, while they fit in it).
     auto_device_rows: int = 48
     node_pattern: str | None = None
     vendor: str | None = None
     model: str | None = None
     only_offline: bool = False
     only_throttled: bool = False
+    #: a perf/W target for every service (``--target N``)
     target_work_per_j: float | None = None
-    work: WorkKind = "tokens"
+    #: perf/W targets by service name or work kind (``--target chatbot=2.5``,
+    #: ``--target inferences=30``); a service's own name wins over its kind
+    targets: tuple[tuple[str, float], ...] = ()
+    #: only services (and nodes serving them) counting this kind of work; None: every kind
+    work: WorkKind | None = None
     stale_s: float = 10.0
     title: str = "kwatt top"
+
+    def target_for(self, service: str, kind: WorkKind) -> float | None:
+        by = dict(self.targets)
+        if service in by:
+            return by[service]
+        if kind in by:
+            return by[kind]
+        return self.target_work_per_j
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOnNode:
+    """One service on one node in its own work kind: rate, the power of its devices, perf/W."""
+
+    service: str
+    kind: WorkKind
+    work_per_s: float | None
+    power_w: float | None
+    devices: tuple[str, ...]
+
+    @property
+    def work_per_j(self) -> float | None:
+        if self.work_per_s is None or not self.power_w:
+            return None
+        return self.work_per_s / self.power_w
 
 
 @dataclass(frozen=True, slots=True)
 class NodeSummary:
-    """One node reduced to its row: aggregates over the (filtered) devices."""
+    """One node reduced to its row: aggregates over the (filtered) devices, and its services."""
 
     view: NodeView
     label: Literal["online", "offline", "stale", "unknown"]
@@ -321,7 +392,38 @@ class NodeSummary:
     temp_c: float | None
     clock_hz: float | None
     throttled: int
+    services: tuple[ServiceOnNode, ...] = ()
+
+    @property
+    def kind(self) -> WorkKind | None:
+        """The node's work kind when all its services share one (else its rows say per service)."""
+        kinds = {s.kind for s in self.services}
+        return kinds.pop() if len(kinds) == 1 else None
+
+    @property
+    def work_per_s(self) -> float | None:
+        if self.kind is None:
+            return None
+        rates = [s.work_per_s for s in self.services if s.work_per_s is not None]
+        return sum(rates) if rates else None
+
+    @property
+    def work_per_j(self) -> float | None:
+        if self.work_per_s is None or not self.power_w:
+            return None
+        return self.work_per_s / self.power_w
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """One service over the fleet (online nodes): its work kind, rate, power, perf/W, target."""
+
+    service: str
+    kind: WorkKind
     work_per_s: float | None
+    power_w: float | None
+    nodes: int
+    target_work_per_j: float | None
 
     @property
     def work_per_j(self) -> float | None:
@@ -334,8 +436,37 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarize(view: NodeView, opts: ViewOptions, now_s: float) -> NodeSummary:
-    """Reduce one node to its row (offline and stale nodes get no live figures)."""
+def service_kinds(state: TopState) -> dict[str, WorkKind]:
+    """Each service's work kind: the first of tokens, inferences, requests it reports anywhere."""
+    seen: dict[str, set[WorkKind]] = {}
+    for view in state.nodes.values():
+        for svc, feed in view.serving.items():
+            seen.setdefault(svc, set()).update(feed.kinds())
+    return {svc: next(k for k in WORK_KINDS if k in kinds) for svc, kinds in seen.items() if kinds}
+
+
+def _attributed(view: NodeView, service: str, feed: ServiceFeed) -> list[DeviceView]:
+    """The devices a service runs on: tagged with it, named by its serving series, or every
+    untagged device of a node that serves only it (DESIGN §6)."""
+    tagged = [d for d in view.devices.values() if d.service == service]
+    if tagged:
+        return tagged
+    named = [view.devices[x] for x in sorted(feed.devices) if x in view.devices]
+    if named:
+        return named
+    if len(view.serving) == 1:
+        return [d for d in view.devices.values() if d.service is None]
+    return []
+
+
+def summarize(
+    view: NodeView,
+    opts: ViewOptions,
+    now_s: float,
+    kinds: dict[str, WorkKind] | None = None,
+) -> NodeSummary:
+    """Reduce one node to its row (offline and stale nodes get no live figures); ``kinds`` is
+    :func:`service_kinds` of the whole state (default: this node's own)."""
     devices = tuple(
         d
         for d in view.devices.values()
@@ -352,20 +483,35 @@ def summarize(view: NodeView, opts: ViewOptions, now_s: float) -> NodeSummary:
     else:
         label = "online"
     if label == "offline":
-        return NodeSummary(view, label, devices, None, None, None, None, 0, None)
+        return NodeSummary(view, label, devices, None, None, None, None, 0)
     utils = [d.util_ratio for d in devices if d.util_ratio is not None]
     powers = [d.power_w for d in devices if d.power_w is not None]
     temps = [d.temp_c for d in devices if d.temp_c is not None]
     clocks = [d.clock_hz for d in devices if d.clock_hz is not None]
     throttled = sum(1 for d in devices if d.throttled)
-    if opts.vendor is None and opts.model is None:
-        work = view.work_per_s
-    else:  # filtered: only the devices' own counters can be attributed
-        rates = [d.work_per_s for d in devices if d.work_per_s is not None]
-        work = sum(rates) if rates else None
-    if work is None:
-        rates = [d.work_per_s for d in devices if d.work_per_s is not None]
-        work = sum(rates) if rates else None
+    shown_ids = {d.device for d in devices}
+    services: list[ServiceOnNode] = []
+    for svc, feed in sorted(view.serving.items()):
+        kind = (kinds or {}).get(svc) or next(iter(feed.kinds()), None)
+        if kind is None or (opts.work is not None and kind != opts.work):
+            continue
+        on = _attributed(view, svc, feed)
+        mine = [d for d in on if d.device in shown_ids]
+        if len(mine) == len(on):
+            rate = feed.per_s(kind)
+        else:  # filtered by vendor/model: only what is counted per shown device
+            rates = [x for d in mine if (x := feed.per_s(kind, d.device)) is not None]
+            for d in mine:
+                own = d.work.get(f"{kind}_total")
+                if own is not None and own.per_s is not None:
+                    rates.append(own.per_s)
+            rate = sum(rates) if rates else None
+            if not mine:
+                continue
+        p = [d.power_w for d in mine if d.power_w is not None]
+        services.append(
+            ServiceOnNode(svc, kind, rate, sum(p) if p else None, tuple(d.device for d in mine))
+        )
     return NodeSummary(
         view,
         label,
@@ -375,7 +521,7 @@ def summarize(view: NodeView, opts: ViewOptions, now_s: float) -> NodeSummary:
         max(temps) if temps else None,
         _mean(clocks),
         throttled,
-        work,
+        tuple(services),
     )
 
 
@@ -393,6 +539,31 @@ def _sort_value(s: NodeSummary, key: SortKey) -> float | None:
     return None
 
 
+def fleet_services(summaries: Sequence[NodeSummary], opts: ViewOptions) -> list[ServiceSummary]:
+    """Every service over the online nodes, by name."""
+    acc: dict[str, list[ServiceOnNode]] = {}
+    for s in summaries:
+        if s.label == "online":
+            for so in s.services:
+                acc.setdefault(so.service, []).append(so)
+    out = []
+    for svc, parts in sorted(acc.items()):
+        kind = parts[0].kind
+        rates = [p.work_per_s for p in parts if p.work_per_s is not None]
+        powered = [p for p in parts if p.work_per_s is not None and p.power_w]
+        out.append(
+            ServiceSummary(
+                svc,
+                kind,
+                sum(rates) if rates else None,
+                sum(p.power_w or 0.0 for p in powered) if powered else None,
+                len(parts),
+                opts.target_for(svc, kind),
+            )
+        )
+    return out
+
+
 # ------------------------------------------------------------------------------------ render
 
 
@@ -406,23 +577,36 @@ def _fmt_power(w: float | None) -> str:
     return f"{w:.1f} W"
 
 
+def _fmt_num(v: float) -> str:
+    """Three significant figures or more, never an exponent: 0.0123, 1.23, 12.3, 123, 12345."""
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 0.1:
+        return f"{v:.2f}"
+    return f"{v:.3g}" if v > 0 else "0"
+
+
 def _fmt_rate(per_s: float | None, unit: str) -> str:
     if per_s is None:
         return "-"
-    if per_s >= 10_000:
-        return f"{per_s / 1000:.1f}k {unit}/s"
+    if per_s >= 100_000:
+        return f"{per_s / 1000:.0f}k {unit}/s"
     return f"{per_s:.1f} {unit}/s"
 
 
 def _bar(ratio: float | None) -> Text:
     if ratio is None:
-        return Text("-".rjust(BAR_WIDTH + 5), style="dim")
+        return Text("")
     r = min(max(ratio, 0.0), 1.0)
     filled = round(r * BAR_WIDTH)
     style = "red" if r >= 0.9 else "yellow" if r >= 0.6 else "green"
-    return Text.assemble(
-        ("█" * filled, style), ("░" * (BAR_WIDTH - filled), "dim"), f" {ratio * 100:3.0f}%"
-    )
+    return Text.assemble(("█" * filled, style), ("░" * (BAR_WIDTH - filled), "dim"))
+
+
+def _pct(ratio: float | None) -> Text:
+    return Text("-", style="dim") if ratio is None else Text(f"{ratio * 100:.0f}%")
 
 
 def _temp(c: float | None) -> Text:
@@ -448,11 +632,20 @@ def sparkline(values: Iterable[float], width: int = 12, top: float | None = None
 def _perf(work_per_j: float | None, target: float | None, unit: str) -> Text:
     if work_per_j is None:
         return Text("-", style="dim")
-    text = f"{work_per_j:.2f} {unit}/J"
+    text = f"{_fmt_num(work_per_j)} {unit}/J"
     if target is None:
         return Text(text)
     style = "green" if work_per_j >= target else "yellow" if work_per_j >= 0.9 * target else "red"
     return Text(text, style=style)
+
+
+def _short_id(dev: str, n: int) -> str:
+    """A device id in at most ``n`` cells: whole, or its head and tail around "…" (PCI addresses
+    and UUIDs differ in their last characters as often as in their first)."""
+    if len(dev) <= n:
+        return dev
+    tail = (n - 1) // 2
+    return dev[: n - 1 - tail] + "…" + dev[-tail:]
 
 
 _LABEL_STYLE = {
@@ -462,57 +655,277 @@ _LABEL_STYLE = {
     "unknown": ("?", "dim"),
 }
 
+#: The nodes table's columns. At a width too small for all of them, columns leave in this order
+#: (the reverse of their importance; analytics/termfit.py drops them, the footer names them):
+#: power history (recent), the utilisation bar, clock, thr (throttling), state, work/J, work/s,
+#: temp, power, util. The node/device column stays; device ids shorten to 14 cells (head…tail)
+#: below 120 columns and the model moves to the second column.
+_NODE_COLS = (
+    Column("node / device", rank=0, justify="left"),
+    Column("state", rank=5, justify="left"),
+    Column("", rank=8, justify="left", headless=True),
+    Column("util", rank=1),
+    Column("power", rank=2),
+    Column("temp", rank=3),
+    Column("clock", rank=7),
+    Column("thr", rank=6, justify="left"),
+    Column("work/s", rank=4),
+    Column("work/J", rank=4),
+    Column("power (recent)", "recent", rank=9, justify="left"),
+)
+_SVC_COLS = (
+    Column("service", rank=0, justify="left"),
+    Column("work/s", rank=1),
+    Column("work/J", rank=2),
+    Column("target", rank=3),
+    Column("power", rank=4),
+    Column("nodes", rank=5),
+)
+#: Lines the screen needs besides the tables' rows (title, fleet, work, the two headers, the
+#: footer lines): used to decide whether every device row fits the height.
+_FIXED_LINES = 8
 
-def render(state: TopState, opts: ViewOptions, now_s: float) -> RenderableType:
-    """The screen for ``state`` at monotonic time ``now_s`` (pure: no I/O, no clock)."""
-    unit = _WORK_UNIT[opts.work]
+
+def _node_rows(
+    s: NodeSummary,
+    opts: ViewOptions,
+    name: str,
+    scale: tuple[float, float],
+    show_devices: bool,
+    long_ids: bool,
+    selected: bool,
+) -> list[list[Cell]]:
+    """The rows of one node: itself, its services when they count different kinds of work, its
+    devices when shown."""
+    word, style = _LABEL_STYLE[s.label]
+    mark = "▸ " if selected else ""
+    if s.label == "offline":
+        since = ""
+        if s.view.status_since_ns:
+            since = time.strftime(" %H:%M:%S", time.localtime(s.view.status_since_ns / 1e9))
+        return [
+            [
+                Text(mark + name, style="bold"),
+                Text(word, style=style),
+                Text(f"agent offline{since}", style="dim"),
+                *([Text("-", style="dim")] * 8),
+            ]
+        ]
+    dim = "dim" if s.label == "stale" else ""
+    thr = Text(f"THR×{s.throttled}", style="bold red") if s.throttled else Text("-", style="dim")
+    kind = s.kind
+    unit = _WORK_UNIT[kind] if kind is not None else ""
+    target = None
+    if kind is not None and len(s.services) == 1:
+        target = opts.target_for(s.services[0].service, kind)
+    svc_names = ",".join(so.service for so in s.services)
+    work_text = (
+        _fmt_rate(s.work_per_s, unit)
+        if kind is not None
+        else ("-" if not s.services else "by service")
+    )
+    rows: list[list[Cell]] = [
+        [
+            Text(mark + name, style="bold"),
+            Text(word + (f" gap {s.view.seq_gaps}" if s.view.seq_gaps else ""), style=style),
+            _bar(s.util_ratio),
+            _pct(s.util_ratio),
+            Text(_fmt_power(s.power_w), style=dim or "bold"),
+            _temp(s.temp_c),
+            Text("-" if s.clock_hz is None else f"{s.clock_hz / 1e9:.2f} GHz", style=dim),
+            thr,
+            Text(work_text, style=dim),
+            _perf(s.work_per_j, target, unit) if kind is not None else Text("-", style="dim"),
+            Text(sparkline(s.view.power_history, top=scale[0]), style="cyan"),
+        ]
+    ]
+    if svc_names and (kind is None or len(s.services) > 1):
+        for x in s.services:
+            u = _WORK_UNIT[x.kind]
+            rows.append(
+                [
+                    Text(f" ◆ {x.service}", style="dim" if dim else ""),
+                    Text("service", style="dim"),
+                    Text(""),
+                    Text(""),
+                    Text(_fmt_power(x.power_w) if x.power_w is not None else "-", style="dim"),
+                    Text(""),
+                    Text(""),
+                    Text(""),
+                    Text(_fmt_rate(x.work_per_s, u)),
+                    _perf(x.work_per_j, opts.target_for(x.service, x.kind), u),
+                    Text(""),
+                ]
+            )
+    if not show_devices:
+        return rows
+    dev_kind = {d: x for x in s.services for d in x.devices}
+    for d in sorted(s.devices, key=lambda d: d.device):
+        so = dev_kind.get(d.device)
+        rate: float | None = None
+        u = ""
+        if so is not None:
+            u = _WORK_UNIT[so.kind]
+            own = d.work.get(f"{so.kind}_total")
+            rate = own.per_s if own is not None else None
+            if rate is None and len(so.devices) > 1:
+                feed = s.view.serving.get(so.service)
+                rate = feed.per_s(so.kind, d.device) if feed is not None else None
+            elif rate is None:
+                rate = so.work_per_s
+        dev_wpj = rate / d.power_w if rate is not None and d.power_w else None
+        target = opts.target_for(so.service, so.kind) if so is not None else None
+        label = f" └ {d.device[:20]} {d.model}" if long_ids else f" └ {_short_id(d.device, 14)}"
+        rows.append(
+            [
+                Text(label, style="dim" if dim else ""),
+                Text(d.vendor if long_ids else d.model, style="dim"),
+                _bar(d.util_ratio),
+                _pct(d.util_ratio),
+                Text(_fmt_power(d.power_w)),
+                _temp(d.temp_c),
+                Text("-" if d.clock_hz is None else f"{d.clock_hz / 1e9:.2f} GHz"),
+                Text("THR", style="bold red") if d.throttled else Text("-", style="dim"),
+                Text(_fmt_rate(rate, u) if so is not None else "-"),
+                _perf(dev_wpj, target, u) if so is not None else Text("-", style="dim"),
+                Text(sparkline(d.power_history, top=scale[1]), style="cyan"),
+            ]
+        )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Screen:
+    """The screen, laid out when rich draws it: at the console's width (or a forced one)."""
+
+    head: tuple[Text, ...]
+    services: tuple[tuple[list[Cell], ...], tuple[str | None, ...]]
+    nodes: tuple[Sequence[NodeSummary], ...]
+    build_rows: Callable[[bool], tuple[list[list[Cell]], list[str | None]]]
+    tail: tuple[Text, ...]
+    width: int | None
+    keys_hint: str | None
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = self.width or options.max_width
+        yield from self.head
+        svc_rows, svc_styles = self.services
+        if svc_rows:
+            lay = plan(_SVC_COLS, list(svc_rows), width, sep=SEP_PLAIN, stack=False)
+            if lay is None:
+                yield from records(_SVC_COLS, list(svc_rows))
+            else:
+                yield table(_SVC_COLS, list(svc_rows), lay, boxed=False, row_styles=svc_styles)
+        rows, styles = self.build_rows(width >= 120)
+        lay = plan(_NODE_COLS, rows, width, sep=SEP_PLAIN, stack=False)
+        if lay is None:
+            yield from records(_NODE_COLS, rows)
+        else:
+            yield table(_NODE_COLS, rows, lay, boxed=False, row_styles=styles)
+            hidden = [(_NODE_COLS[i].short or _NODE_COLS[i].header) for i in lay.hidden]
+            hidden = [h if h else "util bar" for h in hidden]
+            if hidden:
+                yield Text(f"hidden at {width} columns: {', '.join(hidden)}", style="dim")
+        yield from self.tail
+        if self.keys_hint:
+            yield Text(self.keys_hint, style="dim")
+
+
+def render(
+    state: TopState,
+    opts: ViewOptions,
+    now_s: float,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    selected: tuple[str, str] | None = None,
+    keys_hint: str | None = None,
+) -> RenderableType:
+    """The screen for ``state`` at monotonic time ``now_s`` (pure: no I/O, no clock). Laid out
+    at ``width`` cells (default: the console's) and, when ``height`` is given, in that many
+    lines: nodes collapse to one row each and only the ``selected`` node (default: the first)
+    shows its devices."""
     pattern = re.compile(opts.node_pattern) if opts.node_pattern else None
-    summaries = [summarize(v, opts, now_s) for v in state.nodes.values()]
+    kinds = service_kinds(state)
+    summaries = [summarize(v, opts, now_s, kinds) for v in state.nodes.values()]
     if opts.vendor is not None or opts.model is not None:
         summaries = [s for s in summaries if s.devices or s.label == "offline"]
+    if opts.work is not None:
+        summaries = [s for s in summaries if s.services or s.label == "offline"]
     # fleet line: over every node that matches the device filters
     online = [s for s in summaries if s.label == "online"]
     offline = [s for s in summaries if s.label == "offline"]
     stale = [s for s in summaries if s.label == "stale"]
     power = sum(s.power_w for s in online if s.power_w is not None)
     n_devices = sum(len(s.devices) for s in online)
-    with_work = [s for s in online if s.work_per_s is not None and s.power_w]
-    work = sum(s.work_per_s or 0.0 for s in with_work)
-    work_power = sum(s.power_w or 0.0 for s in with_work)
-    fleet_wpj = work / work_power if work_power > 0 else None
+    fleet_svcs = fleet_services(summaries, opts)
 
-    fleet = Text.assemble(
-        (f"{opts.title}  ", "bold"),
-        ("nodes ", "dim"),
-        (f"{len(online)} online", "green"),
-        " · ",
-        (f"{len(offline)} offline", "bold red" if offline else "dim"),
-        " · ",
-        (f"{len(stale)} stale", "yellow" if stale else "dim"),
-        ("   devices ", "dim"),
-        str(n_devices),
-        ("   power ", "dim"),
-        (_fmt_power(power if online else None), "bold"),
-        ("   throughput ", "dim"),
-        _fmt_rate(work if with_work else None, unit),
-        ("   work/J ", "dim"),
-        _perf(fleet_wpj, opts.target_work_per_j, unit),
-        (
-            f" (target {opts.target_work_per_j:g} {unit}/J)"
-            if opts.target_work_per_j is not None
-            else " (no target: --target)",
-            "dim",
-        ),
+    head: list[Text] = [Text(opts.title, style="bold")]
+    head.append(
+        Text.assemble(
+            ("nodes ", "dim"),
+            (f"{len(online)} online", "green"),
+            " · ",
+            (f"{len(offline)} offline", "bold red" if offline else "dim"),
+            " · ",
+            (f"{len(stale)} stale", "yellow" if stale else "dim"),
+            ("   devices ", "dim"),
+            str(n_devices),
+            ("   power ", "dim"),
+            (_fmt_power(power if online else None), "bold"),
+        )
     )
-    parts: list[RenderableType] = [fleet]
+    work_line = Text("work ", style="dim")
+    totals = []
+    for kind in WORK_KINDS:
+        mine = [f for f in fleet_svcs if f.kind == kind]
+        if not mine:
+            continue
+        u = _WORK_UNIT[kind]
+        rate = sum(f.work_per_s for f in mine if f.work_per_s is not None)
+        powered = [f for f in mine if f.work_per_s is not None and f.power_w]
+        wpj = (
+            sum(f.work_per_s or 0.0 for f in powered) / sum(f.power_w or 0.0 for f in powered)
+            if powered
+            else None
+        )
+        totals.append(
+            Text.assemble(
+                (_fmt_rate(rate, u), "bold"),
+                " ",
+                _perf(wpj, None, u),
+                (f" ({len(mine)} svc)", "dim"),
+            )
+        )
+    if totals:
+        work_line.append_text(Text(" · ").join(totals))
+    else:
+        work_line.append("no serving counters" + (f" counting {opts.work}" if opts.work else ""))
+    head.append(work_line)
     link = state.link
     if link.error is not None and not link.connected:
         retry = f"; retrying in {link.retry_in_s:.1f} s" if link.retry_in_s is not None else ""
-        parts.append(
+        head.append(
             Text(f"cannot reach the MQTT broker {link.url}: {link.error}{retry}", style="bold red")
         )
     elif not link.connected and link.url:
-        parts.append(Text(f"connecting to {link.url} ...", style="yellow"))
+        head.append(Text(f"connecting to {link.url} ...", style="yellow"))
+
+    svc_rows: list[list[Cell]] = []
+    svc_styles: list[str | None] = []
+    for f in fleet_svcs:
+        u = _WORK_UNIT[f.kind]
+        svc_rows.append(
+            [
+                Text(f.service, style="bold"),
+                Text(_fmt_rate(f.work_per_s, u)),
+                _perf(f.work_per_j, f.target_work_per_j, u),
+                Text("-" if f.target_work_per_j is None else f"≥{_fmt_num(f.target_work_per_j)}"),
+                Text(_fmt_power(f.power_w)),
+                Text(str(f.nodes)),
+            ]
+        )
+        svc_styles.append(None)
 
     shown = summaries
     if pattern is not None:
@@ -529,91 +942,77 @@ def render(state: TopState, opts: ViewOptions, now_s: float) -> RenderableType:
         valued = [s for s in shown if _sort_value(s, opts.sort) is not None]
         valued.sort(key=lambda s: _sort_value(s, opts.sort) or 0.0, reverse=not opts.reverse)
         shown = valued + [s for s in shown if _sort_value(s, opts.sort) is None]
-    top, rest = shown[: max(opts.limit, 0)], shown[max(opts.limit, 0) :]
-    show_devices = opts.devices == "all" or (
-        opts.devices == "auto" and sum(len(s.devices) for s in top) <= opts.auto_device_rows
-    )
+    limit = max(opts.limit, 0)
+    n_svc_rows = len(svc_rows) + 1 if svc_rows else 0
+    room = None if height is None else height - _FIXED_LINES - len(head) - n_svc_rows
+    if room is not None:
+        limit = max(min(limit, room), 1)
+    top, rest = shown[:limit], shown[limit:]
+    sel = next((s for s in top if (s.view.site, s.view.node) == selected), top[0] if top else None)
+
+    def extra_rows(s: NodeSummary) -> int:
+        return len(s.services) if s.kind is None or len(s.services) > 1 else 0
+
+    all_rows = sum(1 + extra_rows(s) + len(s.devices) for s in top)
+    if opts.devices == "all":
+        expand: set[int] = {id(s) for s in top}
+    elif opts.devices == "none":
+        expand = set()
+    elif sum(len(s.devices) for s in top) <= opts.auto_device_rows and (
+        room is None or all_rows <= room
+    ):
+        expand = {id(s) for s in top}
+    else:  # collapsed: one row per node, the selected node's devices
+        expand = {id(sel)} if sel is not None and room is not None else set()
+    collapsed = opts.devices == "auto" and len(expand) < len(top)
 
     node_scale = max((max(s.view.power_history, default=0.0) for s in top), default=0.0)
     dev_scale = max(
         (max(d.power_history, default=0.0) for s in top for d in s.devices), default=0.0
     )
-    table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
-    table.add_column("node / device", no_wrap=True, max_width=36)
-    table.add_column("state", no_wrap=True)
-    table.add_column("util", no_wrap=True)
-    table.add_column("power", justify="right", no_wrap=True)
-    table.add_column("temp", justify="right", no_wrap=True)
-    table.add_column("clock", justify="right", no_wrap=True)
-    table.add_column("thr", no_wrap=True)
-    table.add_column("throughput", justify="right", no_wrap=True)
-    table.add_column("perf/W", justify="right", no_wrap=True)
-    table.add_column("power (recent)", no_wrap=True)
     multi_site = len({k[0] for k in state.nodes}) > 1
-    for s in top:
-        name = f"{s.view.site}/{s.view.node}" if multi_site else s.view.node
-        word, style = _LABEL_STYLE[s.label]
-        if s.label == "offline":
-            since = ""
-            if s.view.status_since_ns:
-                since = time.strftime(
-                    " since %H:%M:%S", time.localtime(s.view.status_since_ns / 1e9)
-                )
-            table.add_row(
-                Text(name, style="bold"),
-                Text(word, style=style),
-                Text(f"agent offline{since}", style="dim"),
-                *([Text("—", style="dim")] * 7),
+
+    def build_rows(long_ids: bool) -> tuple[list[list[Cell]], list[str | None]]:
+        rows: list[list[Cell]] = []
+        styles: list[str | None] = []
+        for s in top:
+            name = f"{s.view.site}/{s.view.node}" if multi_site else s.view.node
+            mine = _node_rows(
+                s,
+                opts,
+                name,
+                (node_scale, dev_scale),
+                id(s) in expand,
+                long_ids,
+                collapsed and s is sel,
             )
-            continue
-        dim = "dim" if s.label == "stale" else ""
-        thr = (
-            Text(f"THR×{s.throttled}", style="bold red") if s.throttled else Text("-", style="dim")
-        )
-        table.add_row(
-            Text(name, style="bold"),
-            Text(
-                word + (f" gap {s.view.seq_gaps}" if s.view.seq_gaps else ""),
-                style=style,
-            ),
-            _bar(s.util_ratio),
-            Text(_fmt_power(s.power_w), style=dim or "bold"),
-            _temp(s.temp_c),
-            Text("-" if s.clock_hz is None else f"{s.clock_hz / 1e9:.2f} GHz", style=dim),
-            thr,
-            Text(_fmt_rate(s.work_per_s, unit), style=dim),
-            _perf(s.work_per_j, opts.target_work_per_j, unit),
-            Text(sparkline(s.view.power_history, top=node_scale), style="cyan"),
-            style=dim or None,
-        )
-        if show_devices:
-            for d in sorted(s.devices, key=lambda d: d.device):
-                dev_wpj = (
-                    d.work_per_s / d.power_w if d.work_per_s is not None and d.power_w else None
-                )
-                table.add_row(
-                    Text(f" └ {d.device[:20]} {d.model}", style="dim" if dim else ""),
-                    Text(d.vendor, style="dim"),
-                    _bar(d.util_ratio),
-                    _fmt_power(d.power_w),
-                    _temp(d.temp_c),
-                    "-" if d.clock_hz is None else f"{d.clock_hz / 1e9:.2f} GHz",
-                    Text("THR", style="bold red") if d.throttled else Text("-", style="dim"),
-                    _fmt_rate(d.work_per_s, unit),
-                    _perf(dev_wpj, opts.target_work_per_j, unit),
-                    Text(sparkline(d.power_history, top=dev_scale), style="cyan"),
-                    style=dim or None,
-                )
-    parts.append(table)
+            rows += mine
+            styles += ["dim" if s.label == "stale" else None] * len(mine)
+        return rows, styles
+
+    tail: list[Text] = []
     if rest:
         rest_power = sum(s.power_w for s in rest if s.power_w is not None)
         rest_devices = sum(len(s.devices) for s in rest)
         rest_off = sum(1 for s in rest if s.label == "offline")
-        parts.append(
+        tail.append(
             Text(
                 f"+ {len(rest)} more nodes ({rest_devices} devices, {_fmt_power(rest_power)}"
                 + (f", {rest_off} offline" if rest_off else "")
-                + f"), sorted by {opts.sort}; --limit to show more",
+                + f") by {opts.sort}: --limit N",
+                style="dim",
+            )
+        )
+    if collapsed:
+        tail.append(
+            Text(
+                "one row per node: devices "
+                + (
+                    f"of {sel.view.node} shown"
+                    if sel is not None and id(sel) in expand
+                    else "hidden"
+                )
+                + " (--devices all, or a taller terminal)",
                 style="dim",
             )
         )
@@ -621,10 +1020,35 @@ def render(state: TopState, opts: ViewOptions, now_s: float) -> RenderableType:
     if hidden_offline:
         names = ", ".join(s.view.node for s in hidden_offline[:8])
         more = f" (+{len(hidden_offline) - 8})" if len(hidden_offline) > 8 else ""
-        parts.append(Text(f"offline: {names}{more}", style="red"))
+        tail.append(Text(f"offline: {names}{more}", style="red"))
+    for s in summaries:
+        for w in s.view.warnings:
+            tail.append(Text(f"⚠ {s.view.node}: {w}", style="bold yellow"))
     if not state.nodes:
-        parts.append(Text("no agents seen yet", style="dim"))
-    return Group(*parts)
+        tail.append(Text("no agents seen yet", style="dim"))
+    return _Screen(
+        tuple(head),
+        (tuple(svc_rows), tuple(svc_styles)),
+        (top,),
+        build_rows,
+        tuple(tail),
+        width,
+        keys_hint,
+    )
+
+
+def selection_order(state: TopState, opts: ViewOptions, now_s: float) -> list[tuple[str, str]]:
+    """The nodes in screen order (for moving the selection with the keys)."""
+    kinds = service_kinds(state)
+    summaries = [summarize(v, opts, now_s, kinds) for v in state.nodes.values()]
+    if opts.sort == "name":
+        summaries.sort(key=lambda s: (s.view.site, s.view.node), reverse=opts.reverse)
+    else:
+        summaries.sort(key=lambda s: (s.view.site, s.view.node))
+        valued = [s for s in summaries if _sort_value(s, opts.sort) is not None]
+        valued.sort(key=lambda s: _sort_value(s, opts.sort) or 0.0, reverse=not opts.reverse)
+        summaries = valued + [s for s in summaries if _sort_value(s, opts.sort) is None]
+    return [(s.view.site, s.view.node) for s in summaries]
 
 
 # ------------------------------------------------------------------------------------ I/O
@@ -695,11 +1119,23 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--work",
         choices=WORK_KINDS,
-        default="tokens",
-        help="unit of work for throughput and perf/W (default tokens)",
+        help="only services counting this kind of work (default: every service in its own kind: "
+        "the first of tokens, inferences, requests it reports)",
     )
     p.add_argument(
-        "--target", type=float, metavar="WORK_PER_J", help="perf/W target (colours green/red)"
+        "--target",
+        type=_target,
+        action="append",
+        default=[],
+        metavar="[SERVICE|KIND=]WORK_PER_J",
+        help="perf/W target (colours green/red): for one service (chatbot=2.5), one kind of work "
+        "(inferences=30) or, bare, every service; repeatable",
+    )
+    p.add_argument(
+        "--width",
+        type=_width,
+        metavar="N",
+        help="lay the screen out in N columns (default: the terminal's width)",
     )
     p.add_argument(
         "--stale", type=float, default=10.0, help="seconds without metrics before STALE (10)"
@@ -713,6 +1149,36 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="listen for --duration seconds (default 3), print one screen, exit",
     )
+
+
+#: The narrowest ``--width``.
+MIN_WIDTH = 40
+
+
+def _width(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of columns ≥ {MIN_WIDTH}, got {text!r}"
+        )
+    return n
+
+
+def _target(text: str) -> tuple[str, float]:
+    """``--target``: ``N`` (key ``*``), ``SERVICE=N`` or ``KIND=N`` with N > 0."""
+    name, sep, value = text.rpartition("=")
+    try:
+        n = float(value)
+    except ValueError:
+        n = math.nan
+    if not (n > 0 and math.isfinite(n)) or (sep and not name):
+        raise argparse.ArgumentTypeError(
+            f"expected [SERVICE|KIND=]WORK_PER_J with WORK_PER_J > 0, got {text!r}"
+        )
+    return (name if sep else "*", n)
 
 
 def _mqtt_config(args: argparse.Namespace) -> MqttConfig:
@@ -742,11 +1208,56 @@ def view_options(args: argparse.Namespace) -> ViewOptions:
         model=args.model,
         only_offline=args.offline,
         only_throttled=args.throttled,
-        target_work_per_j=args.target,
+        target_work_per_j=dict(args.target).get("*"),
+        targets=tuple((k, v) for k, v in args.target if k != "*"),
         work=args.work,
         stale_s=args.stale,
         title=title,
     )
+
+
+_KEYS_HINT = "keys: j/k or ↑/↓ select a node · d devices all/auto/none · q quit"
+
+
+class _Keys:
+    """Single keys from a terminal on stdin (cbreak mode, restored on exit): the selection."""
+
+    def __init__(self) -> None:
+        self.pending: deque[str] = deque()
+        self._fd: int | None = None
+        self._saved: list[Any] = []
+
+    def __enter__(self) -> _Keys:
+        if not sys.stdin.isatty():
+            return self
+        import termios
+        import tty
+
+        fd = sys.stdin.fileno()
+        self._saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)
+        self._fd = fd
+        asyncio.get_running_loop().add_reader(fd, self._read)
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self._fd is not None
+
+    def _read(self) -> None:
+        assert self._fd is not None
+        data = os.read(self._fd, 64).decode(errors="replace")
+        data = data.replace("\x1b[A", "k").replace("\x1b[B", "j")
+        self.pending.extend(data)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is None:
+            return
+        import termios
+
+        asyncio.get_running_loop().remove_reader(self._fd)
+        termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+        self._fd = None
 
 
 async def watch(
@@ -758,27 +1269,19 @@ async def watch(
     once: bool,
     duration_s: float | None,
     refresh_s: float,
+    width: int | None = None,
 ) -> int:
     """Run the live view (or one ``--once`` screen); 0, or 1 when the broker was never reached."""
-    state = TopState(opts.work)
+    state = TopState()
     identifier = f"kwatt-top-{socket.gethostname()[:32]}-{os.getpid()}"
     follower = asyncio.create_task(follow(cfg, site, state, identifier=identifier))
     start = time.monotonic()
     try:
         if once:
             await asyncio.sleep(3.0 if duration_s is None else duration_s)
-            console.print(render(state, opts, time.monotonic()))
+            console.print(render(state, opts, time.monotonic(), width=width))
         else:
-            with Live(
-                render(state, opts, start),
-                console=console,
-                auto_refresh=False,
-                transient=False,
-                screen=False,
-            ) as live:
-                while duration_s is None or time.monotonic() - start < duration_s:
-                    live.update(render(state, opts, time.monotonic()), refresh=True)
-                    await asyncio.sleep(refresh_s)
+            await _live(state, opts, console, start, duration_s, refresh_s, width)
     finally:
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -790,6 +1293,48 @@ async def watch(
         )
         return 1
     return 0
+
+
+async def _live(
+    state: TopState,
+    opts: ViewOptions,
+    console: Console,
+    start: float,
+    duration_s: float | None,
+    refresh_s: float,
+    width: int | None,
+) -> None:
+    """The refreshing screen, at the terminal's size; keys move the selection."""
+    selected: tuple[str, str] | None = None
+    modes: tuple[Literal["auto", "all", "none"], ...] = ("auto", "all", "none")
+    with _Keys() as keys, Live(console=console, auto_refresh=False, screen=False) as live:
+        hint = _KEYS_HINT if keys.active else None
+        while duration_s is None or time.monotonic() - start < duration_s:
+            now = time.monotonic()
+            while keys.pending:
+                key = keys.pending.popleft()
+                if key == "q":
+                    return
+                if key == "d":
+                    nxt = modes[(modes.index(opts.devices) + 1) % len(modes)]
+                    opts = dataclasses.replace(opts, devices=nxt)
+                elif key in "jk":
+                    order = selection_order(state, opts, now)
+                    if order:
+                        at = order.index(selected) if selected in order else 0
+                        at = min(max(at + (1 if key == "j" else -1), 0), len(order) - 1)
+                        selected = order[at]
+            screen = render(
+                state,
+                opts,
+                now,
+                width=width,
+                height=console.size.height - 1,
+                selected=selected,
+                keys_hint=hint,
+            )
+            live.update(screen, refresh=True)
+            await asyncio.sleep(refresh_s)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -810,7 +1355,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"kwatt top: {e}", file=sys.stderr)
         return 2
-    console = Console()
+    console = Console() if args.width is None else Console(width=args.width)
     try:
         return asyncio.run(
             watch(
@@ -821,6 +1366,7 @@ def run(args: argparse.Namespace) -> int:
                 once=args.once,
                 duration_s=args.duration,
                 refresh_s=args.refresh,
+                width=args.width,
             )
         )
     except KeyboardInterrupt:

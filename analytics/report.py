@@ -16,11 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
 from agent.config import parse_duration
 from analytics import html as htmlr
 from analytics.load import LoadError, SeriesSet, load_influx, load_lp_file, parse_time
 from analytics.ppw import Analysis, DeviceRow, Level, Options, PpwRow, analyze
 from analytics.targets import PHASES, Targets, TargetsError, load_targets
+from analytics.termfit import Cell, Column, fitted
 from analytics.verdict import Cost, Verdict, cost_of, is_baseline, verdicts
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "render_markdown",
     "render_table",
     "run",
+    "table_renderables",
 ]
 
 FORMATS = ("table", "md", "html", "json")
@@ -46,6 +52,10 @@ class Report:
     phase: str
     verdicts: tuple[Verdict, ...]
     all_phase_verdicts: tuple[Verdict, ...]
+    #: Conditions the reader must see before trusting the figures (one sentence each, naming the
+    #: node or device): printed under the tables in every format (``⚠`` lines, a Markdown section,
+    #: ``warnings`` in JSON). Empty unless an analysis step adds some.
+    warnings: tuple[str, ...] = ()
 
 
 def build_report(
@@ -155,15 +165,16 @@ def _class_cells(row: PpwRow, v: Verdict | None, targets: Targets) -> list[str]:
 _COST_HEAD = ("service", "kWh", "cost", "kg CO2", "per", "kWh/per", "cost/per", "kg CO2/per")
 
 
-def _cost_cells(row: PpwRow, c: Cost) -> list[str]:
+def _cost_cells(row: PpwRow, c: Cost, *, with_currency: bool = True) -> list[str]:
+    cur = f" {c.currency}" if with_currency else ""
     return [
         row.service or row.name,
         _num(c.energy_kwh),
-        f"{_num(c.cost)} {c.currency}",
+        f"{_num(c.cost)}{cur}",
         _num(c.co2_kg),
         c.per_label,
         _num(c.kwh_per),
-        f"{_num(c.cost_per)} {c.currency}",
+        f"{_num(c.cost_per)}{cur}",
         _num(c.co2_kg_per),
     ]
 
@@ -235,42 +246,125 @@ def _header(r: Report) -> str:
     )
 
 
-def render_table(r: Report, file: TextIO | None = None) -> None:
-    """Rich tables on the terminal (or ``file``)."""
-    from rich.console import Console
-    from rich.table import Table
+#: The terminal tables' columns: header, abbreviated header, importance rank (0: key column, in
+#: every stacked part; then 1 = most important). At a width too small for the whole table the
+#: columns leave in rank order (highest rank first) for a continuation table stacked below, which
+#: repeats the key columns; nothing is dropped (analytics/termfit.py). The orders:
+#:
+#: * perf-per-watt: service, device class | verdict, unit, work/J, ratio, target, margin, mean W,
+#:   work/s, baseline, devices, J/unit, p99 s, coverage, energy method
+#: * energy, money and carbon: service | kWh, cost, kg CO2, per, kWh/per, cost/per, kg CO2/per
+#: * devices: node, device | energy J, mean W, util, service, class, coverage, method, gaps,
+#:   resets, wraps
+_CLASS_COLS = {
+    "service": Column("service", rank=0, justify="left", fold_min=8),
+    "device class": Column("device class", "class", rank=0, justify="left", fold_min=10),
+    "devices": Column("devices", "dev", rank=10),
+    "unit": Column("unit", rank=2, justify="left"),
+    "work/s": Column("work/s", rank=8),
+    "mean W": Column("mean W", "W", rank=7),
+    "work/J": Column("work/J", rank=3),
+    "J/unit": Column("J/unit", rank=11),
+    "p99 s": Column("p99 s", rank=12),
+    "coverage": Column("coverage", "cov", rank=13),
+    "energy method": Column("energy method", "method", rank=14, justify="left", fold_min=8),
+    "baseline": Column("baseline", rank=9, justify="left", fold_min=12),
+    "ratio": Column("ratio", rank=4),
+    "target": Column("target", rank=5),
+    "verdict": Column("verdict", rank=1, justify="left"),
+    "margin": Column("margin", rank=6),
+}
+_UNIT_ABBR = {"tokens": "tok", "inferences": "inf", "requests": "req"}
+_DEV_COLS = {
+    "node": Column("node", rank=0, justify="left", fold_min=8),
+    "device": Column("device", rank=0, justify="left", fold_min=12),
+    "class": Column("class", rank=5, justify="left"),
+    "service": Column("service", rank=4, justify="left"),
+    "method": Column("method", rank=7, justify="left", fold_min=8),
+    "energy J": Column("energy J", "J", rank=1),
+    "mean W": Column("mean W", "W", rank=2),
+    "util": Column("util", rank=3),
+    "coverage": Column("coverage", "cov", rank=6),
+    "gaps": Column("gaps", rank=8),
+    "resets": Column("resets", rank=9),
+    "wraps": Column("wraps", rank=10),
+}
 
-    console = Console(file=file, width=200) if file is not None else Console()
-    console.print(_header(r))
-    t = Table(title="Perf-per-watt by service and device class")
-    for h in _CLASS_HEAD:
-        t.add_column(
-            h,
-            justify="left"
-            if h in ("service", "device class", "energy method", "baseline")
-            else "right",
-        )
+
+def _cost_cols(currency: str) -> list[Column]:
+    return [
+        Column("service", rank=0, justify="left", fold_min=8),
+        Column("kWh", rank=1),
+        Column(f"cost {currency}", rank=2),
+        Column("kg CO2", "kgCO2", rank=3),
+        Column("per", rank=4, justify="left"),
+        Column("kWh/per", rank=5),
+        Column(f"cost/per {currency}", f"{currency}/per", rank=6),
+        Column("kg CO2/per", "kgCO2/per", rank=7),
+    ]
+
+
+def table_renderables(r: Report, width: int | None) -> list[RenderableType]:
+    """The terminal report for ``width`` cells (``None``: every table at its full width): header,
+    the three tables (stacked in parts where they do not fit), warnings, notes."""
+    out: list[RenderableType] = [Text(_header(r))]
+    rows: list[list[Cell]] = []
+    styles: list[str | None] = []
     for row, v in _class_rows(r):
-        cells = _class_cells(row, v, r.targets)
-        style = (
+        cells: list[Cell] = list(_class_cells(row, v, r.targets))
+        unit_at = _CLASS_HEAD.index("unit")
+        cells[unit_at] = _UNIT_ABBR.get(str(cells[unit_at]), cells[unit_at])
+        rows.append(cells)
+        styles.append(
             None if v is None or v.meets_target is None else ("green" if v.meets_target else "red")
         )
-        t.add_row(*cells, style=style)
-    console.print(t)
-    c = Table(title="Energy, money and carbon by service")
-    for h in _COST_HEAD:
-        c.add_column(h, justify="left" if h in ("service", "per") else "right")
-    for row in r.analysis.select(Level.SERVICE) + r.analysis.select(Level.FLEET):
-        c.add_row(*_cost_cells(row, cost_of(row, r.targets)))
-    console.print(c)
-    d = Table(title="Devices")
-    for h in _DEV_HEAD:
-        d.add_column(h)
-    for dev in r.analysis.devices:
-        d.add_row(*_dev_cells(dev))
-    console.print(d)
+    out += fitted(
+        [_CLASS_COLS[h] for h in _CLASS_HEAD],
+        rows,
+        width,
+        title="Perf-per-watt by service and device class",
+        row_styles=styles,
+    )
+    cur = r.targets.economics.currency
+    cost_rows: list[list[Cell]] = [
+        list(_cost_cells(row, cost_of(row, r.targets), with_currency=False))
+        for row in r.analysis.select(Level.SERVICE) + r.analysis.select(Level.FLEET)
+    ]
+    out += fitted(_cost_cols(cur), cost_rows, width, title="Energy, money and carbon by service")
+    dev_rows: list[list[Cell]] = [list(_dev_cells(d)) for d in r.analysis.devices]
+    out += fitted([_DEV_COLS[h] for h in _DEV_HEAD], dev_rows, width, title="Devices")
+    for w in r.warnings:
+        out.append(Text(f"⚠ {w}", style="bold yellow"))
     for n in _notes(r):
-        console.print(f"• {n}", highlight=False)
+        out.append(Text(f"• {n}"))
+    return out
+
+
+def _table_width(r: Report) -> int:
+    """Cells the widest table needs at full width (for output that is not a terminal)."""
+    widest = 80
+    for part in table_renderables(r, None):
+        if isinstance(part, Table):
+            widest = max(widest, Console(width=10_000).measure(part).maximum)
+    return widest
+
+
+def render_table(r: Report, file: TextIO | None = None, *, width: int | None = None) -> None:
+    """Rich tables on the terminal, or into ``file``. ``width``: fit that many cells; otherwise the
+    terminal's width when the output is a terminal, and every column in full when it is not (a
+    file, a pipe, a pager)."""
+    out = sys.stdout if file is None else file
+    if width is None and file is None and out.isatty():
+        console = Console(file=out)
+        fit: int | None = console.width
+    elif width is None:
+        fit = None
+        console = Console(file=out, width=_table_width(r))
+    else:
+        fit = width
+        console = Console(file=out, width=width)
+    for part in table_renderables(r, fit):
+        console.print(part, highlight=False)
 
 
 def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -322,6 +416,8 @@ def render_markdown(r: Report) -> str:
     )
     parts.append("\n## Devices\n\n")
     parts.append(_md_table(_DEV_HEAD, [_dev_cells(d) for d in r.analysis.devices]))
+    if r.warnings:
+        parts.append("\n## Warnings\n\n" + "".join(f"- ⚠ {w}\n" for w in r.warnings))
     parts.append("\n## Notes\n\n" + "".join(f"- {n}\n" for n in _notes(r)))
     return "".join(parts)
 
@@ -446,6 +542,7 @@ def render_json(r: Report) -> str:
             }
             for d in a.devices
         ],
+        "warnings": list(r.warnings),
         "notes": _notes(r),
     }
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
@@ -535,8 +632,15 @@ def render_html(r: Report) -> str:
     )
     for d in a.devices:
         body.append("<tr>" + "".join(f"<td>{htmlr._e(c)}</td>" for c in _dev_cells(d)) + "</tr>")
+    body.append("</table>")
+    if r.warnings:
+        body.append(
+            "<h2>Warnings</h2><ul>"
+            + "".join(f'<li class="warning">{htmlr._e(w)}</li>' for w in r.warnings)
+            + "</ul>"
+        )
     body.append(
-        "</table><h2>Notes</h2><ul>"
+        "<h2>Notes</h2><ul>"
         + "".join(f'<li class="note">{htmlr._e(n)}</li>' for n in _notes(r))
         + "</ul>"
     )
@@ -614,6 +718,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--out", type=Path, help="write here instead of stdout")
     p.add_argument(
+        "--width",
+        type=_width,
+        metavar="N",
+        help="table format: fit N columns (default: the terminal's width; every column in full "
+        "when the output is not a terminal)",
+    )
+    p.add_argument(
         "--window", type=float, default=0.0, help="chart window in s (default: about 30 windows)"
     )
     p.add_argument(
@@ -653,6 +764,23 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="repeat every DURATION, e.g. 60 or 1m (rolling verdicts, with --write-efficiency)",
     )
     p.add_argument("--cycles", type=int, default=0, help="with --every: stop after N reports")
+
+
+#: The narrowest ``--width`` (``kwatt report`` and ``kwatt top``): below it even the vertical
+#: record layout would fold most labels.
+MIN_WIDTH = 40
+
+
+def _width(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of columns ≥ {MIN_WIDTH}, got {text!r}"
+        )
+    return n
 
 
 def _duration(text: str) -> float:
@@ -755,11 +883,12 @@ def _once(args: argparse.Namespace, targets: Targets, opts: Options) -> int:
         ss, since_ns / 1e9, until_ns / 1e9, targets, options=opts, phase=args.phase
     )
     if args.format == "table":
+        width = getattr(args, "width", None)
         if args.out:
             with args.out.open("w", encoding="utf-8") as fh:
-                render_table(report, fh)
+                render_table(report, fh, width=width)
         else:
-            render_table(report)
+            render_table(report, width=width)
     else:
         text = {"md": render_markdown, "html": render_html, "json": render_json}[args.format](
             report

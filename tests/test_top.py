@@ -178,9 +178,9 @@ def test_rates_survive_counter_resets_and_replayed_batches() -> None:
     s = TopState()
     feed_lines(s, "dc1", "n1", [serving("dc1", "n1", NOW, 500)])
     feed_lines(s, "dc1", "n1", [serving("dc1", "n1", NOW + 10**9, 600)])
-    assert s.nodes[("dc1", "n1")].work_per_s == pytest.approx(100.0)
+    assert s.nodes[("dc1", "n1")].work_per_s("tokens") == pytest.approx(100.0)
     feed_lines(s, "dc1", "n1", [serving("dc1", "n1", NOW + 2 * 10**9, 5)])  # runtime restarted
-    assert s.nodes[("dc1", "n1")].work_per_s is None
+    assert s.nodes[("dc1", "n1")].work_per_s("tokens") is None
     feed_lines(s, "dc1", "n1", [accel("dc1", "n1", "d0", NOW + 5, power_w=70.0)])
     feed_lines(s, "dc1", "n1", [accel("dc1", "n1", "d0", NOW, power_w=10.0)])  # older, replayed
     assert s.nodes[("dc1", "n1")].devices["d0"].power_w == 70.0
@@ -308,7 +308,7 @@ def test_live_view_against_a_broker_shows_published_values_and_offline_node(mosq
                             strict=True,
                         )
                     )
-                    and state.nodes[(site, "tn1")].work_per_s is not None
+                    and state.nodes[(site, "tn1")].work_per_s("tokens") is not None
                 ):
                     assert time.monotonic() < deadline, "live view never saw both nodes"
                     await asyncio.sleep(0.1)
