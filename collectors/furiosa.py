@@ -3,13 +3,17 @@ binding, then the ``furiosa-smi`` tool.
 
 Sources (reference/device-interfaces.md §1.1, §1.3), chosen by ``Config.source``:
 
-``sysfs`` — under the configured ``root``::
+``sysfs`` — under the configured ``root``, in the formats FuriosaAI's own library reads (furiosa-smi
+2026.4.0 and furiosa-smi-py 2026.1.2 run over an emulated tree: docs/emulators.md, "FuriosaAI: what
+the vendor's libraries read")::
 
     sys/class/rngd_mgmt/rngd!npu{N}mgmt/   RNGD: platform_type (FuriosaAI), device_type (RNGD),
                                            busname, device_uuid, device_sn, fw_version,
                                            version ("X.Y.Z, hash"), throttle_reason (hex
-                                           bitmask), power_limit_mw, npu_clocks
-    sys/class/rngd_mgmt/rngd!npu{N}pe{M}/  metrics ("CycleCount: n", "TaskCycleCount: n"),
+                                           bitmask), npu_clocks (one integer per PE, Hz),
+                                           pe_occupancy (one 0/1 per PE)
+    sys/class/rngd_mgmt/rngd!npu{N}pe{M}/  of the occupied PEs only, as the library: metrics
+                                           ("CycleCount: 0x…", "TaskCycleCount: 0x…", hex),
                                            alloc_status (dram_capacity, dram_usage, shared_* ...)
     sys/class/npu_mgmt/npu{N}_mgmt/        Warboy: platform_type, device_type (Warboy), busname,
                                            device_uuid, device_sn, fw_version, version,
@@ -19,26 +23,26 @@ Sources (reference/device-interfaces.md §1.1, §1.3), chosen by ``Config.source
                                            bits + CycleCountHigh)
     sys/bus/pci/devices/<busname>/hwmon/hwmon*/
                                            RNGD (chip rngd*): power{i}_average µW labelled
-                                           RMS_TOTAL, temp{i}_input m°C labelled PEAK;
+                                           RMS_TOTAL and its power{i}_max µW (the power limit),
+                                           temp{i}_input m°C labelled PEAK;
                                            Warboy (chip furiosa_warboy, as the emulator exposes
                                            it; the labels are not in the reference): NPU_TOTAL,
                                            PEAK
 
 ``bindings`` — FuriosaAI's Python binding (``pip install 'kwatt[furiosa]'``): module ``furiosa_smi``
-(PyPI ``furiosa-smi`` 2026.4+, RNGD only, no ``init()``), else ``furiosa_smi_py`` (PyPI
-``furiosa-smi-py`` ≤ 2026.1, Warboy and RNGD, ``init()`` first), or the module named by
-``bindings_module`` (``emulators.furiosa_smi_emu`` on an emulated node, which learns ``root`` through
-``KWATT_EMULATOR_ROOT``). Per card: identity (uuid, serial, bdf, firmware), ``power_consumption()`` W,
-``device_temperature().soc_peak()`` °C, core frequency MHz (mean over the PEs), per-PE
-``cycle_count``/``task_execution_cycle`` counters (utilization as from sysfs; the older
-``core_utilization()`` percentages where there are none), memory (DRAM + shared bytes) and the
-throttle reason. ``power_limit()`` is not read (its unit is not documented). A method missing from
-the installed version, or one the library answers NOT_SUPPORTED / IO / parse errors to, gives an absent
+(PyPI ``furiosa-smi`` 2026.4, no ``init()``), else ``furiosa_smi_py`` (PyPI ``furiosa-smi-py``
+2026.1, ``init()`` first), or the one named by ``bindings_module``. Both know RNGD only (Warboy:
+``sysfs`` or ``smi``) and read the host's ``/sys`` and ``/dev/rngd`` themselves, so this source
+needs ``root: /``. Per card: identity (uuid, serial, bdf, firmware), ``power_consumption()`` W,
+``device_temperature().soc_peak()`` °C, core frequency MHz (mean over the PEs), the occupied PEs'
+``cycle_count``/``task_execution_cycle`` counters (utilization as from sysfs), memory (``memory_usage()``
+of ``furiosa_smi``; ``furiosa_smi_py``'s reports 0 bytes in use whatever the card holds and is not
+read), ``power_limit()`` mW (``furiosa_smi``) and the throttle reason. A method missing from the
+installed version, or one the library answers NOT_SUPPORTED / IO / parse errors to, gives an absent
 field; a card that went away (DEVICE_NOT_FOUND, DEVICE_LOST) is left out of the poll; ``Context
-error`` makes the next poll call ``init()`` again; anything else is a :class:`CollectorError`. Calls run
-in a worker thread under ``timeout_s`` (table: :data:`BINDING_ERRORS`). The library itself reads the
-host's ``/sys`` (its strings name ``rngd_mgmt``, hwmon ``RMS_TOTAL``), so with a ``root`` other than
-``/`` the ``auto`` source uses it only when ``bindings_module`` is set.
+error`` makes the next poll call ``init()`` again; anything else is a :class:`CollectorError`. Calls
+run in a worker thread under ``timeout_s`` (table: :data:`BINDING_ERRORS`). With a ``root`` other
+than ``/``, ``auto`` never falls back to the bindings.
 
 ``smi`` — ``furiosa-smi info --format json`` + ``status --format json`` (§1.1 "JSON output");
 when the tool prints no JSON array (or rejects ``--format json``), the text tables
@@ -57,7 +61,8 @@ The device tag is the card's UUID (else its serial, else its PCI address), the s
 source read it: ``npuN`` names re-enumerate across reboots, the UUID and SN do not (§1.1 field
 notes). The model tag is ``rngd`` or ``warboy``.
 
-Utilization is ΔTaskCycleCount / ΔCycleCount over all PEs between two polls (RNGD) or
+Utilization is ΔTaskCycleCount / ΔCycleCount over the occupied PEs × occupied / all PEs between
+two polls (RNGD: a free PE runs nothing; 0 when none is occupied) or
 ΔTaskExecutionTime / Δcycles with the u32 task time subtracted modulo 2³² (Warboy, device-api
 perf_regs rules: a Δcycles under 0.45 cycles/ns of wall time is discarded, and so is a Δcycles of
 2³² or more, as the u32 task time may have wrapped more than once). Absent on the first poll, after
@@ -118,7 +123,7 @@ from collectors.base import (
 __all__ = [
     "BINDING_ERRORS",
     "BINDING_MODULES",
-    "EMULATOR_ROOT_ENV",
+    "RNGD_PE_MEMORY_BYTES",
     "THROTTLE_IDLE",
     "U32",
     "WARBOY_MIN_CYCLES_PER_NS",
@@ -131,15 +136,19 @@ __all__ = [
     "SmiDevice",
     "binding_outcome",
     "binding_sample",
+    "card_utilization",
     "create",
     "device_tag",
     "is_throttled",
     "merge_smi",
     "parse_alloc_status",
     "parse_binding",
+    "parse_hex",
     "parse_int",
+    "parse_ne_clk_freq_info",
     "parse_npu_clocks",
     "parse_pe_metrics",
+    "parse_pe_occupancy",
     "parse_perf_regs",
     "parse_smi_info_json",
     "parse_smi_info_table",
@@ -158,6 +167,10 @@ VENDOR = "furiosa"
 MODEL = "rngd"
 WARBOY = "warboy"
 
+#: Capacity furiosa-smi 2026.4 reports for an RNGD PE no process holds (it reads no
+#: ``alloc_status`` then): 6 375 342 080 B, 1/8 of the 47.50 GiB = 51 002 736 640 B the docs'
+#: ``furiosa-smi status`` shows per card (measured: docs/emulators.md, FuriosaAI section).
+RNGD_PE_MEMORY_BYTES = 6_375_342_080
 #: throttle_reason bit meaning "nothing to run", which is not a slowdown (§1.3 bitmask).
 THROTTLE_IDLE = 1 << 0
 U32 = 2**32
@@ -171,6 +184,7 @@ _WARBOY_MGMT_DIR = re.compile(r"^npu(\d+)_mgmt$")
 _WARBOY_PE_DIR = re.compile(r"^npu(\d+)pe(\d+)$")  # not the fused npu{N}pe0-1
 _HWMON_DIR = re.compile(r"^hwmon\d+$")
 _INT = re.compile(r"^(?:0[xX][0-9a-fA-F]+|\d+)$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
 # an npu_clocks line as device-api parses it (§1.3, ne_clk_freq_info regex): "pe0 (MHz): 2000"
 _CLOCK_LINE = re.compile(r"^(?P<name>[\w ]+)\((?P<unit>[^)]*)\):\s*(?P<value>\d+)$")
 _KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s*(?P<value>\S+)$")
@@ -181,15 +195,11 @@ _KEY_VALUES = re.compile(
 )
 _KEY_VALUE_M = re.compile(r"^[ \t\r]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*[:=][ \t]*(\S+)", re.MULTILINE)
 _CORE_UTIL = re.compile(r"^Core\s+(?P<core>\d+):\s*(?P<value>\S+?)\s*,?$")
-_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _MEMORY = re.compile(r"^(?P<used>[\d.]+)\s*/\s*(?P<total>[\d.]+)\s*(?P<unit>[A-Za-z]+)$")
 
 Source = Literal["auto", "sysfs", "smi", "bindings"]
 #: The binding modules tried, in order, when ``bindings_module`` is not set: the 2026.4 name first.
 BINDING_MODULES = ("furiosa_smi", "furiosa_smi_py")
-#: Environment variable through which an emulated binding learns the node's root (the real
-#: libraries ignore it and read the host's /sys).
-EMULATOR_ROOT_ENV = "KWATT_EMULATOR_ROOT"
 
 
 @dataclass(frozen=True)
@@ -204,10 +214,9 @@ class Config:
     #: ``sysfs`` only, ``bindings`` (the ``furiosa_smi`` Python module) only, ``smi`` (the tool)
     #: only, or ``auto``: sysfs, then the bindings when importable, then the tool.
     source: Source = "auto"
-    #: The binding module to import (``furiosa_smi``, ``furiosa_smi_py``, or
-    #: ``emulators.furiosa_smi_emu`` on an emulated node). Unset: ``furiosa_smi``, then
-    #: ``furiosa_smi_py``; with a ``root`` other than ``/``, ``auto`` only tries the bindings when this
-    #: is set (the real library reads the host's /sys, not ``root``).
+    #: The binding module to import: ``furiosa_smi`` or ``furiosa_smi_py``. Unset: ``furiosa_smi``,
+    #: then ``furiosa_smi_py``. The libraries read the host's ``/sys`` and ``/dev``, never ``root``:
+    #: the bindings are used only with ``root: /``.
     bindings_module: str | None = None
     #: The ``furiosa-smi`` executable: a path, or a name looked up in ``ROOT/bin`` (when ``root``
     #: is not ``/``) and then on ``PATH``.
@@ -216,10 +225,15 @@ class Config:
     timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.bindings_module is not None and not _MODULE_NAME.match(self.bindings_module):
+        if self.bindings_module is not None and self.bindings_module not in BINDING_MODULES:
             raise ValueError(
-                f"bindings_module: expected a Python module name such as furiosa_smi, "
+                f"bindings_module: expected one of {', '.join(BINDING_MODULES)}, "
                 f"got {self.bindings_module!r}"
+            )
+        if self.source == "bindings" and Path(self.root) != Path("/"):
+            raise ValueError(
+                f"source: bindings reads the host's /sys, so root must be '/', got {self.root!r} "
+                "(run the agent in a mount namespace with the tree over /sys instead)"
             )
 
 
@@ -264,15 +278,38 @@ def _key_values_slow(text: str, source: str, expected: str) -> dict[str, str]:
     return out
 
 
+def parse_hex(text: str, source: str, what: str = "a hexadecimal integer") -> int:
+    """A hexadecimal non-negative integer with or without ``0x``, as FuriosaAI's library reads the
+    values of ``metrics`` (furiosa-smi 2026.4.0 reads ``CycleCount: 100`` as 0x100 = 256)."""
+    value = text.strip()
+    digits = value[2:] if value[:2].lower() == "0x" else value
+    if not _HEX.match(digits):
+        raise ParseError(f"{source}: expected {what}, got {value[:80]!r}")
+    return int(digits, 16)
+
+
 def parse_pe_metrics(text: str, source: str = "metrics") -> tuple[int, int]:
-    """``(CycleCount, TaskCycleCount)`` from a PE's ``metrics`` file (§1.3, 2026 library keys)."""
-    values = _key_values(text, source, "'Key: <int>'")
+    """``(CycleCount, TaskCycleCount)`` from a PE's ``metrics`` file: ``Key: 0x<hex>`` lines, read
+    as hexadecimal with or without the ``0x`` (as furiosa-smi 2026.4 reads them)."""
+    values = _key_values(text, source, "'Key: 0x<hex>'")
     counts: list[int] = []
     for key in ("CycleCount", "TaskCycleCount"):
         if key not in values:
-            raise ParseError(f"{source}: expected a '{key}: <int>' line")
-        counts.append(parse_int(values[key], f"{source}: {key}"))
+            raise ParseError(f"{source}: expected a '{key}: 0x<hex>' line")
+        counts.append(parse_hex(values[key], f"{source}: {key}"))
     return counts[0], counts[1]
+
+
+def parse_pe_occupancy(text: str, source: str = "pe_occupancy") -> list[bool]:
+    """Whether each PE is held by a process: one ``0`` (available) or ``1`` (occupied) per line, PE
+    0 first (furiosa-smi 2026.4 rejects any other value: "invalid pe_occupancy status")."""
+    out: list[bool] = []
+    for pe, raw in enumerate(text.splitlines()):
+        line = raw.strip()
+        if line not in ("0", "1"):
+            raise ParseError(f"{source}: PE {pe}: expected 0 or 1, got {line[:40]!r}")
+        out.append(line == "1")
+    return out
 
 
 def parse_alloc_status(text: str, source: str = "alloc_status") -> dict[str, int]:
@@ -306,11 +343,21 @@ def is_throttled(reason: int) -> bool:
 
 
 def parse_npu_clocks(text: str, source: str = "npu_clocks") -> list[float]:
-    """The clocks of ``npu_clocks`` in Hz, one per ``name (unit): value`` line.
+    """The PE clocks of ``npu_clocks`` in Hz: one integer per line, PE 0 first (the format
+    furiosa-smi 2026.4 parses; it rejects ``pe0 (MHz): 2000`` lines as "invalid frequency")."""
+    clocks_hz: list[float] = []
+    for pe, raw in enumerate(text.splitlines()):
+        line = raw.strip()
+        if not line.isdigit():
+            raise ParseError(f"{source}: PE {pe}: expected an integer in Hz, got {line[:80]!r}")
+        clocks_hz.append(float(int(line)))
+    return clocks_hz
 
-    Bare numbers (the device-api fixture holds eight ``0`` lines) have no unit and are skipped, as
-    device-api skips them; anything else is a :class:`ParseError`.
-    """
+
+def parse_ne_clk_freq_info(text: str, source: str = "ne_clk_freq_info") -> list[float]:
+    """Warboy's clocks in Hz, one per ``name (unit): value`` line (``ne tensor (MHz): 2000``, the
+    regex of furiosa-ai/device-api's sysfs reader, §1.3). Bare numbers have no unit and are skipped,
+    as device-api skips them; anything else is a :class:`ParseError`."""
     clocks_hz: list[float] = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -326,6 +373,24 @@ def parse_npu_clocks(text: str, source: str = "npu_clocks") -> list[float]:
         if hz is not None:
             clocks_hz.append(hz)
     return clocks_hz
+
+
+def card_utilization(
+    previous: Mapping[int, tuple[int, int]] | None,
+    current: Mapping[int, tuple[int, int]],
+    pe_count: int,
+) -> float | None:
+    """The busy share of a card of ``pe_count`` PEs whose occupied PEs' counters are ``current``
+    (``{PE: (CycleCount, TaskCycleCount)}``): ΔTaskCycleCount / ΔCycleCount over the occupied PEs
+    × occupied / ``pe_count`` (every PE runs at the same clock; a PE no process holds runs no task).
+    None on the first read (no baseline) and when it cannot be known (see :func:`utilization`);
+    0 when no PE is occupied."""
+    if previous is None:
+        return None
+    if not current:
+        return 0.0
+    util = utilization(previous, current)
+    return None if util is None else util * len(current) / pe_count
 
 
 def utilization(
@@ -707,30 +772,27 @@ def merge_smi(devices: Sequence[SmiDevice], status: Mapping[str, SmiStatus]) -> 
 
 # ------------------------------------------------------------------- furiosa_smi bindings parsing
 #
-# What the Python bindings return, per method (the wheels' own docstrings and signatures, read
-# without a device; reference/device-interfaces.md §1.2, §1.4):
+# What FuriosaAI's Python bindings return, per call, measured by running the wheels over an emulated
+# RNGD tree (tests/test_furiosa_conformance.py; docs/emulators.md, "FuriosaAI: what the vendor's
+# libraries read"). Both read /sys and /dev/rngd themselves, and know RNGD only:
 #
-#   furiosa-smi-py ≤ 2026.1.2, module furiosa_smi_py     furiosa-smi 2026.4.0, module furiosa_smi
-#   init() first ("Context error" before it)              no init()
-#   device.device_info().arch/name/uuid/serial/bdf()      device.arch/device_name/uuid/serial/bdf()
-#   .firmware_version() → VersionInfo                     firmware_version() → VersionInfo; bdf() → Bdf
-#   power_consumption() → float ("power consumption",     power_consumption() (no docstrings: W
-#     C struct rms_total double, W)                         assumed, as the C API and 2026.1)
-#   device_temperature().soc_peak() → float, °C           the same
-#   core_frequency().pe_frequency()[i].frequency() MHz    core_frequency() (shape not documented)
-#   device_performance_counter().pe_performance_          performance_counter() → [PePerformance-
-#     counters()[i].core/cycle_count/task_execution_        Counter] (cycle_count, task_execution_
-#     cycle()                                               cycle)
-#   memory_utilization().dram()/.dram_shared()            memory_usage() → in_use_bytes(),
-#     .memory()[i].total_bytes()/in_use_bytes()             total_bytes()
-#   throttle_reason() → int bitmask (THROTTLE_REASON_*)   throttle_reason() → ThrottleReason enum(s)
-#   errors: RuntimeError("Not supported error", ...)      errors: SmiError subclasses
-#
-# Sources: the wheels furiosa-smi-py==2026.1.2 and furiosa-smi==2026.4.0 (pypi.org/project/furiosa-smi-py,
-# pypi.org/project/furiosa-smi), the C header docs (developer.furiosa.ai/furiosa-smi/furiosa__smi_8h.html:
-# FuriosaSmiDevicePowerConsumption.rms_total, FuriosaSmiDeviceTemperature.soc_peak, core and memory
-# frequency "(MHz)"), and the pre-observer core_utilization().pe_utilization()[i].pe_usage_percentage()
-# of older furiosa-smi-py releases (reference §1.2(a) "API drift").
+#   furiosa-smi-py 2026.1.2, module furiosa_smi_py      furiosa-smi 2026.4.0, module furiosa_smi
+#   init() first                                         no init()
+#   device.device_info().arch/name/uuid/serial/bdf()     device.arch/device_name/uuid/serial/bdf()
+#   .firmware_version() → VersionInfo                    firmware_version() → VersionInfo; Bdf
+#   power_consumption() → float W                        the same
+#   device_temperature().soc_peak() → float °C           the same
+#   core_frequency().pe_frequency()[i].core/frequency()  core_frequency() → {core: MHz}
+#     MHz (npu_clocks Hz // 10**6)
+#   core_status().pe_status()[i].core/status()           core_status() → {core: CoreStatus}
+#   device_performance_counter().pe_performance_         performance_counter() → {core:
+#     counters()[i].core/cycle_count/task_execution_       PePerformanceCounter(cycle_count,
+#     cycle(); 0 for a PE not occupied                     task_execution_cycle)}; 0 when free
+#   memory_utilization(): in_use_bytes() 0 on every PE   memory_usage() → {DeviceCoreRange:
+#     whatever alloc_status says: not used                 MemoryInfo(total_bytes, in_use_bytes)}
+#   (no power_limit())                                   power_limit() → int mW (hwmon power1_max)
+#   throttle_reason() → int bitmask                      throttle_reason() → [ThrottleReason]
+#   errors: RuntimeError("Io error")…                    errors: SmiError subclasses
 
 
 class Outcome(enum.Enum):
@@ -787,7 +849,7 @@ class BindingReading:
     The I/O layer fills it from whichever module is loaded; :func:`parse_binding` validates it.
     """
 
-    arch: object = None  # str() of the Arch enum: "rngd", "warboy" (furiosa_smi: "RNGD")
+    arch: object = None  # str() of the Arch enum: "RNGD" (furiosa_smi), "rngd" (furiosa_smi_py)
     name: object = None  # "npu0"
     uuid: object = None
     serial: object = None
@@ -796,9 +858,10 @@ class BindingReading:
     power_w: object = None  # float, W
     temp_c: object = None  # soc_peak(), °C
     pe_clock_mhz: tuple[object, ...] | None = None  # per PE, MHz
+    occupied: tuple[tuple[object, object], ...] | None = None  # (core, str(CoreStatus))
     counters: tuple[tuple[object, object, object], ...] | None = None  # (core, cycles, task cycles)
-    pe_util_pct: tuple[object, ...] | None = None  # per PE, % (pre-observer core_utilization())
-    memory: tuple[tuple[object, object], ...] | None = None  # (in use, total) bytes per block
+    memory: tuple[tuple[object, object], ...] | None = None  # (in use, total) bytes per PE range
+    power_limit_mw: object = None  # int, mW
     throttle: object = None  # int bitmask, or a tuple of ThrottleReason names
 
 
@@ -817,20 +880,20 @@ class BindingDevice:
     util_ratio: float | None = None
     mem_used_bytes: int | None = None
     mem_total_bytes: int | None = None
+    power_limit_w: float | None = None
     throttled: int | None = None
-    #: ``{PE: (CycleCount, TaskCycleCount)}`` of this read, the baseline of the next one
+    #: ``{PE: (CycleCount, TaskCycleCount)}`` of the occupied PEs in this read, the baseline of
+    #: the next one
     counters: Mapping[int, tuple[int, int]] | None = None
 
 
 #: ``str(Arch.…)`` of both bindings → the model tag (``rngd+`` is written ``rngd_plus``: a tag
-#: keeps to word characters).
+#: keeps to word characters). Neither binding knows Warboy.
 _BINDING_ARCH = {
-    "warboy": WARBOY,
     "rngd": MODEL,
     "rngd_max": "rngd_max",
     "rngd_s": "rngd_s",
     "rngd+": "rngd_plus",
-    "arch.warboy": WARBOY,
     "arch.rngd": MODEL,
     "arch.rngdmax": "rngd_max",
     "arch.rngds": "rngd_s",
@@ -883,20 +946,32 @@ def _b_throttled(value: object, source: str) -> int | None:
     )
 
 
+def _b_occupied(rows: Sequence[tuple[object, object]], source: str) -> set[int]:
+    """The cores whose ``CoreStatus`` is occupied (``Occupied`` / ``occupied``)."""
+    out: set[int] = set()
+    for core, status in rows:
+        c = _b_count(core, "core_status core", source)
+        text = _b_text(status, "core status", source)
+        if text is None or text.lower() not in ("occupied", "available"):
+            raise ParseError(f"{source}: core {c}: expected Occupied or Available, got {text!r}")
+        if text.lower() == "occupied":
+            out.add(c)
+    return out
+
+
 def parse_binding(
     r: BindingReading,
     previous: Mapping[str, Mapping[int, tuple[int, int]]] | None = None,
     source: str = "furiosa_smi",
 ) -> BindingDevice:
     """One card's binding values → SI (pure). ``previous`` maps a device tag to the counters of
-    the last read of that card (``BindingDevice.counters``): utilization is ΔTaskCycleCount /
-    ΔCycleCount summed over the PEs (:func:`utilization`, as from sysfs); without counters, the
-    mean of the per-PE percentages of the older ``core_utilization()``.
+    the last read of that card (``BindingDevice.counters``): utilization is
+    :func:`card_utilization` of the occupied PEs' counters, as from sysfs.
     :class:`ParseError` for a value of the wrong type or out of range; NaN is absent."""
     arch = _b_text(r.arch, "arch", source)
     model = _BINDING_ARCH.get((arch or "").lower())
     if model is None:
-        raise ParseError(f"{source}: unknown arch {arch!r:.40} (expected rngd or warboy)")
+        raise ParseError(f"{source}: unknown arch {arch!r:.40} (expected an RNGD)")
     uuid = _b_text(r.uuid, "uuid", source)
     serial = _b_text(r.serial, "serial", source)
     bdf = _b_text(r.bdf, "bdf", source)
@@ -918,7 +993,8 @@ def parse_binding(
         clock_hz = mhz_to_hz(sum(known) / len(known)) if known else None  # mean over the PEs
     counters: dict[int, tuple[int, int]] | None = None
     util_ratio: float | None = None
-    if r.counters is not None:
+    if r.counters is not None and r.occupied is not None:
+        busy = _b_occupied(r.occupied, where)
         counters = {}
         for row in r.counters:
             core = _b_count(row[0], "performance counter core", where)
@@ -926,12 +1002,10 @@ def parse_binding(
             task = _b_count(row[2], "task_execution_cycle", where)
             if core in counters:
                 raise ParseError(f"{where}: performance counter of core {core} twice")
-            counters[core] = (cycles, task)
+            if core in busy:  # a free PE's counters are not read (the library gives 0)
+                counters[core] = (cycles, task)
         before = None if previous is None else previous.get(tag)
-        util_ratio = utilization(before, counters) if counters else None
-    elif r.pe_util_pct is not None:
-        pcts = [_b_number(v, "pe_usage_percentage", where) for v in r.pe_util_pct]
-        util_ratio = _mean_percent([p for p in pcts if p is not None], where)
+        util_ratio = card_utilization(before, counters, len(r.occupied))
     used = total = None
     if r.memory is not None:
         blocks = [
@@ -940,6 +1014,7 @@ def parse_binding(
         ]
         if blocks:
             used, total = sum(b[0] for b in blocks), sum(b[1] for b in blocks)
+    limit_mw = _b_number(r.power_limit_mw, "power_limit (mW)", where)
     return BindingDevice(
         model=model,
         tag=tag,
@@ -952,8 +1027,9 @@ def parse_binding(
         util_ratio=util_ratio,
         mem_used_bytes=used,
         mem_total_bytes=total,
+        power_limit_w=None if limit_mw is None else mw_to_w(limit_mw),
         throttled=_b_throttled(r.throttle, where),
-        counters=counters or None,
+        counters=counters,
     )
 
 
@@ -968,6 +1044,7 @@ def binding_sample(d: BindingDevice, ts_ns: int, source: str = "furiosa_smi") ->
             d.clock_hz,
             d.mem_used_bytes,
             d.mem_total_bytes,
+            d.power_limit_w,
             d.throttled,
         )
     ):
@@ -984,6 +1061,7 @@ def binding_sample(d: BindingDevice, ts_ns: int, source: str = "furiosa_smi") ->
             clock_hz=d.clock_hz,
             mem_used_bytes=d.mem_used_bytes,
             mem_total_bytes=d.mem_total_bytes,
+            power_limit_w=d.power_limit_w,
             throttled=d.throttled,
         )
     except ValueError as e:
@@ -1151,6 +1229,21 @@ def _bdf_text(b: _Binding, v: object) -> object:
     return v  # parse_binding names the wrong type
 
 
+def _per_core(b: _Binding, value: object, what: str, *methods: str) -> list[tuple[object, ...]]:
+    """``(core, value, …)`` rows of a per-PE result: a ``{core: value}`` dict (furiosa_smi 2026.4),
+    whose values are read with ``methods`` when given, or a list of objects with ``core()`` and
+    ``methods`` (furiosa_smi_py)."""
+    if isinstance(value, dict):
+        return [
+            (core, *(b.optional(v, m) for m in methods)) if methods else (core, v)
+            for core, v in value.items()
+        ]
+    return [
+        (b.optional(row, "core"), *(b.optional(row, m) for m in methods))
+        for row in b.items(value, what)
+    ]
+
+
 def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
     """One card's values through whichever binding version is loaded (calls only; no conversion)."""
     info = b.optional(dev, "device_info")  # furiosa_smi_py: identity lives on DeviceInfo
@@ -1158,61 +1251,60 @@ def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
     arch = b.call(ident, "arch")
     name = b.optional(ident, "name") if info is not None else b.optional(dev, "device_name")
     temperature = b.optional(dev, "device_temperature")
-    # core clocks: CoreFrequency.pe_frequency() (furiosa_smi_py), else a number or a list
     freq = b.optional(dev, "core_frequency")
-    pe_freq = b.optional(freq, "pe_frequency")
-    clocks: tuple[object, ...] | None = None
-    if pe_freq is not None:
-        clocks = tuple(b.optional(pe, "frequency") for pe in b.items(pe_freq, "pe_frequency()"))
-    elif isinstance(freq, list | tuple):
-        clocks = tuple(b.optional(f, "frequency") if hasattr(f, "frequency") else f for f in freq)
-    elif freq is not None:
-        clocks = (freq,)
-    # per-PE counters: performance_counter() (2026.4) or device_performance_counter() (≤ 2026.1)
-    counters: tuple[tuple[object, object, object], ...] | None = None
-    pc = b.optional(dev, "performance_counter")
-    if pc is None:
-        device_pc = b.optional(dev, "device_performance_counter")
-        pc = b.optional(device_pc, "pe_performance_counters")
-    if pc is not None:
-        rows = b.items(pc, "performance counters")
-        counters = tuple(
-            (
-                b.optional(row, "core") if hasattr(row, "core") else i,
-                b.optional(row, "cycle_count"),
-                b.optional(row, "task_execution_cycle"),
+    if freq is not None and not isinstance(freq, dict):
+        freq = b.optional(freq, "pe_frequency")  # furiosa_smi_py: CoreFrequency
+    clocks = (
+        None
+        if freq is None
+        else tuple(
+            r[1]
+            for r in _per_core(
+                b, freq, "pe_frequency()", *(() if isinstance(freq, dict) else ("frequency",))
             )
-            for i, row in enumerate(rows)
         )
-    pcts: tuple[object, ...] | None = None
-    if counters is None:  # the pre-observer API: per-PE percentages
-        per_pe = b.optional(b.optional(dev, "core_utilization"), "pe_utilization")
-        if per_pe is not None:
-            pcts = tuple(
-                b.optional(pe, "pe_usage_percentage") for pe in b.items(per_pe, "pe_utilization()")
+    )
+    status = b.optional(dev, "core_status")
+    if status is not None and not isinstance(status, dict):
+        status = b.optional(status, "pe_status")  # furiosa_smi_py: CoreStatuses
+    occupied = (
+        None
+        if status is None
+        else tuple(
+            (r[0], None if r[1] is None else str(r[1]))
+            for r in _per_core(
+                b, status, "pe_status()", *(() if isinstance(status, dict) else ("status",))
             )
-    # memory: memory_usage() (2026.4) or memory_utilization() DRAM + shared blocks (≤ 2026.1),
-    # the dram + shared sums sysfs alloc_status gives (backend.ai, §1.3)
-    memory: tuple[tuple[object, object], ...] | None = None
+        )
+    )
+    pc = b.optional(dev, "performance_counter")  # furiosa_smi 2026.4: {core: counter}
+    if pc is None:
+        pc = b.optional(b.optional(dev, "device_performance_counter"), "pe_performance_counters")
+    counters = (
+        None
+        if pc is None
+        else tuple(
+            (r[0], r[1], r[2])
+            for r in _per_core(b, pc, "performance counters", "cycle_count", "task_execution_cycle")
+        )
+    )
+    # memory: memory_usage() of furiosa_smi 2026.4 only; furiosa_smi_py 2026.1.2's
+    # memory_utilization() reports 0 bytes in use on every PE whatever alloc_status says
     usage = b.optional(dev, "memory_usage")
-    if usage is not None:
-        memory = ((b.optional(usage, "in_use_bytes"), b.optional(usage, "total_bytes")),)
-    else:
-        mu = b.optional(dev, "memory_utilization")
-        if mu is not None:
-            blocks: list[tuple[object, object]] = []
-            for kind in ("dram", "dram_shared"):
-                for block in b.items(b.optional(b.optional(mu, kind), "memory"), kind):
-                    blocks.append(
-                        (b.optional(block, "in_use_bytes"), b.optional(block, "total_bytes"))
-                    )
-            memory = tuple(blocks)
+    memory = (
+        None
+        if not isinstance(usage, dict)
+        else tuple(
+            (r[1], r[2])
+            for r in _per_core(b, usage, "memory_usage()", "in_use_bytes", "total_bytes")
+        )
+    )
     throttle = b.optional(dev, "throttle_reason")
     if throttle is not None and not isinstance(throttle, int):  # ThrottleReason member(s)
         members = (
             b.items(throttle, "throttle_reason()") if hasattr(throttle, "__iter__") else [throttle]
         )
-        throttle = tuple(getattr(m, "name", str(m)) for m in members)
+        throttle = tuple(str(m) for m in members)
     return BindingReading(
         arch=None if arch is None else str(arch),
         name=name,
@@ -1223,9 +1315,10 @@ def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
         power_w=b.optional(dev, "power_consumption"),
         temp_c=b.optional(temperature, "soc_peak"),
         pe_clock_mhz=clocks,
+        occupied=occupied,
         counters=counters,
-        pe_util_pct=pcts,
         memory=memory,
+        power_limit_mw=b.optional(dev, "power_limit"),
         throttle=throttle,
     )
 
@@ -1304,7 +1397,7 @@ class FuriosaCollector:
         """The bindings (when allowed and importable), then the tool, after sysfs failed; when none
         is there, say why for each."""
         reasons = [str(sysfs_error)]
-        if self.config.bindings_module is not None or Path(self.config.root) == Path("/"):
+        if Path(self.config.root) == Path("/"):  # the libraries read the host's /sys
             try:
                 return await bindings()
             except CollectorUnavailable as e:
@@ -1430,9 +1523,11 @@ class FuriosaCollector:
                 clock_hz = self._read_clock(card, "ne_clk_freq_info")
                 util_ratio, mem_used_bytes, mem_total_bytes = self._read_perf_regs(card), None, None
             else:
-                power_limit_w, throttled, clock_hz = self._read_mgmt(card)
+                throttled, clock_hz = self._read_mgmt(card)
                 util_ratio, mem_used_bytes, mem_total_bytes = self._read_pes(card)
-            power_w, temp_c = self._read_hwmon(card)
+            power_w, temp_c, limit_w = self._read_hwmon(card)
+            if card.model != WARBOY:
+                power_limit_w = limit_w
             values = (
                 power_limit_w,
                 throttled,
@@ -1468,14 +1563,12 @@ class FuriosaCollector:
     def _read_clock(self, card: _Card, file: str) -> float | None:
         clocks_path = f"{card.mgmt}/{file}"
         clocks = _read_optional(clocks_path)
-        clocks_hz = [] if clocks is None else parse_npu_clocks(clocks, str(clocks_path))
+        parse = parse_ne_clk_freq_info if card.model == WARBOY else parse_npu_clocks
+        clocks_hz = [] if clocks is None else parse(clocks, str(clocks_path))
         return sum(clocks_hz) / len(clocks_hz) if clocks_hz else None  # mean over the PEs
 
-    def _read_mgmt(self, card: _Card) -> tuple[float | None, int | None, float | None]:
-        """``(power_limit_w, throttled, clock_hz)`` from the card's management directory."""
-        limit_path = f"{card.mgmt}/power_limit_mw"
-        limit = _read_optional(limit_path)
-        power_limit_w = None if limit is None else mw_to_w(parse_int(limit, str(limit_path)))
+    def _read_mgmt(self, card: _Card) -> tuple[int | None, float | None]:
+        """``(throttled, clock_hz)`` from the card's management directory."""
         reason_path = f"{card.mgmt}/throttle_reason"
         reason = _read_optional(reason_path)
         throttled = (
@@ -1483,7 +1576,7 @@ class FuriosaCollector:
             if reason is None
             else int(is_throttled(parse_throttle_reason(reason, str(reason_path))))
         )
-        return power_limit_w, throttled, self._read_clock(card, "npu_clocks")
+        return throttled, self._read_clock(card, "npu_clocks")
 
     def _read_perf_regs(self, card: _Card) -> float | None:
         """Warboy utilization from the single PEs' ``perf_regs`` (EACCES = not in use: absent)."""
@@ -1503,14 +1596,30 @@ class FuriosaCollector:
         return util
 
     def _read_pes(self, card: _Card) -> tuple[float | None, int | None, int | None]:
-        """``(util_ratio, mem_used_bytes, mem_total_bytes)`` from the card's PE directories."""
+        """``(util_ratio, mem_used_bytes, mem_total_bytes)`` from ``pe_occupancy`` and the occupied
+        PEs' directories, as furiosa-smi 2026.4 reads them: it opens ``metrics`` and
+        ``alloc_status`` of the occupied PEs only; a free PE holds no memory and counts
+        :data:`RNGD_PE_MEMORY_BYTES` of capacity."""
+        occ_path = f"{card.mgmt}/pe_occupancy"
+        occ_text = _read_optional(occ_path)
+        if occ_text is None or not card.pe_dirs:
+            self._counters.pop(card.device_id, None)
+            return None, None, None
+        busy = parse_pe_occupancy(occ_text, occ_path)
         counters: dict[int, tuple[int, int]] = {}
         mem_used = mem_total = 0
-        mem_complete = bool(card.pe_dirs)
+        mem_complete = counters_complete = True
         for pe, pe_dir in card.pe_dirs:
+            if pe >= len(busy):
+                raise ParseError(f"{occ_path}: no line for PE {pe} ({len(busy)} lines)")
+            if not busy[pe]:
+                mem_total += RNGD_PE_MEMORY_BYTES
+                continue
             metrics_path = f"{pe_dir}/metrics"
             text = _read_optional(metrics_path)
-            if text is not None:
+            if text is None:
+                counters_complete = False
+            else:
                 counters[pe] = parse_pe_metrics(text, metrics_path)
             alloc_path = f"{pe_dir}/alloc_status"
             alloc_text = _read_optional(alloc_path)
@@ -1521,8 +1630,8 @@ class FuriosaCollector:
             mem_used += used
             mem_total += total
         util: float | None = None
-        if counters and len(counters) == len(card.pe_dirs):
-            util = utilization(self._counters.get(card.device_id), counters)
+        if counters_complete:
+            util = card_utilization(self._counters.get(card.device_id), counters, len(card.pe_dirs))
             self._counters[card.device_id] = counters
         else:  # a PE without counters: no baseline to compare the next poll with
             self._counters.pop(card.device_id, None)
@@ -1562,14 +1671,16 @@ class FuriosaCollector:
         self._sensors[card.device_id] = found
         return found
 
-    def _read_hwmon(self, card: _Card) -> tuple[float | None, float | None]:
-        """``(power_w, temp_c)``: the sensors labelled ``RMS_TOTAL`` (Warboy ``NPU_TOTAL``) and
-        ``PEAK`` (§1.3)."""
+    def _read_hwmon(self, card: _Card) -> tuple[float | None, float | None, float | None]:
+        """``(power_w, temp_c, power_limit_w)``: the sensors labelled ``RMS_TOTAL`` (Warboy
+        ``NPU_TOTAL``) and ``PEAK`` (§1.3), and the power sensor's ``_max`` (µW), the power limit
+        furiosa-smi 2026.4 reports."""
         sensors = self._hwmon_sensors(card)
         if sensors is None:
-            return None, None
+            return None, None, None
         hwmon, power, peak = sensors
         power_w: float | None = None
+        limit_w: float | None = None
         if power is not None:
             for item in ("average", "input"):
                 path = f"{hwmon}/{power}_{item}"
@@ -1578,6 +1689,10 @@ class FuriosaCollector:
                     if not not_a_number(text):
                         power_w = uw_to_w(parse_int(text, path, "microwatts"))
                     break
+            path = f"{hwmon}/{power}_max"
+            text = _read_optional(path)
+            if text is not None and not not_a_number(text):
+                limit_w = uw_to_w(parse_int(text, path, "microwatts"))
         temp_c: float | None = None
         if peak is not None:
             path = f"{hwmon}/{peak}_input"
@@ -1586,7 +1701,7 @@ class FuriosaCollector:
                 temp_c = millic_to_c(_parse_signed(text, path))
         if power_w is None and temp_c is None:
             self._sensors.pop(card.device_id, None)  # sensors moved? look again next poll
-        return power_w, temp_c
+        return power_w, temp_c, limit_w
 
     # -- furiosa-smi
 
@@ -1679,8 +1794,6 @@ class FuriosaCollector:
             return self._binding
         if self._binding_missing is not None:
             raise CollectorUnavailable(self._binding_missing)
-        if Path(self.config.root) != Path("/"):
-            os.environ[EMULATOR_ROOT_ENV] = self.config.root  # for an emulated binding only
         names = (self.config.bindings_module,) if self.config.bindings_module else BINDING_MODULES
         errors: list[str] = []
         for name in names:

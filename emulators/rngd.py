@@ -25,6 +25,9 @@ from pathlib import Path
 from emulators.state import DeviceState
 
 __all__ = [
+    "DRIVER_NAME",
+    "PCI_DEVICE_ID",
+    "PCI_VENDOR_ID",
     "PE_COUNT",
     "THROTTLE_APP_POWER_CAP",
     "THROTTLE_IDLE",
@@ -36,6 +39,10 @@ __all__ = [
     "RngdSysfs",
     "SysfsWriter",
     "Workload",
+    "device_nodes",
+    "numa_node",
+    "occupied",
+    "pci_links",
     "pe_temperatures",
     "rngd_dynamic_files",
     "rngd_layout",
@@ -96,6 +103,17 @@ FIRMWARE_VERSION = "1.7.0, 4dfed1852e7b"
 DRIVER_VERSION = "2026.3.1, 9c0e4f2"
 #: Major device number of the rngd_mgmt char devices (§1.3 fixture: ``dev`` = ``235:0``).
 DEV_MAJOR = 235
+#: Major number of the ``/dev/rngd/npu*`` nodes (assumed; furiosa-smi only lists them).
+DEV_NODE_MAJOR = 236
+#: PCI IDs of an RNGD: vendor 0x1ed2 (FuriosaAI, pci.ids), device 0x0001, class 0x1200
+#: (processing accelerator), from ``pci_type="1200 [1ed2:0001] [1ed2:0001] 01"`` in
+#: furiosa-ai/furiosa-smi-go pkg/hwloc/testdata/rngd_8cards.xml (commit f8a66cc1).
+PCI_VENDOR_ID = 0x1ED2
+PCI_DEVICE_ID = 0x0001
+PCI_CLASS = 0x120000
+#: The kernel driver's name (``furiosa_rngd/bind``, ``furiosa_rngd/unbind`` in the strings of the
+#: libfuriosa_smi bundled with furiosa-smi-py 2026.1.2).
+DRIVER_NAME = "furiosa_rngd"
 #: First PCI bus of the emulated cards: card N sits at 0000:{0x6d+N}:00.0 (§1.3 Warboy fixture BDF).
 FIRST_PCI_BUS = 0x6D
 #: Index of the first card's hwmon directory (hwmon0/1 are usually the host's own sensors).
@@ -377,17 +395,21 @@ class RngdSysfs:
             self._links += [
                 (class_dir / name, d) for name, d in zip(pe_names, self.pe_dirs, strict=True)
             ]
+            self._links += pci_links(sysfs, pci_dir, self.hwmon_dir)
             self._links.append((sysfs / "class" / "hwmon" / hwmon_name, self.hwmon_dir))
+            self.pci_dir: Path | None = pci_dir
         else:
             self.mgmt_dir = class_dir / mgmt_name
             self.pe_dirs = [class_dir / name for name in pe_names]
             self.hwmon_dir = pci_link / "hwmon" / hwmon_name
             self._links = []
+            self.pci_dir = None
 
     def write_static(self) -> None:
         """Identity and labels, and the symlinks: written once, at start."""
         self._w.write_many(self.static_files())
         for link, target in self._links:
+            target.mkdir(parents=True, exist_ok=True)
             self._w.symlink(link, target)
 
     def write_dynamic(self) -> None:
@@ -410,7 +432,7 @@ class RngdSysfs:
         return files
 
     def _layout(self) -> RngdLayout:
-        return RngdLayout(self.mgmt_dir, tuple(self.pe_dirs), self.hwmon_dir, (), ())
+        return RngdLayout(self.mgmt_dir, tuple(self.pe_dirs), self.hwmon_dir, (), (), self.pci_dir)
 
 
 def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
@@ -435,6 +457,9 @@ class RngdLayout:
     hwmon_dir: Path
     links: tuple[tuple[Path, Path], ...]  # (symlink, real directory)
     owned: tuple[Path, ...]  # real directories removed when the device vanishes
+    #: the PCI function's directory (``vendor``, ``device``, ``numa_node``, ``driver``); None in
+    #: the legacy flat layout without symlinks
+    pci_dir: Path | None = None
 
 
 def rngd_layout(root: Path, index: int, bdf: str) -> RngdLayout:
@@ -450,8 +475,25 @@ def rngd_layout(root: Path, index: int, bdf: str) -> RngdLayout:
     hwmon = pci_dir / "hwmon" / hwmon_name
     links = [(class_dir / mgmt_name, mgmt), (sysfs / "bus" / "pci" / "devices" / bdf, pci_dir)]
     links += [(class_dir / n, d) for n, d in zip(pe_names, pes, strict=True)]
+    links += pci_links(sysfs, pci_dir, hwmon)
     links.append((sysfs / "class" / "hwmon" / hwmon_name, hwmon))
-    return RngdLayout(mgmt, pes, hwmon, tuple(links), (mgmt, *pes, pci_dir))
+    return RngdLayout(mgmt, pes, hwmon, tuple(links), (mgmt, *pes, pci_dir), pci_dir)
+
+
+def pci_links(sysfs: Path, pci_dir: Path, hwmon: Path) -> list[tuple[Path, Path]]:
+    """The links a bound RNGD's PCI function has: ``driver`` (furiosa-smi lists a card without it
+    only as disabled) and the hwmon directory's ``device`` link back to the PCI function (every
+    real hwmon directory has it: Linux Documentation/ABI/testing/sysfs-class-hwmon)."""
+    return [
+        (pci_dir / "driver", sysfs / "bus" / "pci" / "drivers" / DRIVER_NAME),
+        (hwmon / "device", pci_dir),
+    ]
+
+
+def numa_node(index: int) -> int:
+    """NUMA node of card ``index`` (assumed: four cards per socket, as the two-socket 8-card host
+    of furiosa-ai/furiosa-smi-go pkg/hwloc/testdata/rngd_8cards.xml)."""
+    return index // 4 % 2
 
 
 def rngd_static_files(lay: RngdLayout, state: DeviceState, firmware: str) -> list[tuple[Path, str]]:
@@ -474,7 +516,37 @@ def rngd_static_files(lay: RngdLayout, state: DeviceState, firmware: str) -> lis
     ]
     files += [(hwmon / f"temp{m + 2}_label", f"NPU_PE{m}\n") for m in range(PE_COUNT)]
     files.append((hwmon / f"temp{PE_COUNT + 2}_label", "AMBIENT\n"))
+    if lay.pci_dir is not None:
+        pci = lay.pci_dir
+        files += [
+            (pci / "vendor", f"0x{PCI_VENDOR_ID:04x}\n"),
+            (pci / "device", f"0x{PCI_DEVICE_ID:04x}\n"),
+            (pci / "subsystem_vendor", f"0x{PCI_VENDOR_ID:04x}\n"),
+            (pci / "subsystem_device", f"0x{PCI_DEVICE_ID:04x}\n"),
+            (pci / "class", f"0x{PCI_CLASS:06x}\n"),
+            (pci / "revision", "0x01\n"),
+            (pci / "numa_node", f"{numa_node(state.index)}\n"),
+        ]
     return files
+
+
+def device_nodes(index: int) -> list[tuple[str, int, int]]:
+    """The character devices the rngd driver creates for card ``index`` under ``/dev/rngd/``:
+    ``(name, major, minor)`` for ``npuN``, ``npuNmgmt`` and one ``npuNpe…`` per PE and fused PE
+    range of ``cur_pe_ids`` (the names furiosa-smi 2026.4 matches with
+    ``^npu(\\d+)((?:pe)(\\d+)(-(\\d+))?)?$``; it lists them and never opens them). Minor numbers
+    are assumed."""
+    ranges = [str(m) for m in range(PE_COUNT)] + ["0-1", "2-3", "4-5", "6-7", "0-3", "4-7"]
+    base = index * (len(ranges) + 1)
+    nodes = [(f"npu{index}", DEV_NODE_MAJOR, base), (f"npu{index}mgmt", DEV_MAJOR, index)]
+    nodes += [(f"npu{index}pe{r}", DEV_NODE_MAJOR, base + 1 + i) for i, r in enumerate(ranges)]
+    return nodes
+
+
+def occupied(state: DeviceState) -> bool:
+    """Whether the card's PEs are held by a runtime (``pe_occupancy`` 1): the emulated runtimes
+    open a whole card, and a card holds device memory only while a runtime has it open."""
+    return state.mem_used_bytes > 0
 
 
 def pe_temperatures(state: DeviceState, count: int) -> list[float]:
@@ -501,23 +573,28 @@ def rngd_dynamic_files(
 ) -> tuple[list[tuple[Path, str]], list[Path]]:
     """Files to write, and files to remove (a sensor the fault made not available).
 
-    ``pe_temps`` (default: derived by :func:`pe_temperatures`) and ``heartbeat`` (default: whole
-    seconds of ``t_s``) let a caller that models them itself pass its own.
+    Formats are what FuriosaAI's own library (furiosa-smi 2026.4.0 / furiosa-smi-py 2026.1.2) reads
+    (docs/emulators.md, "FuriosaAI: what the vendor's libraries read"): ``device_state`` 0 = alive;
+    ``npu_clocks`` one integer per PE, in Hz; ``pe_occupancy`` one 0/1 per PE; per PE ``metrics``
+    as ``Key: 0x<hex>`` (the library parses the values as hexadecimal); hwmon ``power1_max`` µW
+    (the power limit the library reports). ``pe_temps`` (default: derived by
+    :func:`pe_temperatures`) and ``heartbeat`` (default: whole seconds of ``t_s``) let a caller that
+    models them itself pass its own.
     """
     mgmt, hwmon = lay.mgmt_dir, lay.hwmon_dir
-    clock_mhz = state.clock_hz / 1e6
-    clock_text = "nan" if math.isnan(clock_mhz) else str(round(clock_mhz))
-    clocks = "".join(f"pe{m} (MHz): {clock_text}\n" for m in range(PE_COUNT))
+    clock_text = _milli(state.clock_hz)
     reason = THROTTLE_IDLE if state.util_ratio < 0.01 else 0
     reason |= THROTTLE_THERMAL_SLOWDOWN if state.throttle_thermal else 0
     reason |= THROTTLE_APP_POWER_CAP if state.throttle_power else 0
+    busy_pes = occupied(state)
     files = [
-        (mgmt / "device_state", "1\n"),
+        (mgmt / "device_state", "0\n"),
         (mgmt / "heartbeat", f"{(int(state.t_s) if heartbeat is None else heartbeat) % 2**32}\n"),
         (mgmt / "npu_governor", f"{state.governor}\n"),
         (mgmt / "power_limit_mw", f"{_milli(state.power_limit_w * 1000)}\n"),
         (mgmt / "throttle_reason", f"0x{reason:x}\n"),
-        (mgmt / "npu_clocks", clocks),
+        (mgmt / "npu_clocks", f"{clock_text}\n" * PE_COUNT),
+        (mgmt / "pe_occupancy", f"{int(busy_pes)}\n" * PE_COUNT),
     ]
     per_pe = state.mem_used_bytes // PE_COUNT
     shared_used = min(per_pe, SHARED_PER_PE_BYTES) // 2
@@ -531,11 +608,15 @@ def rngd_dynamic_files(
     for m, pe_dir in enumerate(lay.pe_dirs):
         task = min(math.floor(busy[m]), math.floor(cycles))
         files.append(
-            (pe_dir / "metrics", f"CycleCount: {math.floor(cycles)}\nTaskCycleCount: {task}\n")
+            (
+                pe_dir / "metrics",
+                f"CycleCount: 0x{math.floor(cycles):x}\nTaskCycleCount: 0x{task:x}\n",
+            )
         )
         files.append((pe_dir / "alloc_status", alloc))
     removed: list[Path] = []
     sensors = [(hwmon / "power1_average", state.power_w * 1e6, "power_w")]
+    sensors.append((hwmon / "power1_max", state.power_limit_w * 1e6, "power_limit_w"))
     temps = list(pe_temperatures(state, PE_COUNT) if pe_temps is None else pe_temps)
     sensors.append((hwmon / "temp1_input", state.temp_c * 1000, "temp_c"))
     sensors += [(hwmon / f"temp{m + 2}_input", t * 1000, "temp_c") for m, t in enumerate(temps)]

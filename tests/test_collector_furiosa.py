@@ -16,11 +16,14 @@ from collectors import furiosa
 from collectors.base import Collector, CollectorUnavailable, ParseError
 from collectors.furiosa import (
     Config,
+    card_utilization,
     is_throttled,
     parse_alloc_status,
     parse_int,
+    parse_ne_clk_freq_info,
     parse_npu_clocks,
     parse_pe_metrics,
+    parse_pe_occupancy,
     parse_throttle_reason,
     utilization,
 )
@@ -55,16 +58,20 @@ def class_dir(root: Path) -> Path:
 
 
 def test_parse_pe_metrics() -> None:
-    assert parse_pe_metrics("CycleCount: 17000000000\nTaskCycleCount: 8500000000\n") == (
+    # hexadecimal with or without 0x, as furiosa-smi 2026.4 reads them ("100" is 0x100 = 256)
+    assert parse_pe_metrics("CycleCount: 100\nTaskCycleCount: 0x80\n") == (256, 128)
+    assert parse_pe_metrics("CycleCount: 0x3f5476a00\nTaskCycleCount: 0x1faa3b500\n") == (
         17_000_000_000,
         8_500_000_000,
     )
     assert parse_pe_metrics("TaskCycleCount: 0x10\nCycleCount: 0x20\nOther: 3") == (32, 16)
-    with pytest.raises(ParseError, match=r"pe3/metrics: expected a 'TaskCycleCount: <int>' line"):
+    with pytest.raises(ParseError, match=r"pe3/metrics: expected a 'TaskCycleCount: 0x<hex>'"):
         parse_pe_metrics("CycleCount: 5\n", "npu0pe3/metrics")
-    with pytest.raises(ParseError, match=r"m: CycleCount: expected an integer, got '-5'"):
+    with pytest.raises(
+        ParseError, match=r"m: CycleCount: expected a hexadecimal integer, got '-5'"
+    ):
         parse_pe_metrics("CycleCount: -5\nTaskCycleCount: 1\n", "m")
-    with pytest.raises(ParseError, match="expected 'Key: <int>' lines"):
+    with pytest.raises(ParseError, match="expected 'Key: 0x<hex>' lines"):
         parse_pe_metrics("performance counter unavailable", "m")
 
 
@@ -91,14 +98,40 @@ def test_parse_throttle_reason_and_what_counts_as_throttled() -> None:
 
 
 def test_parse_npu_clocks() -> None:
-    assert parse_npu_clocks("pe0 (MHz): 2000\npe1 (MHz): 1700\n") == [2.0e9, 1.7e9]
-    assert parse_npu_clocks("ne tensor (MHz): 2000") == [2.0e9]  # the Warboy ne_clk_freq_info form
-    assert parse_npu_clocks("core (kHz): 500000") == [5.0e8]
-    assert parse_npu_clocks("0\n" * 8) == []  # device-api fixture: bare numbers, no unit
-    with pytest.raises(ParseError, match=r"npu_clocks: expected 'name \(MHz\): <int>' lines"):
-        parse_npu_clocks("pe0 2000 MHz")
-    with pytest.raises(ParseError, match=r"npu_clocks: .*not a unit of Hz"):
-        parse_npu_clocks("pe0 (W): 2000")
+    # one integer in Hz per PE (furiosa-smi 2026.4 rejects "pe0 (MHz): 2000" lines)
+    assert parse_npu_clocks("2000000000\n1700000000\n") == [2.0e9, 1.7e9]
+    assert parse_npu_clocks("0\n" * 8) == [0.0] * 8  # device-api's fixture: eight 0 lines
+    with pytest.raises(ParseError, match=r"npu_clocks: PE 0: expected an integer in Hz"):
+        parse_npu_clocks("pe0 (MHz): 2000")
+    with pytest.raises(ParseError, match=r"npu_clocks: PE 1: expected an integer in Hz"):
+        parse_npu_clocks("2000000000\n2e9\n")
+
+
+def test_parse_ne_clk_freq_info() -> None:
+    assert parse_ne_clk_freq_info("ne tensor (MHz): 2000") == [2.0e9]  # Warboy, device-api's form
+    assert parse_ne_clk_freq_info("core (kHz): 500000") == [5.0e8]
+    assert parse_ne_clk_freq_info("0\n" * 8) == []  # bare numbers, no unit: skipped
+    with pytest.raises(ParseError, match=r"ne_clk_freq_info: expected 'name \(MHz\): <int>'"):
+        parse_ne_clk_freq_info("pe0 2000 MHz")
+    with pytest.raises(ParseError, match=r"ne_clk_freq_info: .*not a unit of Hz"):
+        parse_ne_clk_freq_info("pe0 (W): 2000")
+
+
+def test_parse_pe_occupancy() -> None:
+    assert parse_pe_occupancy("0\n1\n0\n1\n") == [False, True, False, True]
+    with pytest.raises(ParseError, match=r"pe_occupancy: PE 2: expected 0 or 1, got '2'"):
+        parse_pe_occupancy("0\n1\n2\n")
+
+
+def test_card_utilization_counts_free_pes_as_idle() -> None:
+    prev = {0: (1000, 100), 1: (1000, 500)}
+    cur = {0: (2000, 600), 1: (2000, 1500)}  # the two occupied PEs: 0.5 and 1.0 busy
+    assert card_utilization(prev, cur, 2) == pytest.approx(0.75)
+    assert card_utilization(prev, cur, 8) == pytest.approx(0.75 * 2 / 8)
+    assert card_utilization(None, cur, 8) is None  # first poll
+    assert card_utilization(prev, {}, 8) == 0.0  # no PE occupied: nothing can run
+    assert card_utilization(None, {}, 8) is None
+    assert card_utilization({}, cur, 8) is None  # the occupied PEs changed
 
 
 def test_parse_int() -> None:
@@ -159,8 +192,9 @@ def test_collect_from_the_fixture_tree() -> None:
         "mem_used_bytes": 8 * (0x100000000 + 0x20000000),  # the fused pe0-3 entry is not counted
         "mem_total_bytes": 8 * (0x13C000000 + 0x40000000),
     }  # util_ratio absent on the first poll
-    # card 1: identified by its serial; IDLE only; bare clock lines, no PEs, no hwmon: absent
-    assert fields(samples[CARD1]) == {"throttled": 0}
+    # card 1: identified by its serial; IDLE only; eight 0 Hz clock lines (what the library reads
+    # too); no pe_occupancy, no PEs, no hwmon: absent
+    assert fields(samples[CARD1]) == {"throttled": 0, "clock_hz": 0.0}
     # the counters of a static tree do not move: still no utilization
     assert "util_ratio" not in fields(collect(c)[CARD0])
 
@@ -172,14 +206,18 @@ def test_utilization_between_two_polls(tree: Path) -> None:
         path = class_dir(tree) / f"rngd!npu0pe{m}" / "metrics"
         cycles, busy = parse_pe_metrics(path.read_text())
         busy_delta = 1_000_000 * (m + 1)  # 1/16 … 8/16 of 16 M cycles
-        path.write_text(f"CycleCount: {cycles + 16_000_000}\nTaskCycleCount: {busy + busy_delta}\n")
+        path.write_text(
+            f"CycleCount: {cycles + 16_000_000:#x}\nTaskCycleCount: {busy + busy_delta:#x}\n"
+        )
     util = fields(collect(c)[CARD0])["util_ratio"]
     assert util == pytest.approx(sum(range(1, 9)) / (8 * 16))
     # a counter going backwards is a device reset: absent for one poll, then known again
-    (class_dir(tree) / "rngd!npu0pe0" / "metrics").write_text("CycleCount: 5\nTaskCycleCount: 1\n")
+    (class_dir(tree) / "rngd!npu0pe0" / "metrics").write_text(
+        "CycleCount: 0x5\nTaskCycleCount: 1\n"
+    )
     assert "util_ratio" not in fields(collect(c)[CARD0])
     (class_dir(tree) / "rngd!npu0pe0" / "metrics").write_text(
-        "CycleCount: 105\nTaskCycleCount: 1\n"
+        "CycleCount: 0x105\nTaskCycleCount: 0x1\n"
     )
     assert "util_ratio" in fields(collect(c)[CARD0])
 
@@ -187,7 +225,7 @@ def test_utilization_between_two_polls(tree: Path) -> None:
 def test_missing_files_give_absent_fields(tree: Path) -> None:
     hwmon = tree / "sys/bus/pci/devices/0000:03:00.0/hwmon/hwmon3"
     (hwmon / "power1_average").unlink()
-    (class_dir(tree) / "rngd!npu0mgmt" / "power_limit_mw").unlink()
+    (hwmon / "power1_max").unlink()
     (class_dir(tree) / "rngd!npu0pe5" / "alloc_status").unlink()
     got = fields(collect(furiosa.create("npu", Config(root=str(tree))))[CARD0])
     assert got == {"temp_c": 40.8, "clock_hz": 1.7e9, "throttled": 1}
@@ -214,9 +252,11 @@ def test_missing_class_directory_is_unavailable_with_the_path(tmp_path: Path) ->
     ("relative", "expected"),
     [
         ("class/rngd_mgmt/rngd!npu0mgmt/throttle_reason", "expected a bitmask"),
-        ("class/rngd_mgmt/rngd!npu0pe2/metrics", "expected 'Key: <int>' lines"),
+        ("class/rngd_mgmt/rngd!npu0pe2/metrics", "expected 'Key: 0x<hex>' lines"),
+        ("class/rngd_mgmt/rngd!npu0mgmt/pe_occupancy", "expected 0 or 1"),
+        ("bus/pci/devices/0000:03:00.0/hwmon/hwmon3/power1_max", "expected microwatts"),
         ("class/rngd_mgmt/rngd!npu0pe2/alloc_status", "expected 'key: <int>' lines"),
-        ("class/rngd_mgmt/rngd!npu0mgmt/npu_clocks", "expected 'name (MHz): <int>' lines"),
+        ("class/rngd_mgmt/rngd!npu0mgmt/npu_clocks", "expected an integer in Hz"),
         ("bus/pci/devices/0000:03:00.0/hwmon/hwmon3/power1_average", "expected microwatts"),
         ("bus/pci/devices/0000:03:00.0/hwmon/hwmon3/temp1_input", "millidegrees"),
     ],
@@ -340,7 +380,7 @@ def test_key_values_fast_path_agrees_with_the_line_by_line_parser(text: str) -> 
     def run(f: object) -> object:
         try:
             return f(text, "src", "'Key: <int>'")  # type: ignore[operator]
-        except furiosa.ParseError as e:
+        except ParseError as e:
             return str(e)
 
     assert run(furiosa._key_values) == run(furiosa._key_values_slow)

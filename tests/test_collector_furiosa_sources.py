@@ -339,6 +339,7 @@ def test_warboy_and_rngd_through_sysfs_against_the_truth(tmp_path: Path) -> None
         async with Node(tmp_path, node_options()) as node:
             c = furiosa.create("npu", Config(root=str(tmp_path), source="sysfs"))
             node.step(0.0)
+            node.step(0.5)  # the runtime holds the RNGD's PEs from here (pe_occupancy 1)
             first = await c.collect()
             assert all(s.field("util_ratio") is None for s in first)
             truth = node.step(1.0)
@@ -513,6 +514,7 @@ def test_perf_regs_not_readable_means_no_utilization(tmp_path: Path) -> None:
         async with Node(tmp_path, node_options()) as node:
             c = furiosa.create("npu", Config(root=str(tmp_path), source="sysfs"))
             node.step(0.0)
+            node.step(0.5)  # the runtime holds the RNGD's PEs from here (pe_occupancy 1)
             await c.collect()
             node.step(1.0)
             (tmp_path / "sys/class/npu_mgmt/npu0pe1/perf_regs").unlink()

@@ -70,9 +70,9 @@ def hwmon(root: Path, bdf: str) -> Path:
 
 def pe_counters(root: Path, n: int, m: int) -> tuple[int, int]:
     text = read(pe(root, n, m) / "metrics")
-    match = re.fullmatch(r"CycleCount: (\d+)\nTaskCycleCount: (\d+)\n", text)
-    assert match, text
-    return int(match.group(1)), int(match.group(2))
+    match = re.fullmatch(r"CycleCount: 0x([0-9a-f]+)\nTaskCycleCount: 0x([0-9a-f]+)\n", text)
+    assert match, text  # hexadecimal: furiosa-smi 2026.4 reads the values as hex
+    return int(match.group(1), 16), int(match.group(2), 16)
 
 
 # ----------------------------------------------------------------------------------- layout
@@ -92,13 +92,14 @@ def test_tree_has_the_reference_layout(tmp_path: Path) -> None:
         assert re.fullmatch(r"RNGD\d{6}\n", read(d / "device_sn"))
         for name in ("fw_version", "version"):
             assert re.fullmatch(r"\d+\.\d+\.\d+, [0-9a-f]+\n", read(d / name)), name
-        assert read(d / "device_state") == "1\n"
+        assert read(d / "device_state") == "0\n"  # 0 = alive to furiosa-smi 2026.4
         assert re.fullmatch(r"\d+\n", read(d / "heartbeat"))
         assert read(d / "npu_governor") == "performance\n"
         assert re.fullmatch(r"0x[0-9a-f]+\n", read(d / "throttle_reason"))
         assert read(d / "power_limit_mw") == "300000\n"
         clocks = read(d / "npu_clocks").splitlines()
-        assert clocks == [f"pe{m} (MHz): 2000" for m in range(PE_COUNT)]
+        assert clocks == ["2000000000"] * PE_COUNT  # Hz, one line per PE
+        assert read(d / "pe_occupancy").splitlines() == ["1"] * PE_COUNT  # steady load: held
         capacity = 0
         for m in range(PE_COUNT):
             cycles, busy = pe_counters(root, n, m)
@@ -115,6 +116,12 @@ def test_tree_has_the_reference_layout(tmp_path: Path) -> None:
         assert read(h / "name") == f"rngd{n}\n"
         assert read(h / "power1_label") == "RMS_TOTAL\n"
         assert re.fullmatch(r"\d+\n", read(h / "power1_average"))
+        assert read(h / "power1_max") == "300000000\n"  # the power limit, µW
+        assert os.readlink(h / "device") == "../.."  # hwmonN/device -> the PCI function
+        pci = root / "sys" / "bus" / "pci" / "devices" / bdf
+        assert (read(pci / "vendor"), read(pci / "device")) == ("0x1ed2\n", "0x0001\n")
+        assert (pci / "driver").resolve() == root / "sys/bus/pci/drivers/furiosa_rngd"
+        assert read(pci / "numa_node") == "0\n"
         labels = [read(h / f"temp{i}_label").strip() for i in range(1, 11)]
         assert labels == ["PEAK"] + [f"NPU_PE{m}" for m in range(8)] + ["AMBIENT"]
         for i in range(1, 11):
