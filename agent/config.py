@@ -393,9 +393,19 @@ class IngestConfig:
     retry_min_s: float = 0.5
     retry_max_s: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: A line stamped further ahead of the ingest's clock than this is dead-lettered (a node whose
+    #: clock is that far off would corrupt every window it is joined into).
+    max_future_s: float = 3600.0
+    #: Each node's clock offset is estimated over windows this long and written per window
+    #: (``ingest`` measurement, ``clock_offset_s``; DESIGN §4).
+    clock_window_s: float = 60.0
 
     def __post_init__(self) -> None:
         topics.validate_segment("group", self.group)
+        if not self.max_future_s > 0:
+            raise ValueError(f"max_future_s: expected > 0 s, got {self.max_future_s!r}")
+        if not self.clock_window_s > 0:
+            raise ValueError(f"clock_window_s: expected > 0 s, got {self.clock_window_s!r}")
 
     def client_id(self) -> str:
         return self.mqtt.client_id or f"kwatt-ingest-{socket.gethostname()}"

@@ -9,10 +9,14 @@
   since its unacknowledged messages are redelivered. Writes are idempotent: a point is measurement + tags
   + timestamp, so a redelivered message overwrites itself.
 * Every payload is parsed and validated line by line. Good lines are kept; bad lines (syntax, unknown
-  fields, wrong types, absurd timestamps, ``site``/``node`` tags that differ from the topic) go to a
+  fields, wrong types, values outside their plausible range (DESIGN §3), timestamps before 2000 or
+  more than ``max_future_s`` (1 h) ahead, ``site``/``node`` tags that differ from the topic) go to a
   dead-letter record with the reason and a bounded copy, and are counted. A payload that is not UTF-8 or
   is oversized is dead-lettered whole. A message InfluxDB refuses for good (4xx) is dead-lettered too,
   never retried forever. Nothing is dropped silently.
+* Estimates each node's clock offset from what it receives (:class:`ClockOffsets`) and writes it per
+  node and window in the ``ingest`` measurement (``clock_offset_s``), which ``kwatt report`` and
+  ``kwatt top`` check against their skew bound.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from agent.model import Measurement, Sample
 from agent.mqtt import Backoff, make_client
 from agent.seqtrack import SeqTracker
 
-__all__ = ["DeadLetters", "Ingest", "IngestStats"]
+__all__ = ["ClockOffsets", "DeadLetters", "Ingest", "IngestStats"]
 
 log = logging.getLogger("kwatt.ingest")
 
@@ -96,6 +100,42 @@ class _Pending:
     seqs: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
 
 
+class ClockOffsets:
+    """Each node's clock offset from what it sends (DESIGN §4 ``ingest.clock_offset_s``).
+
+    Per message, ``newest sample timestamp - receive time`` is the node's clock offset minus that
+    message's delivery delay (sampling to batch close, broker, network). The largest value over a
+    window is therefore the offset, low by the window's shortest delay (a fraction of the agent's
+    flush interval on a healthy node): a positive figure (node ahead) cannot come from delays; a
+    negative one is a clock behind or a node whose data arrives late (e.g. a spool replaying).
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._open: dict[tuple[str, str], tuple[float, int]] = {}  # node -> (opened at, max ns)
+        self._closed: list[tuple[str, str, float]] = []
+
+    def observe(self, site: str, node: str, ahead_ns: int, now_s: float) -> None:
+        key = (site, node)
+        cur = self._open.get(key)
+        if cur is not None and now_s - cur[0] >= self.window_s:
+            self._closed.append((site, node, cur[1] / 1e9))
+            cur = None
+        if cur is None:
+            self._open[key] = (now_s, ahead_ns)
+        elif ahead_ns > cur[1]:
+            self._open[key] = (cur[0], ahead_ns)
+
+    def take_closed(self, now_s: float) -> list[tuple[str, str, float]]:
+        """(site, node, offset s) of every window that ended since the last call."""
+        for key, (opened, ahead_ns) in list(self._open.items()):
+            if now_s - opened >= self.window_s:
+                self._closed.append((*key, ahead_ns / 1e9))
+                del self._open[key]
+        out, self._closed = self._closed, []
+        return out
+
+
 class Ingest:
     """One ingest worker."""
 
@@ -110,6 +150,7 @@ class Ingest:
         self._ready = asyncio.Event()
         self._connected = asyncio.Event()
         self.seqs = SeqTracker()
+        self.clocks = ClockOffsets(config.clock_window_s)
         # the worker's name as a tag value: its client id with anything a tag may not hold replaced
         self.worker = re.sub(r"[^A-Za-z0-9._:-]", "_", config.client_id())[:256]
 
@@ -233,8 +274,12 @@ class Ingest:
                 payload,
             )
             return
+        recv_ns = time.time_ns()
         result = lineproto.scan_payload(
-            payload, max_bytes=self.config.batch.max_payload_bytes, now_ns=time.time_ns()
+            payload,
+            max_bytes=self.config.batch.max_payload_bytes,
+            now_ns=recv_ns,
+            max_skew_s=self.config.max_future_s,
         )
         whole = [err for err in result.errors if err.line == 0]
         if whole:  # not UTF-8, empty, oversized: the payload as a whole is rejected
@@ -245,6 +290,7 @@ class Ingest:
         bad = {err.line: err.reason for err in result.errors}
         raw_lines = payload.split(b"\n")
         kept = 0
+        newest_ns = 0
         keep = self._pending.lines.append
         for line in result.lines:
             site = node = collector = None
@@ -269,9 +315,14 @@ class Ingest:
                 seq = dict(point.fields).get("seq")
                 if isinstance(seq, int):
                     self._pending.seqs.append((name.site, name.node, seq))
-            keep(raw_lines[line.line - 1])
+            raw = raw_lines[line.line - 1]
+            keep(raw)
             kept += 1
+            ts = int(raw[raw.rindex(b" ") + 1 :])
+            newest_ns = max(newest_ns, ts)
         self._pending.points += kept
+        if newest_ns:
+            self.clocks.observe(name.site, name.node, newest_ns - recv_ns, time.monotonic())
         if bad:
             self.stats.lines_rejected += len(bad)
             first = sorted(bad.items())[:5]
@@ -350,7 +401,14 @@ class Ingest:
             self.seqs.observe(site, node, seq)
         self.stats.seq_missing, self.stats.seq_duplicates = self.seqs.totals()
         now = time.time_ns()
-        out = []
+        out = [
+            lineproto.encode(
+                [Sample.ingest(now, worker=self.worker, clock_offset_s=offset_s)],
+                site=site,
+                node=node,
+            )
+            for site, node, offset_s in self.clocks.take_closed(time.monotonic())
+        ]
         for site, node, c in self.seqs.take_changed():
             sample = Sample.ingest(
                 now,

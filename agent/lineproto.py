@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.model import (
+    BOUNDS,
     FIELDS,
     MEASUREMENTS,
     FieldType,
@@ -31,6 +32,7 @@ from agent.model import (
     Measurement,
     MeasurementSpec,
     Sample,
+    range_violations,
     validate_tag_value,
 )
 
@@ -389,6 +391,13 @@ def _check_fields(
             )
         out.append((key, _field_value(key, text, _FIELD_TYPES[key])))
     out.sort()
+    if measurement in BOUNDS and (bad := range_violations(measurement, out)):
+        v = bad[0]
+        raise LineProtocolError(
+            f"field {v.field!r}: {v.value!r} is outside its plausible range {v.bound} "
+            "(DESIGN §3: a failed sensor read, not a measurement)",
+            key=v.field,
+        )
     return tuple(out)
 
 
@@ -507,6 +516,8 @@ def _parse_fast(line: str, max_ts: int) -> Point | None:
     t = int(ts)
     if not MIN_TS_NS <= t <= max_ts:
         return None
+    if name in BOUNDS and range_violations(name, fields):
+        return None  # the full path says which field, value and bound
     return Point(name, tags, tuple(fields), t)
 
 
@@ -528,6 +539,15 @@ _BODIES: dict[str, re.Pattern[str]] = {
     )
     for m, types in _TYPES_BY_MEASUREMENT.items()
 }
+
+
+def _in_bounds(measurement: str, body: str) -> bool:
+    """The field part (already matched by the measurement's regex) is within :data:`BOUNDS`."""
+    fields: list[tuple[str, float | int]] = []
+    for tok in body.split(","):
+        k, _, v = tok.partition("=")
+        fields.append((k, int(v[:-1]) if v[-1] == "i" else float(v)))
+    return not range_violations(measurement, fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,6 +612,7 @@ def scan_payload(
                 and ts.isascii()
                 and len(ts) <= 19
                 and MIN_TS_NS <= int(ts) <= max_ts
+                and (cached[0] not in BOUNDS or _in_bounds(cached[0], body))
             ):
                 good.append(ScannedLine(lineno, cached[0], cached[1], line))
                 continue

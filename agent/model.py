@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "BOUNDS",
     "FIELDS",
     "MEASUREMENTS",
+    "Bound",
     "DeviceInfo",
     "FieldSpec",
     "FieldType",
@@ -24,7 +26,10 @@ __all__ = [
     "Measurement",
     "MeasurementSpec",
     "MetricKind",
+    "RangeViolation",
     "Sample",
+    "drop_implausible",
+    "range_violations",
     "validate_tag_value",
 ]
 
@@ -95,6 +100,9 @@ FIELDS: Mapping[str, FieldSpec] = {
         FieldSpec("collect_ok", "1", _G, _I, "1 when the collector's last poll succeeded"),
         FieldSpec("collect_duration_s", "s", _G, _F, "duration of the collector's last poll"),
         FieldSpec("collect_errors_total", "1", _C, _I, "failed polls of the collector"),
+        FieldSpec(
+            "out_of_range_total", "1", _C, _I, "readings of the collector outside BOUNDS, dropped"
+        ),
         FieldSpec("spool_bytes", "B", _G, _I, "bytes waiting in the agent's outbound spool"),
         FieldSpec("dropped_total", "1", _C, _I, "points the agent had to drop"),
         FieldSpec("seq_last", "1", _G, _I, "highest batch seq the ingest worker saw from the node"),
@@ -103,6 +111,14 @@ FIELDS: Mapping[str, FieldSpec] = {
         ),
         FieldSpec("seq_duplicates_total", "1", _C, _I, "batches of the node this worker saw again"),
         FieldSpec("seq_resets_total", "1", _C, _I, "times the node's seq restarted at 1"),
+        FieldSpec(
+            "clock_offset_s",
+            "s",
+            _G,
+            _F,
+            "node clock minus ingest clock, estimated as the largest (newest sample ts - receive "
+            "time) over a window: low by at most the shortest delivery delay",
+        ),
         FieldSpec("work_per_j", "1/J", _G, _F, "units of work per joule"),
         FieldSpec("ratio_vs_baseline", "1", _G, _F, "work_per_j divided by the baseline's"),
         FieldSpec("target_ratio", "1", _G, _F, "the target's minimum ratio"),
@@ -166,6 +182,7 @@ MEASUREMENTS: Mapping[Measurement, MeasurementSpec] = {
                 "collect_ok",
                 "collect_duration_s",
                 "collect_errors_total",
+                "out_of_range_total",
                 "spool_bytes",
                 "dropped_total",
             }
@@ -174,7 +191,15 @@ MEASUREMENTS: Mapping[Measurement, MeasurementSpec] = {
     Measurement.INGEST: MeasurementSpec(
         frozenset({"site", "node", "worker"}),
         frozenset(),
-        frozenset({"seq_last", "seq_missing", "seq_duplicates_total", "seq_resets_total"}),
+        frozenset(
+            {
+                "seq_last",
+                "seq_missing",
+                "seq_duplicates_total",
+                "seq_resets_total",
+                "clock_offset_s",
+            }
+        ),
     ),
     Measurement.EFFICIENCY: MeasurementSpec(
         frozenset({"site", "service", "window"}),
@@ -320,6 +345,120 @@ class Sample:
     def ingest(cls, ts_ns: int, *, worker: str, **fields: FieldValue | None) -> Sample:
         """An ingest worker's per-node seq figures (site/node: the node they are about)."""
         return cls.build(Measurement.INGEST, ts_ns, {"worker": worker}, fields)
+
+
+# ------------------------------------------------------------------------ plausible ranges
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The closed range a reading of one field can physically take; outside it is a failed read
+    (a sentinel such as 65535 °C, -273 °C, an all-ones counter, 1e300 W), never a measurement."""
+
+    lo: float
+    hi: float
+    unit: str
+    why: str
+
+    def __str__(self) -> str:
+        hi = "inf" if math.isinf(self.hi) else f"{self.hi:g}"
+        return f"[{self.lo:g}, {hi}] {self.unit}".rstrip()
+
+
+_INF = math.inf
+_DEVICE_POWER = Bound(
+    0.0, 10_000.0, "W", "the largest accelerator module draws ~1-3 kW; 10 kW leaves headroom"
+)
+_COUNT = Bound(0.0, _INF, "", "a count of events cannot be negative")
+_SECONDS = Bound(0.0, _INF, "s", "a latency cannot be negative")
+_SERVING_BOUNDS: Mapping[str, Bound] = {
+    "requests_total": _COUNT,
+    "inferences_total": _COUNT,
+    "tokens_total": _COUNT,
+    "latency_p50_s": _SECONDS,
+    "latency_p99_s": _SECONDS,
+}
+
+#: DESIGN §3 "Plausible ranges": per measurement, the bound of each field (fields not listed, and
+#: the agent's, ingest's and analytics' own measurements, are not bounded). ``mem_used_bytes`` is
+#: also bounded by the same sample's ``mem_total_bytes`` (see :func:`range_violations`).
+BOUNDS: Mapping[str, Mapping[str, Bound]] = {
+    Measurement.ACCEL.value: {
+        "power_w": _DEVICE_POWER,
+        "power_limit_w": _DEVICE_POWER,
+        "energy_j": Bound(
+            0.0, _INF, "J", "a counter since an origin; wraps are unwrapped by the collector"
+        ),
+        "temp_c": Bound(
+            -40.0,
+            150.0,
+            "°C",
+            "silicon operates within about -40..125 °C; 65535, 255 and -273 "
+            "are what drivers print when a sensor read fails",
+        ),
+        "util_ratio": Bound(0.0, 1.0, "", "a busy share"),
+        "clock_hz": Bound(0.0, 10e9, "Hz", "no accelerator core clock is near 10 GHz"),
+        "mem_used_bytes": Bound(0.0, _INF, "B", "memory in use cannot be negative"),
+        "mem_total_bytes": Bound(0.0, _INF, "B", "a memory size cannot be negative"),
+        "throttled": Bound(0.0, 1.0, "", "a flag"),
+        **_SERVING_BOUNDS,
+    },
+    Measurement.HOST.value: {
+        "power_w": Bound(0.0, 100_000.0, "W", "a whole server or chassis draws well under 100 kW"),
+        "energy_j": Bound(
+            0.0, _INF, "J", "a counter since an origin; RAPL wraps are unwrapped by the collector"
+        ),
+    },
+    Measurement.SERVING.value: _SERVING_BOUNDS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RangeViolation:
+    """One reading outside its :data:`BOUNDS` (or memory used above the total)."""
+
+    field: str
+    value: FieldValue
+    bound: str  # the range, e.g. "[-40, 150] °C", or "<= mem_total_bytes (1024)"
+
+    def __str__(self) -> str:
+        return f"{self.field}={self.value!r} outside {self.bound}"
+
+
+def range_violations(
+    measurement: str, fields: tuple[tuple[str, FieldValue], ...] | list[tuple[str, FieldValue]]
+) -> list[RangeViolation]:
+    """The fields of one point outside their plausible range (DESIGN §3); empty when all fit."""
+    bounds = BOUNDS.get(measurement)
+    if bounds is None:
+        return []
+    out: list[RangeViolation] = []
+    used = total = None
+    for name, value in fields:
+        b = bounds.get(name)
+        if b is not None and not b.lo <= value <= b.hi:
+            out.append(RangeViolation(name, value, str(b)))
+            continue
+        if name == "mem_used_bytes":
+            used = value
+        elif name == "mem_total_bytes":
+            total = value
+    if used is not None and total is not None and used > total:
+        out.append(RangeViolation("mem_used_bytes", used, f"<= mem_total_bytes ({total})"))
+    return out
+
+
+def drop_implausible(sample: Sample) -> tuple[Sample | None, list[RangeViolation]]:
+    """``sample`` without its out-of-range fields (absent, never clamped), and what was dropped;
+    None when no field is left."""
+    bad = range_violations(sample.measurement.value, sample.fields)
+    if not bad:
+        return sample, bad
+    names = {v.field for v in bad}
+    kept = tuple((k, v) for k, v in sample.fields if k not in names)
+    if not kept:
+        return None, bad
+    return Sample(sample.measurement, sample.ts_ns, sample.tags, kept), bad
 
 
 def coerce_field(name: str, value: FieldValue) -> FieldValue:

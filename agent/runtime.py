@@ -5,8 +5,10 @@ Shape (one asyncio TaskGroup):
 * one poll task per collector, drift-free on the monotonic clock (tick k fires at start + k·interval;
   ticks missed while a poll overran are skipped, not bunched), every poll under its timeout; a failing
   collector is logged (once per failure streak), counted and retried on its next tick: it never stops the
-  others. Each poll also yields an ``agent`` point tagged with the collector: ``collect_ok``,
-  ``collect_duration_s``, ``collect_errors_total``.
+  others. A reading outside its plausible range (agent.model.BOUNDS, DESIGN §3: a sentinel such as
+  65535 °C) is made absent, counted and warned about (once a minute per field). Each poll also yields
+  an ``agent`` point tagged with the collector: ``collect_ok``, ``collect_duration_s``,
+  ``collect_errors_total``, ``out_of_range_total``.
 * a flush task that every ``flush_interval_s`` (or as soon as ``max_batch_points`` are waiting) closes a
   batch, appends the ``agent`` point with the node's batch ``seq``, ``dropped_total`` and
   ``spool_bytes``, encodes it as line protocol and puts it in the :class:`Outbox`.
@@ -41,7 +43,7 @@ import aiomqtt
 from agent import __version__, lineproto, topics
 from agent.batch import Batch
 from agent.config import AgentConfig, CollectorEntry
-from agent.model import DeviceInfo, Sample
+from agent.model import DeviceInfo, Sample, drop_implausible
 from agent.mqtt import (
     NO_MATCHING_SUBSCRIBERS,
     REFUSED_FOR_GOOD,
@@ -176,6 +178,9 @@ class _PollState:
     failing: bool = False
     streak: int = 0  # consecutive failed polls
     last_error: str | None = None  # why the last poll failed; None after a success
+    out_of_range_total: int = 0  # readings dropped as implausible (DESIGN §3 ranges)
+    warned_ns: dict[str, int] = dataclasses.field(default_factory=dict)  # field -> last warning
+    unwarned: dict[str, int] = dataclasses.field(default_factory=dict)  # field -> since then
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,8 @@ class OncePoll:
 #: After n consecutive failures a collector waits 2**(n-1) intervals (at most this long) before its
 #: next poll, so a missing tool or a dead BMC is not hammered every second; one success resets it.
 RETRY_MAX_S = 60.0
+#: At most one warning per collector and field this often for readings out of their range.
+RANGE_WARN_EVERY_NS = 60 * 10**9
 
 
 class Agent:
@@ -326,7 +333,7 @@ class Agent:
         try:
             async with asyncio.timeout(entry.timeout_s):
                 samples = await c.collect()
-            self._add(samples)
+            self._add(self._plausible(entry.name, samples, state))
         except TimeoutError:
             error = f"no answer within {entry.timeout_s:g} s"
         except CollectorError as e:
@@ -356,9 +363,40 @@ class Agent:
                     collect_ok=int(error is None),
                     collect_duration_s=duration_s,
                     collect_errors_total=state.errors_total,
+                    out_of_range_total=state.out_of_range_total,
                 )
             ]
         )
+
+    @staticmethod
+    def _plausible(name: str, samples: Sequence[Sample], state: _PollState) -> list[Sample]:
+        """``samples`` with every reading outside its plausible range (agent.model.BOUNDS) made
+        absent, counted in ``out_of_range_total`` and warned about at most once a minute per field."""
+        out: list[Sample] = []
+        for s in samples:
+            kept, bad = drop_implausible(s)
+            if kept is not None:
+                out.append(kept)
+            if not bad:
+                continue
+            state.out_of_range_total += len(bad)
+            now = time.monotonic_ns()
+            for v in bad:
+                last = state.warned_ns.get(v.field)
+                if last is not None and now - last < RANGE_WARN_EVERY_NS:
+                    state.unwarned[v.field] = state.unwarned.get(v.field, 0) + 1
+                    continue
+                state.warned_ns[v.field] = now
+                more = state.unwarned.pop(v.field, 0)
+                log.warning(
+                    "collector %s: %s %s: %s, left out as a failed read%s",
+                    name,
+                    s.measurement.value,
+                    s.tag("device") or s.tag("zone") or s.tag("source") or "",
+                    v,
+                    f" ({more} more such readings since the last warning)" if more else "",
+                )
+        return out
 
     def _add(self, samples: Sequence[Sample]) -> None:
         self._pending.extend(samples)

@@ -45,6 +45,7 @@ TEST_NEEDS=("${DEMO_NEEDS[@]}"
     tmux:tmux                                          # drives `kwatt top` at 80 x 50
     strace:strace                                      # counts a poll's system calls (bench)
     unshare:util-linux                                 # private mount namespaces (vendor wheels)
+    faketime:faketime                                  # an agent whose clock is off (clock tests)
 )
 SERVERS=true
 VENV_STEPS=true

@@ -41,6 +41,7 @@ TEST_NEEDS = {
     "tmux": "tmux",
     "strace": "strace",
     "unshare": "util-linux",
+    "faketime": "faketime",
 }
 DEMO_NEEDS = {"mosquitto": "mosquitto", "influxd": "influxdb"}
 SEARCHED = ("/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin", "/sbin")

@@ -22,8 +22,10 @@ from agent.lineproto import (
     format_float,
     parse_line,
     parse_payload,
+    scan_payload,
 )
 from agent.model import (
+    BOUNDS,
     FIELDS,
     MEASUREMENTS,
     NODE_TAGS,
@@ -92,6 +94,20 @@ int64s = st.integers(-(2**63), 2**63 - 1)
 timestamps = st.one_of(st.integers(MIN_TS_NS, 2**63 - 1), st.integers(TS - 10**15, TS + 10**15))
 
 
+def field_values(measurement: str, name: str) -> st.SearchStrategy[float] | st.SearchStrategy[int]:
+    """Any value the wire accepts for the field: finite, typed, within its plausible range."""
+    b = BOUNDS.get(measurement, {}).get(name)
+    is_float = FIELDS[name].type is FieldType.FLOAT
+    if b is None:
+        return finite_floats if is_float else int64s
+    hi = None if math.isinf(b.hi) else b.hi
+    if is_float:
+        edges = [x for x in (b.lo, hi, 0.0, 1.0) if x is not None and b.lo <= x <= b.hi]
+        ranged = st.floats(b.lo, hi, allow_nan=False, allow_infinity=False)
+        return st.one_of(ranged, st.sampled_from(edges))
+    return st.integers(int(b.lo), 2**63 - 1 if hi is None else int(hi))
+
+
 @st.composite
 def samples(draw: st.DrawFn, measurement: Measurement | None = None) -> Sample:
     """Any valid sample of any measurement: required tags, some optional ones, >= 1 field."""
@@ -102,9 +118,12 @@ def samples(draw: st.DrawFn, measurement: Measurement | None = None) -> Sample:
         if draw(st.booleans()):
             tags[k] = draw(tag_values)
     names = draw(st.lists(st.sampled_from(sorted(spec.fields)), min_size=1, unique=True))
-    fields = {
-        n: draw(finite_floats if FIELDS[n].type is FieldType.FLOAT else int64s) for n in names
-    }
+    fields = {n: draw(field_values(m.value, n)) for n in names}
+    if fields.get("mem_used_bytes", 0) > fields.get("mem_total_bytes", 2**63):
+        fields["mem_used_bytes"], fields["mem_total_bytes"] = (
+            fields["mem_total_bytes"],
+            fields["mem_used_bytes"],
+        )
     return Sample(m, draw(timestamps), tuple(sorted(tags.items())), tuple(sorted(fields.items())))
 
 
@@ -646,3 +665,57 @@ def test_scan_payload_agrees_on_near_valid_lines(lines):
 def test_scan_payload_edges(body):
     _scan_matches_parse(f"accel,device=d,model=m,node=n1,site=s1,vendor=v {body} {TS}\n".encode())
     _scan_matches_parse(f"agent,node=n1,site=s1 {body} {TS}\n".encode())
+
+
+# ------------------------------------------------------------------ plausible ranges (DESIGN §3)
+HOST_HEAD = "host,node=n1,site=s1,source=rapl,zone=package-0"
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "bound"),
+    [
+        (f"{HEAD} power_w=1e300 {TS}", "power_w", "[0, 10000] W"),
+        (f"{HEAD} power_w=-5 {TS}", "power_w", "[0, 10000] W"),
+        (f"{HEAD} temp_c=65535 {TS}", "temp_c", "[-40, 150] °C"),
+        (f"{HEAD} temp_c=-273 {TS}", "temp_c", "[-40, 150] °C"),
+        (f"{HEAD} util_ratio=1.5 {TS}", "util_ratio", "[0, 1]"),
+        (f"{HEAD} clock_hz=2e10 {TS}", "clock_hz", "[0, 1e+10] Hz"),
+        (f"{HEAD} energy_j=-1 {TS}", "energy_j", "[0, inf] J"),
+        (f"{HEAD} mem_total_bytes=100i,mem_used_bytes=101i {TS}", "mem_used_bytes", "<= mem_total_bytes (100)"),
+        (f"{HEAD} tokens_total=-1i {TS}", "tokens_total", "[0, inf]"),
+        (f"{HOST_HEAD} power_w=150000 {TS}", "power_w", "[0, 100000] W"),
+    ],
+)  # fmt: skip
+def test_out_of_range_line_is_an_error_naming_field_value_and_bound(line, key, bound):
+    for result in (parse_payload(f"{GOOD}\n{line}\n{GOOD}".encode()),):
+        assert len(result.points) == 2  # the other lines of the message are kept
+        (err,) = result.errors
+        assert err.line == 2
+        assert repr(key) in err.reason and bound in err.reason, err.reason
+    scanned = scan_payload(f"{GOOD}\n{line}\n{GOOD}".encode())
+    assert [g.line for g in scanned.lines] == [1, 3]
+    assert [e.reason for e in scanned.errors] == [err.reason]
+    with pytest.raises(LineProtocolError) as e:
+        parse_line(line)
+    assert e.value.key == key
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"{HEAD} power_w=0,temp_c=-40,util_ratio=1,clock_hz=1e10 {TS}",
+        f"{HEAD} temp_c=150,power_w=10000,mem_total_bytes=5i,mem_used_bytes=5i {TS}",
+        f"{HOST_HEAD} power_w=99999.5,energy_j=0 {TS}",
+        f"agent,collector=c,node=n1,site=s1 collect_errors_total=-3i {TS}",  # not bounded
+    ],
+)
+def test_values_on_the_bounds_are_accepted(line):
+    assert parse_payload(line.encode()).ok
+    assert not scan_payload(line.encode()).errors
+
+
+def test_every_bound_names_a_known_field_of_its_measurement():
+    for m, bounds in BOUNDS.items():
+        for name, b in bounds.items():
+            assert name in MEASUREMENTS[Measurement(m)].fields, (m, name)
+            assert b.lo <= b.hi and b.why
