@@ -202,6 +202,7 @@ class _Proc:
     popen: subprocess.Popen[bytes]
     log_path: Path
     argv: list[str] = field(default_factory=list)
+    env: Mapping[str, str] | None = None  # added to the demo's environment
 
 
 @dataclass
@@ -210,7 +211,9 @@ class _Procs:
 
     items: list[_Proc] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], log_dir: Path) -> _Proc:
+    def start(
+        self, name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | None = None
+    ) -> _Proc:
         log_path = log_dir / f"{name}.log"
         with log_path.open("wb") as log:
             p = subprocess.Popen(
@@ -219,8 +222,9 @@ class _Procs:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 start_new_session=True,
+                env=None if env is None else {**os.environ, **env},
             )
-        proc = _Proc(name, p, log_path, argv)
+        proc = _Proc(name, p, log_path, argv, env)
         self.items.append(proc)
         return proc
 
@@ -681,7 +685,7 @@ def _run(
     emulator_procs: list[_Proc] = []
     fleet: dict[str, str] = {}
     for spec, node, emu, printed in emulators:
-        _read_ready_line(emu, timeout_s=60.0)
+        ready = _read_ready_line(emu, timeout_s=60.0)
         emulator_procs.append(emu)
         fleet[node] = f"{spec.model}:{args.devices} {spec.service}"
         doc = yaml.safe_load(printed.read_text(encoding="utf-8"))
@@ -712,6 +716,8 @@ def _run(
                 str(stats_path),
             ],
             logs,
+            # the node's emulated libnvidia-ml.so.1 (the loader reads this only at process start)
+            env={"LD_LIBRARY_PATH": ready["nvml_lib"]} if "nvml_lib" in ready else None,
         )
         agents.append((node, proc, stats_path))
 
@@ -872,7 +878,7 @@ class _Injector:
             self.procs.kill(old)
             self.agent_kills[node] = time.time_ns()
             await asyncio.sleep(fault.duration_s)
-            new = self.procs.start(f"agent-{node}-restart{k}", old.argv, self.log_dir)
+            new = self.procs.start(f"agent-{node}-restart{k}", old.argv, self.log_dir, old.env)
             self.children.agents[0] = (node, new, stats_path)
             self.down.discard(old.name)
         event["restored_at_s"] = round(time.monotonic() - t0, 2)

@@ -2,10 +2,11 @@
 
 For a root ``R`` (``/`` on a real host, an emulated node's directory otherwise) :func:`candidates`
 builds one collector entry per surface that exists under ``R``: sysfs classes, vendor tools in
-``R/bin`` (and on ``PATH`` when ``R`` is ``/``), NVML (the real ``pynvml``, or the emulator's
-module on an emulated node). Serving and Redfish endpoints cannot be discovered safely, so they
-are probed only when given. :func:`probe` validates each entry as the agent would, runs one
-``inventory()`` and one ``collect()`` under a timeout, and records what it saw; :func:`suggest`
+``R/bin`` (and on ``PATH`` when ``R`` is ``/``), NVML (the real ``pynvml``; on an emulated node
+through the node's emulated ``libnvidia-ml.so.1``, loaded into this process). Serving and Redfish
+endpoints cannot be discovered safely, so they are probed only when given. :func:`probe`
+validates each entry as the agent would, runs one ``inventory()`` and one ``collect()`` under a
+timeout, and records what it saw; :func:`suggest`
 keeps exactly the collectors that worked (hwmon excluding the chips a vendor collector already
 reports) and validates the result with :func:`agent.config.agent_config_from`.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import importlib.util
 import json
 import os
@@ -121,6 +123,23 @@ def _has(root: Path, cls: str) -> bool:
         return d.is_dir()  # listing refused: present, the probe reports why
 
 
+def _load_emulated_nvml(root: Path) -> bool:
+    """Load an emulated node's ``libnvidia-ml.so.1`` (``ROOT/.kwatt-emulator/nvml/``) into this
+    process, so pynvml's ``dlopen("libnvidia-ml.so.1")`` finds it as an agent started with
+    ``LD_LIBRARY_PATH`` there would; its state file is named by ``KWATT_NVML_STATE``. False when
+    the node has no such library (no NVIDIA GPU, or no compiler where it runs)."""
+    lib_dir = root / ".kwatt-emulator" / "nvml"
+    lib = lib_dir / "libnvidia-ml.so.1"
+    if not lib.is_file():
+        return False
+    os.environ["KWATT_NVML_STATE"] = str(lib_dir / "state")
+    try:
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return False
+    return True
+
+
 def candidates(
     root: Path,
     *,
@@ -143,12 +162,10 @@ def candidates(
     if tools["sapeon-smi"]:
         out.append({"type": "sapeon", "name": "sapeon", "tool": tools["sapeon-smi"], "root": r})
     emulated = (root / ".kwatt-emulator" / "state.json").is_file() and r != "/"
-    if emulated:
-        out.append(
-            {"type": "nvml", "name": "nvml", "module": "emulators.pynvml_emu", "emulator_root": r}
-        )
-    elif r == "/" and importlib.util.find_spec("pynvml") is not None:  # NVML reads this host
-        out.append({"type": "nvml", "name": "nvml", "module": "pynvml"})
+    # NVML reads this host, or the emulated node through its libnvidia-ml.so.1
+    host_nvml = r == "/" and importlib.util.find_spec("pynvml") is not None
+    if host_nvml or (emulated and _load_emulated_nvml(root)):
+        out.append({"type": "nvml", "name": "nvml"})
     if tools["nvidia-smi"]:
         out.append({"type": "nvidia_smi", "name": "nvidia-smi", "tool": tools["nvidia-smi"]})
     if _has(root, "powercap"):

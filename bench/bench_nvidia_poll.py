@@ -1,13 +1,15 @@
-"""Cost per poll of the NVIDIA collectors: NVML (emulated pynvml) vs spawning ``nvidia-smi``.
+"""Cost per poll of the NVIDIA collectors: NVML (nvidia-ml-py) vs spawning ``nvidia-smi``.
 
 Writes one snapshot of N emulated GPUs (h100 and t4 alternating) into a temporary root, installs the
-emulated ``ROOT/bin/nvidia-smi`` and times ``collect()`` of the ``nvml`` collector (module
-``emulators.pynvml_emu``) and of the ``nvidia_smi`` collector in csv and xml modes.
+emulated ``ROOT/bin/nvidia-smi`` and ``libnvidia-ml.so.1`` and times ``collect()`` of the ``nvml``
+collector (the real nvidia-ml-py over the emulated library) and of the ``nvidia_smi`` collector in
+csv and xml modes.
 
     .venv/bin/python bench/bench_nvidia_poll.py --gpus 2 --polls 50
 
 Prints one line per collector (median and p90 wall time per poll) and a JSON summary. Benchmarks print;
-they never assert. No real GPU is involved: the NVML figure is the emulated module's (a JSON re-read);
+they never assert. No real GPU is involved: the NVML figure is nvidia-ml-py's ctypes calls into the
+emulated library (which answers from a text state file it re-reads when it changes);
 the nvidia-smi figure is dominated by starting a Python process, as a real nvidia-smi start is by
 loading the driver library.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from collectors import nvidia_smi, nvml
 from collectors.base import Collector
+from emulators import libnvml
 from emulators.nvidia import NvidiaSurface
 from emulators.state import DeviceState, Snapshot, write_snapshot
 from emulators.surfaces import SurfaceContext
@@ -76,14 +79,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         devices = _devices(args.gpus)
-        NvidiaSurface(SurfaceContext(root=root, seed=0)).setup(root, devices)
-        write_snapshot(root, Snapshot(1.0, time.time_ns(), devices, None))
-        os.environ["KWATT_EMULATOR_ROOT"] = str(root)
+        surface = NvidiaSurface(SurfaceContext(root=root, seed=0))
+        surface.setup(root, devices)
+        snap = Snapshot(1.0, time.time_ns(), devices, None)
+        write_snapshot(root, snap)
+        surface.render(snap)
+        libnvml.load_in_process(root)  # as LD_LIBRARY_PATH=ROOT/.kwatt-emulator/nvml would
         tool = str(root / "bin" / "nvidia-smi")
         collectors: dict[str, Collector] = {
-            "nvml (emulated pynvml)": nvml.create(
-                "nvml", nvml.Config(module="emulators.pynvml_emu")
-            ),
+            "nvml (nvidia-ml-py)": nvml.create("nvml", nvml.Config()),
             "nvidia_smi csv": nvidia_smi.create("smi", nvidia_smi.Config(tool=tool, mode="csv")),
             "nvidia_smi xml": nvidia_smi.create("smi", nvidia_smi.Config(tool=tool, mode="xml")),
         }

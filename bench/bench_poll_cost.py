@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from emulators import libnvml
+
 REPO = Path(__file__).resolve().parent.parent
 DEVICES = "rngd:2,warboy:1,atom:1,atom-max:1,rebel-quad:1,x220-compact:1,x330:1,h100:1,t4:1"
 
@@ -105,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         try:
             assert emu.stdout is not None
-            emu.stdout.readline()  # ready: surfaces written, servers listening
+            ready = json.loads(emu.stdout.readline())  # surfaces written, servers listening
             os.environ.pop("KWATT_EMULATOR_ROOT", None)  # the printed config names the root
+            if "nvml_lib" in ready:  # the emulated libnvidia-ml.so.1, as LD_LIBRARY_PATH would
+                libnvml.load_in_process(Path(ready["root"]))
             rows = asyncio.run(measure(yaml.safe_load(cfg.read_text()), args.polls))
         finally:
             emu.terminate()

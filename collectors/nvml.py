@@ -1,9 +1,11 @@
 """NVIDIA GPUs through NVML, with nvidia-ml-py's ``pynvml`` (reference/device-interfaces.md §4.1).
 
 Install the optional extra (``pip install kwatt[nvidia]``, which brings ``nvidia-ml-py``; its module is
-``pynvml``). The ``module`` option names the module to import, so tests and emulated nodes point it at
-:mod:`emulators.pynvml_emu` (which reads ``KWATT_EMULATOR_ROOT``); the collector never imports it by
-name. Per GPU and poll it calls, in NVML's units (§4.1, §8):
+``pynvml``, which loads the driver's ``libnvidia-ml.so.1``). There is no other binding: an emulated
+node is read the same way, through its emulated ``libnvidia-ml.so.1`` put on the agent's
+``LD_LIBRARY_PATH`` (emulators/nvidia.py). ``module: pynvml`` in a config is accepted for one
+release with a deprecation warning; any other ``module`` is a config error. Per GPU and poll it
+calls, in NVML's units (§4.1, §8):
 
 ======================================  ==========  ==========================================
 call                                    unit        field
@@ -30,11 +32,12 @@ the device tag); no library or driver is :class:`CollectorUnavailable`; ``TIMEOU
 ``timeout_s``; while a blocked call is still running no second one is started.
 
 Cost per poll, measured with ``.venv/bin/python bench/bench_nvidia_poll.py --gpus 2 --polls 30``
-(emulated GPUs, this repository's 2-core dev container, 2026-11-21): NVML through the emulated pynvml
-module 0.6 ms per poll (1.9 ms with ``--gpus 8``) against 74 ms per poll for spawning the emulated
-``nvidia-smi`` (CSV or XML alike), over a hundred times cheaper: ``nvml`` is the collector to poll
-every second, ``nvidia_smi`` the fallback where the binding is not installed. The emulated module
-re-reads a JSON snapshot where real NVML makes driver calls; no real GPU was measured.
+(emulated GPUs, this repository's 2-core dev container under load from other jobs, 2026-12-02):
+nvidia-ml-py over the emulated ``libnvidia-ml.so.1`` 2.1 ms per poll (6.8 ms with ``--gpus 8``)
+against 504 ms (CSV) and 602 ms (XML) per poll for spawning the emulated ``nvidia-smi``, a Python
+process: ``nvml`` is the collector to poll every second, ``nvidia_smi`` the fallback where the
+binding is not installed. The emulated library answers from a text file it re-reads when it
+changes where real NVML makes driver calls; no real GPU was measured.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ import asyncio
 import enum
 import importlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -57,6 +59,7 @@ from collectors.nvidia_common import GpuRecord, device_info, is_throttled, to_sa
 
 __all__ = [
     "ERRORS",
+    "MODULE",
     "Config",
     "NvmlCollector",
     "NvmlReading",
@@ -72,17 +75,29 @@ NVML_TEMPERATURE_GPU = 0
 NVML_CLOCK_SM = 1
 
 
+#: The only binding: nvidia-ml-py's module.
+MODULE = "pynvml"
+
+
 @dataclass(frozen=True)
 class Config:
     """Options of an ``nvml`` collector entry."""
 
-    #: Module with the pynvml API: nvidia-ml-py's ``pynvml``, or ``emulators.pynvml_emu``.
-    module: str = "pynvml"
     #: Longest a poll's NVML calls may take before the poll fails with CollectorTimeout.
     timeout_s: float = 5.0
-    #: Emulated nodes only: the node's root, handed to ``emulators.pynvml_emu`` through the
-    #: ``KWATT_EMULATOR_ROOT`` environment variable (the real binding ignores it).
-    emulator_root: str | None = None
+    #: Deprecated (accepted for one release, only as ``pynvml``): the binding is always pynvml.
+    module: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.module is None:
+            return
+        if self.module != MODULE:
+            raise ValueError(
+                f"module: {self.module!r} is not accepted: the nvml collector always uses "
+                "nvidia-ml-py's pynvml (an emulated node is read through its libnvidia-ml.so.1 "
+                "on LD_LIBRARY_PATH); remove the key"
+            )
+        log.warning("nvml: the 'module' option is deprecated and will be removed: remove it")
 
 
 def create(name: str, config: Config) -> NvmlCollector:
@@ -321,12 +336,10 @@ class NvmlCollector:
     def _load(self) -> _Nvml:
         if self._nvml is None:
             try:
-                if self.config.emulator_root is not None:
-                    os.environ["KWATT_EMULATOR_ROOT"] = self.config.emulator_root
-                module = importlib.import_module(self.config.module)
+                module = importlib.import_module(MODULE)
             except ImportError as e:
                 raise CollectorUnavailable(
-                    f"{self.config.module}: cannot import ({e}); install nvidia-ml-py "
+                    f"{MODULE}: cannot import ({e}); install nvidia-ml-py "
                     "(pip install 'kwatt[nvidia]')"
                 ) from None
             self._nvml = _Nvml(module)

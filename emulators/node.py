@@ -905,14 +905,8 @@ def collector_candidates(node: Node) -> list[dict[str, object]]:
             {"type": "sapeon", "name": "sapeon", "tool": f"{root}/bin/sapeon-smi", "root": root}
         )
     if "nvidia" in vendors:
-        out.append(
-            {
-                "type": "nvml",
-                "name": "nvml",
-                "module": "emulators.pynvml_emu",
-                "emulator_root": root,
-            }
-        )
+        if "nvml_lib" in eps:  # the emulated libnvidia-ml.so.1: the agent needs LD_LIBRARY_PATH
+            out.append({"type": "nvml", "name": "nvml"})
         out.append({"type": "nvidia_smi", "name": "nvidia-smi", "tool": f"{root}/bin/nvidia-smi"})
     out.append({"type": "rapl", "name": "rapl", "root": root})
     out.append({"type": "hwmon", "name": "hwmon", "root": root})  # exclude: see agent_config
@@ -966,6 +960,15 @@ def agent_config(
         f"# devices: {', '.join(f'{d.model}:{d.cards}' for d in node.options.devices)}; "
         f"services: {', '.join(node.workloads)}; seed {node.options.seed}",
     ]
+    if "nvml_lib" in node.endpoints:
+        head.append(
+            f"# nvml: start the agent with LD_LIBRARY_PATH={node.endpoints['nvml_lib']} "
+            "(the emulated libnvidia-ml.so.1; ready line key nvml_lib)"
+        )
+    nvidia = node.surfaces.get("nvidia")
+    why_no_nvml = getattr(nvidia, "library_error", None)
+    if why_no_nvml:
+        head.append(f"# left out nvml: {why_no_nvml}")
     if check is None:
         head.append("# (not checked against this agent's collectors: run kwatt emulate node)")
     body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)

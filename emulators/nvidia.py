@@ -1,29 +1,41 @@
-"""NVIDIA driver surface of an emulated node: the ``nvidia-smi`` executable and the NVML module.
+"""NVIDIA driver surface of an emulated node: the ``nvidia-smi`` executable and ``libnvidia-ml.so.1``.
 
 Two surfaces render the node's :class:`~emulators.state.DeviceState` of every ``vendor == "nvidia"``
 device (reference/device-interfaces.md §4.4):
 
 - ``ROOT/bin/nvidia-smi``: a script that runs :mod:`emulators.tools.nvidia_smi` on ``ROOT``
-  (``--query-gpu`` CSV and ``-q -x`` XML, §4.2);
-- :mod:`emulators.pynvml_emu`: a module with the API of nvidia-ml-py's ``pynvml`` (§4.1) that reads
-  the same snapshot from the root named by ``KWATT_EMULATOR_ROOT``.
+  (``--query-gpu`` CSV and ``-q -x`` XML, §4.2), reading the snapshot through :func:`load_view`;
+- NVML: an emulated ``libnvidia-ml.so.1`` (C, :mod:`emulators.libnvml`, compiled against NVIDIA's
+  ``nvml.h``) copied into ``ROOT/.kwatt-emulator/nvml/``. At every step :class:`NvidiaSurface`
+  writes every value NVML returns to ``ROOT/.kwatt-emulator/nvml/state`` (:func:`render_nvml_state`,
+  atomically); the library re-reads it when it changed. Any NVML client, the real nvidia-ml-py
+  (``pynvml``), gpustat or nvitop, reads the node when started with
+  ``LD_LIBRARY_PATH=ROOT/.kwatt-emulator/nvml`` (:attr:`NvidiaSurface.library_dir`).
 
-Both read the node's snapshot (``ROOT/.kwatt-emulator/state.json``) through :func:`load_view`, which
-adds what only the NVIDIA surface knows: the imitated driver version (``SurfaceContext.tool_versions
-["nvidia-smi"]``, default :data:`DEFAULT_DRIVER`) and, for a device whose sensor is stuck, the state it
-showed when it got stuck. Those live in ``ROOT/.kwatt-emulator/nvidia.json``, written atomically by
-:class:`NvidiaSurface` (at ``setup`` and whenever the set of held states changes).
+``nvidia-smi`` reads the node's snapshot (``ROOT/.kwatt-emulator/state.json``) through
+:func:`load_view`, which adds what only the NVIDIA surface knows: the imitated driver version
+(``SurfaceContext.tool_versions["nvidia-smi"]``, default :data:`DEFAULT_DRIVER`) and, for a device
+whose sensor is stuck, the state it showed when it got stuck. Those live in
+``ROOT/.kwatt-emulator/nvidia.json``, written atomically by :class:`NvidiaSurface`.
 
 Device faults show the way the real surfaces show them: a device with ``present=False`` is not
 enumerated (an NVML handle to it answers ``GPU_IS_LOST``); re-enumeration changes ``index`` but not the
-UUID, serial or bus id; ``stuck=True`` repeats the state shown when the sensor got stuck (held in
-``nvidia.json`` by :class:`NvidiaSurface`); ``na_fields`` print ``[N/A]`` / raise ``NOT_SUPPORTED``,
-``nan_fields`` print ``nan`` / raise ``NO_DATA``; the NVML energy counter restarts at a counter reset
-(``energy_at_reset_j``, as after a driver reload). UUIDs are printed with NVIDIA's ``GPU-`` prefix.
+UUID, serial or bus id; ``stuck=True`` repeats the state shown when the sensor got stuck;
+``na_fields`` print ``[N/A]`` / return ``NVML_ERROR_NOT_SUPPORTED``, ``nan_fields`` print ``nan`` /
+return ``NVML_ERROR_NO_DATA`` (NVML returns integers: a NaN cannot be represented); the NVML energy
+counter restarts at a counter reset (``energy_at_reset_j``, as after a driver reload). UUIDs are
+printed with NVIDIA's ``GPU-`` prefix. Tool faults of ``"nvml"`` (:data:`NVML_FAULTS`): ``hang_s``
+delays every device call of the library, ``exit_code`` N makes every device call return
+``nvmlReturn_t`` N (e.g. 15 GPU_IS_LOST, 999 UNKNOWN).
+
+GPU processes are real: once started, the surface owns one worker process per GPU (a ``cat``
+reading a pipe the surface holds, so it ends with the node) and NVML lists it as a compute process
+using the GPU's used memory while that is above 0 (gpustat and nvitop drop PIDs that do not exist).
 
 Per-model facts the device state does not carry live in :data:`MODELS`. Board power (TDP) comes from
 reference §7; product names, PCI device ids, clocks and power-limit ranges are the values the real tools
 print for these boards (public captures and datasheets), **assumed** here, not sourced in the reference.
+CUDA compute capabilities are NVIDIA's table (https://developer.nvidia.com/cuda-gpus).
 ``energy_counter`` follows §4.1: ``nvmlDeviceGetTotalEnergyConsumption`` exists from Volta on, so
 every catalogue GPU (Turing T4 included) has it and only the pre-Volta ``p100`` answers
 ``NVML_ERROR_NOT_SUPPORTED``.
@@ -34,13 +46,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
+import subprocess
 import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulators import libnvml
 from emulators.executables import install_executable
 from emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from emulators.surfaces import SurfaceContext, register
@@ -51,6 +66,7 @@ __all__ = [
     "DEFAULT_DRIVER",
     "MEM_UTIL_SHARE",
     "MODELS",
+    "NVML_FAULTS",
     "TOOL",
     "GpuView",
     "NvidiaModel",
@@ -68,12 +84,15 @@ __all__ = [
     "nvml_bus_id",
     "pstate",
     "reasons_mask",
+    "render_nvml_state",
     "surface_config_path",
 ]
 
 VENDOR = "nvidia"
 #: Name of the emulated executable (and of its entry in ``Snapshot.tool_faults``).
 TOOL = "nvidia-smi"
+#: Entry of ``Snapshot.tool_faults`` that the emulated NVML library obeys (hang, error code).
+NVML_FAULTS = "nvml"
 #: Window of the averaged power reading (§4.1: "power averaged over 1 sec interval").
 AVERAGE_WINDOW_S = 1.0
 #: Driver whose ``nvidia-smi`` is imitated unless the node names another one.
@@ -113,6 +132,7 @@ class NvidiaModel:
     max_graphics_mhz: int
     mem_clock_mhz: int
     video_clock_ratio: float  # video clock / graphics clock
+    compute_capability: tuple[int, int] = (8, 0)  # CUDA (https://developer.nvidia.com/cuda-gpus)
 
 
 _T4 = NvidiaModel(
@@ -130,6 +150,7 @@ _T4 = NvidiaModel(
     1590,
     5000,
     0.9,
+    (7, 5),
 )
 _L4 = NvidiaModel(
     "NVIDIA L4",
@@ -146,6 +167,7 @@ _L4 = NvidiaModel(
     2040,
     6251,
     0.8,
+    (8, 9),
 )
 _A100_80 = NvidiaModel(
     "NVIDIA A100-SXM4-80GB",
@@ -162,6 +184,7 @@ _A100_80 = NvidiaModel(
     1410,
     1593,
     0.88,
+    (8, 0),
 )
 _A100_40 = NvidiaModel(
     "NVIDIA A100-SXM4-40GB",
@@ -178,6 +201,7 @@ _A100_40 = NvidiaModel(
     1410,
     1215,
     0.88,
+    (8, 0),
 )
 _H100_SXM = NvidiaModel(
     "NVIDIA H100 80GB HBM3",
@@ -194,6 +218,7 @@ _H100_SXM = NvidiaModel(
     1980,
     2619,
     0.89,
+    (9, 0),
 )
 _H100_PCIE = NvidiaModel(
     "NVIDIA H100 PCIe",
@@ -210,6 +235,7 @@ _H100_PCIE = NvidiaModel(
     1755,
     1593,
     0.9,
+    (9, 0),
 )
 _L40S = NvidiaModel(
     "NVIDIA L40S",
@@ -226,6 +252,7 @@ _L40S = NvidiaModel(
     2520,
     9001,
     0.77,
+    (8, 9),
 )
 _P100 = NvidiaModel(
     "Tesla P100-PCIE-16GB",
@@ -242,6 +269,7 @@ _P100 = NvidiaModel(
     1328,
     715,
     0.9,
+    (6, 0),
 )
 
 #: catalogue key -> board facts (keys of the node's catalogue and a few spellings of them)
@@ -458,6 +486,126 @@ def load_view(root: Path) -> GpuView:
     return gpu_view(read_snapshot(root), config.driver_version, config.held, config.avg_power)
 
 
+# ------------------------------------------------------------------------------- NVML state
+
+# nvml.h values the state file uses
+NVML_ERROR_NOT_SUPPORTED, NVML_ERROR_NO_DATA = 3, 21
+_NVML_BRAND = {"NVIDIA": 14, "Tesla": 2}  # nvmlBrandType_t NVML_BRAND_NVIDIA, NVML_BRAND_TESLA
+#: Clock event reason bits NVML reports as supported (nvml.h nvmlClocksEventReason*, 0x1..0x100).
+SUPPORTED_REASONS = 0x1FF
+
+
+def _cuda_driver(driver_version: str) -> int:
+    """``nvmlSystemGetCudaDriverVersion``: 1000 × major + 10 × minor (12.9 -> 12090); 0 unknown."""
+    major, _, minor = cuda_version(driver_version).partition(".")
+    return int(major) * 1000 + int(minor) * 10 if major.isdigit() and minor.isdigit() else 0
+
+
+def render_nvml_state(view: GpuView, processes: Mapping[str, int] | None = None) -> str:
+    """The emulated library's state file (format: the comment at the top of ``nvml_emu.c``).
+
+    Every value is what NVML returns, in NVML's units; a value a board lacks is left out (the
+    library answers ``NOT_SUPPORTED``), a faulted one is ``!CODE``. ``processes`` maps a GPU's UUID
+    to the PID of its worker process.
+    """
+    faults = view.snapshot.faults_for(NVML_FAULTS)
+    lines = [
+        "kwatt-nvml-state 1",
+        f"driver {view.driver_version}",
+        f"nvml_version {view.cuda_version.split('.')[0]}.{view.driver_version}",
+        f"cuda_driver {_cuda_driver(view.driver_version)}",
+        f"hang_ms {max(0, round(faults.hang_s * 1000))}",
+        f"fail {max(0, faults.exit_code)}",
+    ]
+    for dev in view.gpus:
+        board = model_of(dev)
+        uuid = gpu_uuid(dev)
+        bus_id = nvml_bus_id(dev.bus_id)
+        domain, bus, device = _bdf(bus_id)
+        draw_w = view.draw_power_w(dev)
+        mhz = _nvml_value(dev, "clock_hz", lambda: round(dev.clock_hz / 1e6))  # noqa: B023
+        limit = _nvml_value(dev, "power_limit_w", lambda: round(dev.power_limit_w * 1000))  # noqa: B023
+        fields: list[tuple[str, int | str]] = [
+            ("minor", dev.index),
+            ("brand", _NVML_BRAND.get(board.brand, 14)),
+            ("arch", board.nvml_arch),
+            ("cc_major", board.compute_capability[0]),
+            ("cc_minor", board.compute_capability[1]),
+            ("pci_device_id", board.pci_device_id),
+            ("power_mw", _nvml_value(dev, "power_w", lambda: max(0, round(draw_w * 1000)))),  # noqa: B023
+        ]
+        if board.energy_counter:  # Volta and later (§4.1); absent: NOT_SUPPORTED
+            mj = _nvml_value(dev, "energy_j", lambda: math.floor(energy_counter_j(dev) * 1000))  # noqa: B023
+            fields.append(("energy_mj", mj if isinstance(mj, str) else mj % (1 << 64)))
+        fields += [
+            ("limit_enforced_mw", limit),
+            ("limit_mw", limit),
+            ("limit_default_mw", round(board.default_power_limit_w * 1000)),
+            ("limit_min_mw", round(board.min_power_limit_w * 1000)),
+            ("limit_max_mw", round(board.max_power_limit_w * 1000)),
+            ("util_gpu", _nvml_value(dev, "util_ratio", lambda: gpu_util_pct(dev))),  # noqa: B023
+            ("util_mem", _nvml_value(dev, "util_ratio", lambda: mem_util_pct(dev))),  # noqa: B023
+            ("util_enc", 0),  # no video work is emulated
+            ("util_dec", 0),
+            ("temp_c", _nvml_value(dev, "temp_c", lambda: round(dev.temp_c))),  # noqa: B023
+            ("clock_graphics", mhz),
+            ("clock_sm", mhz),
+            ("clock_mem", board.mem_clock_mhz),
+            ("clock_video", mhz if isinstance(mhz, str) else round(mhz * board.video_clock_ratio)),
+            ("max_graphics", board.max_graphics_mhz),
+            ("max_sm", board.max_graphics_mhz),
+            ("max_mem", board.mem_clock_mhz),
+            ("max_video", round(board.max_graphics_mhz * board.video_clock_ratio)),
+            ("mem_total", _nvml_value(dev, "mem_total_bytes", lambda: dev.mem_total_bytes)),  # noqa: B023
+            ("mem_used", _nvml_value(dev, "mem_used_bytes", lambda: _used_bytes(dev))),  # noqa: B023
+            ("pstate", pstate(dev)),
+            ("reasons", reasons_mask(dev)),
+            ("supported_reasons", SUPPORTED_REASONS),
+            ("persistence", 1),  # Enabled, as the emulated nvidia-smi -q prints it
+            ("compute_mode", 0),  # NVML_COMPUTEMODE_DEFAULT
+            ("display_mode", 0),
+            ("display_active", 0),
+            ("ecc_volatile_uncorrected", 0),
+            ("ecc_aggregate_uncorrected", 0),
+        ]
+        if board.mig_capable:
+            fields += [("mig_current", 0), ("mig_pending", 0)]  # MIG disabled
+        lines += [
+            f"gpu {uuid}",
+            f"name {board.product_name}",
+            f"serial {dev.serial}",
+            f"bus_id {bus_id}",
+            f"bus_id_legacy {domain:04X}:{bus:02X}:{device:02X}.0",
+        ]
+        lines += [f"{k} {v}" for k, v in fields]
+        pid = (processes or {}).get(dev.uuid)
+        if pid is not None and dev.mem_used_bytes > 0 and fault_of(dev, "mem_used_bytes") is None:
+            lines.append(f"proc {pid} {_used_bytes(dev)}")
+        lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def _nvml_value(dev: DeviceState, field: str, compute: Callable[[], int]) -> int | str:
+    """``compute()``, or ``!CODE`` when a fault makes ``field`` not supported (na) or NaN."""
+    fault = fault_of(dev, field)
+    if fault == "na":
+        return f"!{NVML_ERROR_NOT_SUPPORTED}"
+    if fault == "nan":
+        return f"!{NVML_ERROR_NO_DATA}"
+    return compute()
+
+
+def _used_bytes(dev: DeviceState) -> int:
+    return max(0, min(dev.mem_used_bytes, dev.mem_total_bytes))
+
+
+def _bdf(bus_id: str) -> tuple[int, int, int]:
+    parts = bus_id.split(":")
+    if len(parts) != 3:
+        return 0, 0, 0
+    return int(parts[0], 16), int(parts[1], 16), int(parts[2].split(".")[0], 16)
+
+
 # ------------------------------------------------------------------------------- the surface
 
 
@@ -477,27 +625,78 @@ class NvidiaSurface:
         # (t_s, true energy) per uuid over a little more than the averaging window
         self._history: dict[str, deque[tuple[float, float]]] = {}
         self._avg: dict[str, float] = {}
+        self._uuids: list[str] = []  # the node's GPUs, in setup order
+        self._workers: dict[str, subprocess.Popen[bytes]] = {}  # uuid -> its GPU process
+        #: Where ``libnvidia-ml.so.1`` lies (put it on LD_LIBRARY_PATH), once installed.
+        self.library_dir: Path | None = None
+        #: Why the library could not be built (no compiler, no nvml.h), or None.
+        self.library_error: str | None = None
 
     @property
     def endpoints(self) -> Mapping[str, str]:
-        return {}
+        return {} if self.library_dir is None else {"nvml_lib": str(self.library_dir)}
 
     def setup(self, root: Path, devices: Sequence[DeviceState]) -> None:
+        """Install ``nvidia-smi`` and the NVML library (built on first use: see :mod:`emulators.libnvml`).
+
+        Without a C compiler or ``nvml.h`` the node runs on without NVML: :attr:`library_error`
+        says what is missing (and the node prints it).
+        """
         self.root = root
         install_tool(root)
         for dev in devices:
             if dev.vendor == VENDOR:
                 self._last[dev.uuid] = dev
+                self._uuids.append(dev.uuid)
         _write_config(root, _SurfaceConfig(self.driver_version, ()))
+        try:
+            self.library_dir = libnvml.install(root)
+        except libnvml.LibraryUnavailable as e:
+            reason = " ".join(str(e).split())  # one line: it goes into the printed config
+            self.library_error = f"emulated NVML (libnvidia-ml.so.1) not available: {reason}"
+            print(f"kwatt emulator: {self.library_error}", file=sys.stderr, flush=True)
 
     async def start(self) -> None:
-        return None
+        """Start one worker process per GPU: the compute process NVML lists on it."""
+        self.start_workers()
+
+    def start_workers(self) -> None:
+        """Start the GPU processes (:meth:`start` does; synchronous for tests)."""
+        cat = shutil.which("cat")
+        if cat is None or self._workers:
+            return
+        for uuid in self._uuids:
+            # a ``cat`` on a pipe this surface holds: it exits when the node closes or dies
+            self._workers[uuid] = subprocess.Popen(
+                ["kwatt-gpu-worker"],
+                executable=cat,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+    @property
+    def worker_pids(self) -> Mapping[str, int]:
+        """The PID of each GPU's worker process, by device UUID."""
+        return {uuid: p.pid for uuid, p in self._workers.items()}
+
+    def stop_workers(self) -> None:
+        for proc in self._workers.values():
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._workers.clear()
 
     def render(self, snap: Snapshot) -> None:
-        """Track what each device showed (stuck sensors) and its power over the last second.
+        """Track what each device showed (stuck sensors) and its power over the last second, and
+        write the NVML library's state.
 
-        The executable and the module render the snapshot themselves when they are called; what
-        they cannot know from one snapshot (held states, the 1-s average) is written here.
+        The executable renders the snapshot itself when it is called; what it cannot know from
+        one snapshot (held states, the 1-s average) is written here.
         """
         held: list[DeviceState] = []
         for dev in snap.devices:
@@ -511,6 +710,9 @@ class NvidiaSurface:
             self._avg[dev.uuid] = self._average(dev)
         avg = tuple(sorted(self._avg.items()))
         _write_config(self.root, _SurfaceConfig(self.driver_version, tuple(held), avg))
+        if self.library_dir is not None:
+            view = gpu_view(snap, self.driver_version, held, avg)
+            write_atomic(libnvml.state_path(self.root), render_nvml_state(view, self.worker_pids))
 
     def _average(self, dev: DeviceState) -> float:
         """Mean power over the last :data:`AVERAGE_WINDOW_S` from the true energy (dE/dt)."""
@@ -530,7 +732,7 @@ class NvidiaSurface:
         return (dev.energy_j - e0) / (dev.t_s - t0)
 
     async def aclose(self) -> None:
-        return None
+        self.stop_workers()
 
 
 register(VENDOR, NvidiaSurface)

@@ -89,7 +89,7 @@ COLLECTORS: dict[str, str | None] = {
     "furiosa": None,  # sysfs; furiosa-smi only where sysfs has no card, never here
     "rebellions": "rbln-smi",
     "sapeon": "sapeon-smi",
-    "nvml": "nvml",  # the emulated pynvml honours the "nvml" tool faults hang and exit
+    "nvml": "nvml",  # the emulated libnvidia-ml.so.1 honours the "nvml" tool faults hang and exit
     "nvidia-smi": "nvidia-smi",
     "rapl": None,
     "hwmon": None,
@@ -552,7 +552,7 @@ def _rig(
         agent = subprocess.Popen(
             kwatt("agent", "--config", str(config)),
             cwd=REPO,
-            env=ENV,
+            env={**ENV, "LD_LIBRARY_PATH": ready["nvml_lib"]},  # the emulated libnvidia-ml.so.1
             stdout=subprocess.DEVNULL,
             stderr=files.enter_context(logs["agent"].open("wb")),
         )
@@ -969,7 +969,7 @@ def test_doctor_config_runs_unchanged_in_kwatt_agent(rig: Rig, mosquitto: Mosqui
         agent = subprocess.Popen(
             kwatt("agent", "--config", str(conf)),
             cwd=REPO,
-            env=ENV,
+            env={**ENV, "LD_LIBRARY_PATH": rig.ready["nvml_lib"]},
             stdout=subprocess.DEVNULL,
             stderr=err,
         )

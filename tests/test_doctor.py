@@ -19,6 +19,7 @@ from agent.config import load_agent_config
 from agent.model import Sample
 from agent.runtime import Agent, _PollState
 from collectors.base import CollectorUnavailable
+from emulators import libnvml
 from emulators.node import Node, NodeOptions, parse_devices
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +73,9 @@ async def poll_every_collector(config: Path) -> dict[str, list[Sample]]:
     return out
 
 
-def test_doctor_on_emulated_node_prints_a_config_the_agent_runs(tmp_path: Path) -> None:
+def test_doctor_on_emulated_node_prints_a_config_the_agent_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, conf = tmp_path / "node", tmp_path / "agent.yaml"
 
     async def go() -> None:
@@ -93,6 +96,9 @@ def test_doctor_on_emulated_node_prints_a_config_the_agent_runs(tmp_path: Path) 
             check = await asyncio.to_thread(kwatt, "agent", "--config", str(conf), "--check")
             assert check.returncode == 0, check.stderr
             node.step(2.0)
+            # this process's NVML reads the node, as an agent with LD_LIBRARY_PATH there would
+            monkeypatch.setenv(libnvml.STATE_ENV, str(libnvml.state_path(root)))
+            libnvml.load_in_process(root)
             polled = await poll_every_collector(conf)
 
         probes = {p["name"]: p for p in report["probes"]}

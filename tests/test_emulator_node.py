@@ -23,6 +23,7 @@ import yaml
 from agent.config import agent_config_from
 from collectors import furiosa
 from collectors.furiosa import Config as FuriosaConfig
+from emulators import libnvml
 from emulators.catalogue import load_catalogue
 from emulators.faults import Fault, FaultError, load_schedule, parse_fault, send
 from emulators.node import Node, NodeOptions, agent_config, parse_devices
@@ -444,12 +445,12 @@ def test_every_collector_of_the_printed_config_reads_a_node_of_every_model(
     import collectors
     from agent.cli import _emulator_collector_check
 
-    # the printed nvml entry carries the node's root itself (emulator_root), no environment needed
-    monkeypatch.delenv("KWATT_EMULATOR_ROOT", raising=False)
-
     async def go() -> dict[str, int]:
         async with Node(tmp_path, options(EVERY_MODEL, ("chatbot", "traffic"), seed=5)) as node:
             node.step(0.0)
+            if "nvml_lib" in node.endpoints:  # as an agent started with LD_LIBRARY_PATH there
+                monkeypatch.setenv(libnvml.STATE_ENV, str(libnvml.state_path(tmp_path)))
+                libnvml.load_in_process(tmp_path)
             text = agent_config(node, check=_emulator_collector_check)
             cfg = agent_config_from(yaml.safe_load(text), where="printed")
             built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in cfg.collectors]

@@ -13,6 +13,9 @@ import dataclasses
 import json
 import math
 import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +23,20 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nvidia_states import FIXTURES, H100, P100, T4, advanced, make_node, shutdown_nvml, step
+from nvidia_states import (
+    FIXTURES,
+    H100,
+    P100,
+    T4,
+    advanced,
+    make_node,
+    shutdown_nvml,
+    step,
+    use_nvml,
+)
 
 import collectors
-from agent.config import from_mapping
+from agent.config import ConfigError, from_mapping
 from agent.model import Sample
 from collectors import nvidia_smi, nvml
 from collectors.base import (
@@ -46,7 +59,7 @@ from emulators.nvidia import NvidiaSurface
 from emulators.state import DeviceState, ToolFaults
 
 UPDATE = os.environ.get("KWATT_UPDATE_GOLDENS") == "1"
-EMU = "emulators.pynvml_emu"
+REPO = Path(__file__).resolve().parent.parent
 TS = 1_790_000_000_000_000_000
 
 GOLDEN_INPUTS = sorted(
@@ -65,7 +78,7 @@ def sample_doc(s: Sample) -> dict[str, object]:
 
 @pytest.fixture(autouse=True)
 def _nvml_shut_down() -> Iterator[None]:
-    """Every test starts and ends with the emulated NVML library uninitialised."""
+    """Every test starts and ends with NVML uninitialised."""
     shutdown_nvml()
     yield
     shutdown_nvml()
@@ -258,13 +271,28 @@ def test_error_table() -> None:
 def test_registry_and_config() -> None:
     assert collectors.load("nvml") is nvml
     assert collectors.load("nvidia_smi") is nvidia_smi
-    cfg = from_mapping(nvml.Config, {"module": EMU, "timeout_s": "2s"}, where="t")
-    assert cfg == nvml.Config(module=EMU, timeout_s=2.0)
+    cfg = from_mapping(nvml.Config, {"timeout_s": "2s"}, where="t")
+    assert cfg == nvml.Config(timeout_s=2.0)
     smi = from_mapping(nvidia_smi.Config, {"tool": "/x/nvidia-smi", "mode": "xml"}, where="t")
     assert smi.mode == "xml"
     assert nvidia_smi.argv(smi) == ["/x/nvidia-smi", "-q", "-x"]
     assert isinstance(nvml.create("n", cfg), Collector)
     assert isinstance(nvidia_smi.create("s", smi), Collector)
+
+
+def test_module_option_is_deprecated(caplog: pytest.LogCaptureFixture) -> None:
+    """``module: pynvml`` is accepted for one release with a warning; any other module, and the
+    emulator-only ``emulator_root``, are config errors."""
+    with caplog.at_level("WARNING", logger="collectors.nvml"):
+        cfg = from_mapping(nvml.Config, {"module": "pynvml"}, where="collectors[0]")
+    assert cfg.module == "pynvml"
+    assert "'module' option is deprecated" in caplog.text
+    with pytest.raises(
+        ConfigError, match=r"collectors\[0\]: module: 'emulators.pynvml_emu' is not"
+    ):
+        from_mapping(nvml.Config, {"module": "emulators.pynvml_emu"}, where="collectors[0]")
+    with pytest.raises(ConfigError, match="unknown key 'emulator_root'"):
+        from_mapping(nvml.Config, {"emulator_root": "/x"}, where="collectors[0]")
 
 
 # ----------------------------------------------------------------------------- fuzzing
@@ -346,10 +374,11 @@ def test_fuzz_nvml_reading(reading: NvmlReading) -> None:
 
 
 @pytest.fixture
-def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, NvidiaSurface]]:
+def node(tmp_path: Path) -> Iterator[tuple[Path, NvidiaSurface]]:
+    """An emulated node; this process's NVML (nvidia-ml-py) reads its libnvidia-ml.so.1."""
     root = tmp_path / "node"
     surface = make_node(root, (H100, T4))
-    monkeypatch.setenv("KWATT_EMULATOR_ROOT", str(root))
+    use_nvml(root, surface)
     yield root, surface
 
 
@@ -366,7 +395,7 @@ def by_device(ss: list[Sample]) -> dict[str, dict[str, float | int]]:
 def make_collectors(root: Path, timeout_s: float = 10.0) -> dict[str, Collector]:
     tool = str(root / "bin" / "nvidia-smi")
     return {
-        "nvml": nvml.create("nvml", nvml.Config(module=EMU, timeout_s=timeout_s)),
+        "nvml": nvml.create("nvml", nvml.Config(timeout_s=timeout_s)),
         "csv": nvidia_smi.create("csv", nvidia_smi.Config(tool=tool, timeout_s=timeout_s)),
         "xml": nvidia_smi.create(
             "xml", nvidia_smi.Config(tool=tool, mode="xml", timeout_s=timeout_s)
@@ -474,7 +503,7 @@ def test_nvidia_smi_missing_tool(tmp_path: Path) -> None:
 
 def test_nvml_hang_times_out_and_recovers(node: tuple[Path, NvidiaSurface]) -> None:
     root, surface = node
-    c = nvml.create("nvml", nvml.Config(module=EMU, timeout_s=0.3))
+    c = nvml.create("nvml", nvml.Config(timeout_s=0.3))
     step(root, surface, (H100, T4), (("nvml", ToolFaults(hang_s=1.0)),))
 
     async def scenario() -> list[Sample]:
@@ -508,7 +537,7 @@ def test_nvml_error_codes_are_typed(
     node: tuple[Path, NvidiaSurface], code: int, error: type[Exception], match: str
 ) -> None:
     root, surface = node
-    c = nvml.create("nvml", nvml.Config(module=EMU))
+    c = nvml.create("nvml", nvml.Config())
     step(root, surface, (H100, T4), (("nvml", ToolFaults(exit_code=code)),))
     with pytest.raises(error, match=match):
         run(c.collect())
@@ -519,18 +548,44 @@ def test_nvml_error_codes_are_typed(
 def test_nvml_not_supported_is_absent(node: tuple[Path, NvidiaSurface]) -> None:
     root, surface = node
     step(root, surface, (H100, T4, P100))
-    got = by_device(run(nvml.create("nvml", nvml.Config(module=EMU)).collect()))
+    got = by_device(run(nvml.create("nvml", nvml.Config()).collect()))
     assert "energy_j" not in got[P100.uuid]  # pre-Volta: NOT_SUPPORTED → absent, never 0
     assert got[P100.uuid]["power_w"] == P100.power_w
     assert "energy_j" in got[T4.uuid]  # Turing has the counter
 
 
-def test_nvml_unavailable_module_and_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(CollectorUnavailable, match="cannot import"):
-        run(nvml.create("n", nvml.Config(module="no_such_pynvml_module")).collect())
-    monkeypatch.delenv("KWATT_EMULATOR_ROOT", raising=False)
-    with pytest.raises(CollectorUnavailable, match="Library Not Found"):
-        run(nvml.create("n", nvml.Config(module=EMU)).collect())
+def _collect_in_a_new_process(prelude: str, env: dict[str, str]) -> str:
+    """Run one nvml collector poll in a fresh interpreter (NVML loads once per process)."""
+    code = (
+        f"{prelude}\n"
+        "import asyncio\n"
+        "from collectors import nvml\n"
+        "try:\n"
+        "    asyncio.run(nvml.create('n', nvml.Config()).collect())\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, e)\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_nvml_unavailable_module_and_library(tmp_path: Path) -> None:
+    pytest.importorskip("pynvml")
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "KWATT_NVML_STATE")}
+    # nvidia-ml-py not installed
+    out = _collect_in_a_new_process("import sys; sys.modules['pynvml'] = None", env)
+    assert out.startswith("CollectorUnavailable pynvml: cannot import"), out
+    # an emulated library whose node is gone: no driver
+    surface = make_node(tmp_path / "node", (H100,))
+    use_nvml(tmp_path / "node", surface)  # skips without a compiler (fails in CI)
+    assert surface.library_dir is not None
+    gone = {**env, "LD_LIBRARY_PATH": str(surface.library_dir)}
+    gone["KWATT_NVML_STATE"] = str(tmp_path / "nowhere" / "state")
+    out = _collect_in_a_new_process("", gone)
+    assert out.startswith("CollectorUnavailable NVML nvmlInit: Driver Not Loaded (code 9"), out
 
 
 @pytest.mark.parametrize("kind", ["nvml", "csv", "xml"])
@@ -548,7 +603,7 @@ def test_na_and_nan_sensors_are_absent(node: tuple[Path, NvidiaSurface], kind: s
 
 def test_nvml_energy_counter_restarts_at_a_reset(node: tuple[Path, NvidiaSurface]) -> None:
     root, surface = node
-    c = nvml.create("nvml", nvml.Config(module=EMU))
+    c = nvml.create("nvml", nvml.Config())
     before = by_device(run(c.collect()))[H100.uuid]["energy_j"]
     reset = dataclasses.replace(
         advanced(H100, 1.0, 600.0), reset_count=1, energy_at_reset_j=H100.energy_j + 0.5
@@ -574,5 +629,6 @@ def test_real_binding_without_a_gpu_is_unavailable() -> None:
     pytest.importorskip("pynvml")
     if Path("/dev/nvidiactl").exists():
         pytest.skip("this node has an NVIDIA driver")
-    with pytest.raises(CollectorUnavailable, match=r"code 12|code 9"):
-        run(nvml.create("nvml", nvml.Config()).collect())
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "KWATT_NVML_STATE")}
+    out = _collect_in_a_new_process("", env)
+    assert re.match(r"CollectorUnavailable .*\(code (12|9);", out), out

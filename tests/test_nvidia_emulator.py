@@ -1,4 +1,5 @@
-"""The emulated NVIDIA surfaces: nvidia-smi output (golden files), the pynvml module, faults, stuck sensors.
+"""The emulated NVIDIA surfaces: nvidia-smi output (golden files), the NVML library read through the
+real nvidia-ml-py, faults, stuck sensors, GPU processes.
 
 Golden files under tests/fixtures/nvidia/ are the emulator's output for the states of
 tests/nvidia_states.py (hand-checked against reference/device-interfaces.md §4.2 and public captures of
@@ -9,8 +10,11 @@ and review the diff.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,15 +32,17 @@ from nvidia_states import (
     T4,
     advanced,
     make_node,
+    require_library,
     shutdown_nvml,
     snapshot,
     step,
+    use_nvml,
 )
 
-import emulators.pynvml_emu as nv
-from emulators import surfaces
+from emulators import libnvml, surfaces
 from emulators.nvidia import (
     DEFAULT_DRIVER,
+    MEM_UTIL_SHARE,
     MODELS,
     GpuView,
     NvidiaSurface,
@@ -47,6 +53,8 @@ from emulators.nvidia import (
 )
 from emulators.state import DeviceState, ToolFaults
 from emulators.tools.nvidia_smi import QueryError, render, render_query_csv, render_xml
+
+N = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (pip install kwatt[dev])")
 
 UPDATE = os.environ.get("KWATT_UPDATE_GOLDENS") == "1"
 
@@ -98,7 +106,7 @@ def view_of(
 
 @pytest.fixture(autouse=True)
 def _nvml_shut_down() -> Iterator[None]:
-    """Every test starts and ends with the emulated NVML library uninitialised."""
+    """Every test starts and ends with NVML uninitialised."""
     shutdown_nvml()
     yield
     shutdown_nvml()
@@ -328,92 +336,125 @@ def test_surface_is_registered() -> None:
     assert factories["nvidia"] is NvidiaSurface
 
 
-# ----------------------------------------------------------------------------- pynvml module
+# ----------------------------------------------------------------------------- NVML (the C library)
+#
+# The emulated libnvidia-ml.so.1 (emulators/libnvml) read through the real nvidia-ml-py (pynvml).
 
 
 @pytest.fixture
-def nvml(node: tuple[Path, NvidiaSurface], monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root, _ = node
-    monkeypatch.setenv(nv.ROOT_ENV, str(root))
-    nv.nvmlInit()
+def nvml(node: tuple[Path, NvidiaSurface]) -> Iterator[Path]:
+    root, surface = node
+    use_nvml(root, surface)
+    N.nvmlInit()
     yield root
-    nv.nvmlShutdown()
+    N.nvmlShutdown()
 
 
 def test_nvml_units_and_identity(nvml: Path) -> None:
-    assert nv.nvmlDeviceGetCount() == 2
-    assert nv.nvmlSystemGetDriverVersion() == DEFAULT_DRIVER
-    h = nv.nvmlDeviceGetHandleByIndex(0)
-    assert nv.nvmlDeviceGetUUID(h) == H100.uuid
-    assert nv.nvmlDeviceGetSerial(h) == H100.serial
-    assert nv.nvmlDeviceGetName(h) == "NVIDIA H100 80GB HBM3"
-    assert nv.nvmlDeviceGetPciInfo(h).busId == b"00000000:1B:00.0"
-    assert nv.nvmlDeviceGetPowerUsage(h) == 512347  # mW
-    assert nv.nvmlDeviceGetTotalEnergyConsumption(h) == 48213987  # mJ (floor)
-    assert nv.nvmlDeviceGetEnforcedPowerLimit(h) == 700000  # mW
-    assert nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU) == 61
-    assert nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM) == 1755
-    assert nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM) == MODELS["h100"].mem_clock_mhz
-    mem = nv.nvmlDeviceGetMemoryInfo(h)
-    assert (mem.used, mem.total, mem.free) == (
-        H100.mem_used_bytes,
-        H100.mem_total_bytes,
-        H100.mem_total_bytes - H100.mem_used_bytes,
-    )
-    assert nv.nvmlDeviceGetUtilizationRates(h).gpu == 73
-    assert nv.nvmlDeviceGetCurrentClocksEventReasons(h) == nv.nvmlClocksEventReasonSwPowerCap
-    assert nv.nvmlDeviceGetCurrentClocksThrottleReasons(h) == nv.nvmlClocksThrottleReasonSwPowerCap
-    assert nv.nvmlDeviceGetArchitecture(h) == nv.NVML_DEVICE_ARCH_HOPPER
+    assert N.nvmlDeviceGetCount() == 2
+    assert N.nvmlSystemGetDriverVersion() == DEFAULT_DRIVER
+    assert N.nvmlSystemGetCudaDriverVersion() == 12090  # 575 ships CUDA 12.9
+    h = N.nvmlDeviceGetHandleByIndex(0)
+    assert N.nvmlDeviceGetUUID(h) == H100.uuid
+    assert N.nvmlDeviceGetSerial(h) == H100.serial
+    assert N.nvmlDeviceGetName(h) == "NVIDIA H100 80GB HBM3"
+    pci = N.nvmlDeviceGetPciInfo(h)  # nvmlDeviceGetPciInfo_v3 and nvml.h's nvmlPciInfo_t
+    assert (pci.busId, pci.domain, pci.bus, pci.device) == ("00000000:1B:00.0", 0, 0x1B, 0)
+    assert pci.pciDeviceId == MODELS["h100"].pci_device_id
+    assert N.nvmlDeviceGetPowerUsage(h) == 512347  # mW
+    assert N.nvmlDeviceGetTotalEnergyConsumption(h) == 48213987  # mJ (floor)
+    assert N.nvmlDeviceGetEnforcedPowerLimit(h) == 700000  # mW
+    assert N.nvmlDeviceGetPowerManagementLimitConstraints(h) == [200000, 700000]
+    assert N.nvmlDeviceGetTemperature(h, N.NVML_TEMPERATURE_GPU) == 61
+    assert N.nvmlDeviceGetClockInfo(h, N.NVML_CLOCK_SM) == 1755
+    assert N.nvmlDeviceGetClockInfo(h, N.NVML_CLOCK_MEM) == MODELS["h100"].mem_clock_mhz
+    assert N.nvmlDeviceGetMaxClockInfo(h, N.NVML_CLOCK_SM) == MODELS["h100"].max_graphics_mhz
+    for version in (None, N.nvmlMemory_v2):  # nvmlDeviceGetMemoryInfo and _v2
+        mem = N.nvmlDeviceGetMemoryInfo(h, version)
+        assert (mem.used, mem.total, mem.free) == (
+            H100.mem_used_bytes,
+            H100.mem_total_bytes,
+            H100.mem_total_bytes - H100.mem_used_bytes,
+        )
+    util = N.nvmlDeviceGetUtilizationRates(h)
+    assert (util.gpu, util.memory) == (73, round(73.4 * MEM_UTIL_SHARE))
+    assert N.nvmlDeviceGetCurrentClocksEventReasons(h) == N.nvmlClocksEventReasonSwPowerCap
+    assert N.nvmlDeviceGetCurrentClocksThrottleReasons(h) == N.nvmlClocksThrottleReasonSwPowerCap
+    assert N.nvmlDeviceGetArchitecture(h) == N.NVML_DEVICE_ARCH_HOPPER
+    assert N.nvmlDeviceGetCudaComputeCapability(h) == (9, 0)
+    assert N.nvmlDeviceGetPerformanceState(h) == 0
+    assert N.nvmlDeviceGetMigMode(h) == [0, 0]  # MIG-capable, disabled
+    assert N.nvmlDeviceGetHandleByPciBusId("00000000:1b:00.0").contents  # case-insensitive
+    with pytest.raises(N.NVMLError_NotSupported):
+        N.nvmlDeviceGetFanSpeed(h)  # a passively cooled board has no fan
+    t4 = N.nvmlDeviceGetHandleByIndex(1)
+    with pytest.raises(N.NVMLError_NotSupported):
+        N.nvmlDeviceGetMigMode(t4)  # Turing has no MIG
+    assert N.nvmlDeviceGetPerformanceState(t4) == 8  # idle
+    assert N.nvmlDeviceGetBrand(t4) == N.NVML_BRAND_NVIDIA
 
 
 def test_nvml_energy_counter_is_volta_and_later(nvml: Path) -> None:
-    t4 = nv.nvmlDeviceGetHandleByIndex(1)
-    assert nv.nvmlDeviceGetArchitecture(t4) == nv.NVML_DEVICE_ARCH_TURING
-    assert nv.nvmlDeviceGetTotalEnergyConsumption(t4) == 3337920  # Turing is after Volta: has it
+    t4 = N.nvmlDeviceGetHandleByIndex(1)
+    assert N.nvmlDeviceGetArchitecture(t4) == N.NVML_DEVICE_ARCH_TURING
+    assert N.nvmlDeviceGetTotalEnergyConsumption(t4) == 3337920  # Turing is after Volta: has it
     root = nvml
     surface = make_node(root, (H100, T4, P100))
     del surface
-    p100 = nv.nvmlDeviceGetHandleByIndex(2)
-    with pytest.raises(nv.NVMLError_NotSupported) as e:
-        nv.nvmlDeviceGetTotalEnergyConsumption(p100)
-    assert e.value.value == nv.NVML_ERROR_NOT_SUPPORTED
+    p100 = N.nvmlDeviceGetHandleByIndex(2)
+    with pytest.raises(N.NVMLError_NotSupported) as e:
+        N.nvmlDeviceGetTotalEnergyConsumption(p100)
+    assert e.value.value == N.NVML_ERROR_NOT_SUPPORTED
     assert str(e.value) == "Not Supported"
-    assert nv.nvmlDeviceGetPowerUsage(p100) == 231050
+    assert N.nvmlDeviceGetPowerUsage(p100) == 231050
 
 
-def test_nvml_errors_are_the_bindings() -> None:
-    err = nv.NVMLError(nv.NVML_ERROR_GPU_IS_LOST)
-    assert type(err) is nv.NVMLError_GpuIsLost
-    assert isinstance(err, nv.NVMLError) and err.value == 15 and str(err) == "GPU is lost"
-    assert nv.NVMLError_NotSupported().value == nv.NVML_ERROR_NOT_SUPPORTED
-    odd = nv.NVMLError(4242)
-    assert type(odd) is nv.NVMLError and odd.value == 4242
-    with pytest.raises(nv.NVMLError_Uninitialized):
-        nv.nvmlDeviceGetCount()
+def test_nvml_init_without_a_node(
+    node: tuple[Path, NvidiaSurface], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, surface = node
+    use_nvml(root, surface)
+    monkeypatch.setenv(libnvml.STATE_ENV, str(tmp_path / "no-such-node" / "state"))
+    with pytest.raises(N.NVMLError_DriverNotLoaded):
+        N.nvmlInit()
+    with pytest.raises(N.NVMLError_Uninitialized):
+        N.nvmlDeviceGetCount()
 
 
-def test_nvml_init_without_a_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(nv.ROOT_ENV, raising=False)
-    with pytest.raises(nv.NVMLError_LibraryNotFound):
-        nv.nvmlInit()
-    monkeypatch.setenv(nv.ROOT_ENV, str(tmp_path))
-    with pytest.raises(nv.NVMLError_DriverNotLoaded):
-        nv.nvmlInit()
+def test_nvml_state_file_errors_are_unknown(nvml: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A state file the library cannot parse answers UNKNOWN and says why on stderr; the next good
+    file is read again."""
+    path = libnvml.state_path(nvml)
+    good = path.read_text()
+    path.write_text(good.replace("power_mw 512347", "power_mw lots"))
+    with pytest.raises(N.NVMLError_Unknown):
+        N.nvmlDeviceGetCount()
+    line = good.splitlines().index("power_mw 512347") + 1
+    assert f"{path}: line {line}: expected an unsigned integer or !CODE" in capfd.readouterr().err
+    path.write_text(good + "gpu GPU-x\nname half a section\n")
+    with pytest.raises(N.NVMLError_Unknown):
+        N.nvmlDeviceGetCount()
+    assert "gpu section without 'end'" in capfd.readouterr().err
+    path.write_text(good)
+    assert N.nvmlDeviceGetCount() == 2
 
 
 def test_nvml_handle_survives_reenumeration_and_loses_its_gpu(nvml: Path) -> None:
     root = nvml
     surface = make_node(root, (H100, T4))
-    t4 = nv.nvmlDeviceGetHandleByIndex(1)
+    t4 = N.nvmlDeviceGetHandleByIndex(1)
     step(root, surface, (dataclasses.replace(H100, index=1), dataclasses.replace(T4, index=0)))
-    assert nv.nvmlDeviceGetUUID(t4) == T4.uuid  # the handle follows its GPU
-    assert nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetHandleByIndex(0)) == T4.uuid
+    assert N.nvmlDeviceGetUUID(t4) == T4.uuid  # the handle follows its GPU
+    assert N.nvmlDeviceGetUUID(N.nvmlDeviceGetHandleByIndex(0)) == T4.uuid
+    assert N.nvmlDeviceGetIndex(t4) == 0
     step(root, surface, (H100, dataclasses.replace(T4, present=False)))
-    assert nv.nvmlDeviceGetCount() == 1
-    with pytest.raises(nv.NVMLError_GpuIsLost):
-        nv.nvmlDeviceGetPowerUsage(t4)
-    with pytest.raises(nv.NVMLError_InvalidArgument):
-        nv.nvmlDeviceGetHandleByIndex(1)
+    assert N.nvmlDeviceGetCount() == 1
+    with pytest.raises(N.NVMLError_GpuIsLost):
+        N.nvmlDeviceGetPowerUsage(t4)
+    with pytest.raises(N.NVMLError_InvalidArgument):
+        N.nvmlDeviceGetHandleByIndex(1)
+    with pytest.raises(N.NVMLError_NotFound):
+        N.nvmlDeviceGetHandleByUUID(T4.uuid)
 
 
 def test_xml_shows_nan_sensors_as_nan() -> None:
@@ -432,7 +473,7 @@ def test_xml_shows_nan_sensors_as_nan() -> None:
 
 def test_nan_energy_leaves_the_power_reading_alone(nvml: Path) -> None:
     """The 1-s average power comes from the true energy: a NaN energy (the ``nan`` fault) must
-    not turn the power into a NaN that NVML cannot round (it raised ValueError)."""
+    not turn the power into a NaN (it used to crash the surface)."""
     root = nvml
     surface = make_node(root, (H100, T4))
     states = tuple(advanced(d, 0.5, d.power_w) for d in (H100, T4))
@@ -444,27 +485,64 @@ def test_nan_energy_leaves_the_power_reading_alone(nvml: Path) -> None:
         for d in states
     )
     step(root, surface, faulty)
-    h = nv.nvmlDeviceGetHandleByIndex(0)
-    assert nv.nvmlDeviceGetPowerUsage(h) == 512347
-    with pytest.raises(nv.NVMLError_NoData):
-        nv.nvmlDeviceGetTotalEnergyConsumption(h)
+    h = N.nvmlDeviceGetHandleByIndex(0)
+    assert N.nvmlDeviceGetPowerUsage(h) == 512347
+    with pytest.raises(N.NVMLError_NoData):
+        N.nvmlDeviceGetTotalEnergyConsumption(h)
     text = render(["--query-gpu=power.draw", "--format=csv,noheader"], load_view(root), GOLDEN_NOW)
     assert text.splitlines()[0] == "512.35 W"
+
+
+def test_nvml_na_fields_are_not_supported(nvml: Path) -> None:
+    root = nvml
+    surface = make_node(root, (H100, T4))
+    faulty = dataclasses.replace(H100, na_fields=("power_w", "temp_c"), nan_fields=("clock_hz",))
+    step(root, surface, (faulty, T4))
+    h = N.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(N.NVMLError_NotSupported):
+        N.nvmlDeviceGetPowerUsage(h)
+    with pytest.raises(N.NVMLError_NotSupported):
+        N.nvmlDeviceGetTemperature(h, N.NVML_TEMPERATURE_GPU)
+    with pytest.raises(N.NVMLError_NoData):
+        N.nvmlDeviceGetClockInfo(h, N.NVML_CLOCK_SM)
+    assert N.nvmlDeviceGetUtilizationRates(h).gpu == 73  # the rest is there
 
 
 def test_nvml_faults(nvml: Path) -> None:
     root = nvml
     surface = make_node(root, (H100, T4))
-    h = nv.nvmlDeviceGetHandleByIndex(0)
-    step(root, surface, (H100, T4), (("nvml", ToolFaults(exit_code=nv.NVML_ERROR_UNKNOWN)),))
-    with pytest.raises(nv.NVMLError_Unknown):
-        nv.nvmlDeviceGetPowerUsage(h)
+    h = N.nvmlDeviceGetHandleByIndex(0)
+    step(root, surface, (H100, T4), (("nvml", ToolFaults(exit_code=N.NVML_ERROR_UNKNOWN)),))
+    with pytest.raises(N.NVMLError_Unknown):
+        N.nvmlDeviceGetPowerUsage(h)
     step(root, surface, (H100, T4), (("nvml", ToolFaults(hang_s=0.3)),))
     t0 = time.monotonic()
-    assert nv.nvmlDeviceGetPowerUsage(h) == 512347
+    assert N.nvmlDeviceGetPowerUsage(h) == 512347
     assert time.monotonic() - t0 >= 0.3
     step(root, surface, (H100, T4))
-    assert nv.nvmlDeviceGetPowerUsage(h) == 512347
+    assert N.nvmlDeviceGetPowerUsage(h) == 512347
+
+
+def test_gpu_processes_are_real_processes(nvml: Path) -> None:
+    """Each GPU with memory in use lists its worker process, a live PID, using that memory."""
+    root = nvml
+    surface = make_node(root, (H100, T4))
+    surface.start_workers()
+    try:
+        step(root, surface, (H100, T4))
+        pids = surface.worker_pids
+        (proc,) = N.nvmlDeviceGetComputeRunningProcesses(N.nvmlDeviceGetHandleByIndex(0))
+        assert (proc.pid, proc.usedGpuMemory) == (pids[H100.uuid], H100.mem_used_bytes)
+        assert Path(f"/proc/{proc.pid}").is_dir()
+        # the T4 holds no memory: no process
+        assert N.nvmlDeviceGetComputeRunningProcesses(N.nvmlDeviceGetHandleByIndex(1)) == []
+        assert N.nvmlDeviceGetGraphicsRunningProcesses(N.nvmlDeviceGetHandleByIndex(0)) == []
+    finally:
+        asyncio.run(surface.aclose())
+    for pid in pids.values():
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
 
 
 def test_bus_id_format() -> None:
@@ -485,40 +563,67 @@ def test_board_table_agrees_with_the_catalogue() -> None:
         assert board.energy_counter  # all catalogue GPUs are Volta or later (§4.1)
 
 
-def test_uuid_is_printed_the_nvidia_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uuid_is_printed_the_nvidia_way(tmp_path: Path) -> None:
     bare = dataclasses.replace(H100, uuid="9c5220f9-381e-425c-b69d-8f0492fc2675")
     lines = render(
         ["--query-gpu=uuid", "--format=csv,noheader"], view_of(devices=(bare,)), GOLDEN_NOW
     )
     assert lines == "GPU-9c5220f9-381e-425c-b69d-8f0492fc2675\n"
     root = tmp_path / "node"
-    make_node(root, (bare,))
-    monkeypatch.setenv(nv.ROOT_ENV, str(root))
-    nv.nvmlInit()
+    surface = make_node(root, (bare,))
+    use_nvml(root, surface)
+    N.nvmlInit()
     try:
-        h = nv.nvmlDeviceGetHandleByUUID("GPU-9c5220f9-381e-425c-b69d-8f0492fc2675")
-        assert nv.nvmlDeviceGetUUID(h) == "GPU-9c5220f9-381e-425c-b69d-8f0492fc2675"
-        assert nv.nvmlDeviceGetPowerUsage(h) == 512347
+        h = N.nvmlDeviceGetHandleByUUID("GPU-9c5220f9-381e-425c-b69d-8f0492fc2675")
+        assert N.nvmlDeviceGetUUID(h) == "GPU-9c5220f9-381e-425c-b69d-8f0492fc2675"
+        assert N.nvmlDeviceGetPowerUsage(h) == 512347
     finally:
-        nv.nvmlShutdown()
+        N.nvmlShutdown()
 
 
-def test_module_agrees_with_the_real_binding() -> None:
-    """Where nvidia-ml-py is installed (extra ``nvidia``): same codes, constants and functions."""
-    real = pytest.importorskip("pynvml")
-    for name in dir(nv):
-        if name.startswith(("NVML_ERROR_", "NVML_CLOCK_", "NVML_TEMPERATURE_", "nvmlClocks")) or (
-            name.startswith("NVML_DEVICE_ARCH_")
-        ):
-            assert getattr(real, name) == getattr(nv, name), name
-        if name.startswith("nvml") and name[4:5].isupper() and callable(getattr(nv, name)):
-            assert callable(getattr(real, name, None)), f"pynvml has no {name}"
-        if name.startswith("NVMLError_"):
-            assert getattr(real, name)().value == getattr(nv, name)().value, name
+_ENTRY = re.compile(
+    r"^(?:EXPORT nvmlReturn_t|EXPORT const char \*|UINT_GETTER\(|ENUM_GETTER\(|NOT_SUPPORTED\()"
+    r"\s*(nvml\w+)",
+    re.M,
+)
+
+
+def test_every_entry_point_is_nvidias_and_exported(node: tuple[Path, NvidiaSurface]) -> None:
+    """Each function the C source defines is declared by nvml.h under that name, and exported."""
+    _, surface = node
+    lib_dir = require_library(surface)
+    declared = set(
+        re.findall(
+            r"\bDECLDIR\s+(?:char\s*\*\s*)?(nvml\w+)\s*\(", libnvml.find_header().read_text()
+        )
+    )
+    defined = set(_ENTRY.findall(libnvml.SOURCE.read_text()))
+    assert len(defined) > 90
+    assert defined <= declared, sorted(defined - declared)
+    lib = ctypes.CDLL(str(lib_dir / libnvml.LIBRARY_NAME))
+    for name in sorted(defined):
+        assert hasattr(lib, name), name
+    # the versioned entry points nvidia-ml-py 13 calls
+    for name in ("nvmlInitWithFlags", "nvmlDeviceGetCount_v2", "nvmlDeviceGetHandleByIndex_v2",
+                 "nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetMemoryInfo_v2",
+                 "nvmlDeviceGetComputeRunningProcesses_v3"):  # fmt: skip
+        assert name in defined
+
+
+def test_no_compiler_or_header_is_said_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KWATT_NVML_INCLUDE", "/nonexistent")
+    with pytest.raises(
+        libnvml.LibraryUnavailable, match=r"KWATT_NVML_INCLUDE=/nonexistent: no nvml\.h"
+    ):
+        libnvml.find_header()
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(libnvml.LibraryUnavailable, match=r"no C compiler .*apt-get install gcc"):
+        libnvml.find_compiler()
 
 
 def test_power_is_averaged_over_one_second_where_the_board_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """§4.1: 1-s average on Ampere (except GA100) and newer, instantaneous on GA100 and older."""
     a100 = dataclasses.replace(H100, model="a100", uuid="GPU-a100", bus_id="0000:2a:00.0", index=2)
@@ -546,10 +651,10 @@ def test_power_is_averaged_over_one_second_where_the_board_does(
         "70.00 W, 50.00 W, 70.00 W",
         "700.00 W, 500.00 W, 700.00 W",
     ]
-    monkeypatch.setenv(nv.ROOT_ENV, str(root))
-    nv.nvmlInit()
+    use_nvml(root, surface)
+    N.nvmlInit()
     try:
-        assert nv.nvmlDeviceGetPowerUsage(nv.nvmlDeviceGetHandleByIndex(0)) == 500000
-        assert nv.nvmlDeviceGetPowerUsage(nv.nvmlDeviceGetHandleByIndex(2)) == 700000
+        assert N.nvmlDeviceGetPowerUsage(N.nvmlDeviceGetHandleByIndex(0)) == 500000
+        assert N.nvmlDeviceGetPowerUsage(N.nvmlDeviceGetHandleByIndex(2)) == 700000
     finally:
-        nv.nvmlShutdown()
+        N.nvmlShutdown()
