@@ -24,6 +24,10 @@ matches ``exclude`` are skipped: list there the chips of cards a vendor collecto
 (e.g. ``rngd*`` next to the ``furiosa`` collector), or ``auto_accel`` reports them a second time under
 their BDF.
 
+A chip with a malformed file (a ``name`` that fails validation, a value that is not a number) is
+skipped with a warning naming the file, and kept in ``HwmonCollector.chip_errors``; the other chips
+are still reported. Only when every chip fails does the poll fail.
+
 A poll whose reads take longer than ``timeout_s`` (a driver that blocks) raises
 :class:`CollectorTimeout`; the agent goes on (the blocked read is abandoned in its thread).
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -80,6 +85,8 @@ _BDF = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _UINT = re.compile(r"^[0-9]{1,20}$")
 _INT = re.compile(r"^-?[0-9]{1,20}$")
 _ENODATA = 61
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -280,6 +287,9 @@ class HwmonCollector:
         self._sys = Path(config.root) / "sys"
         self._scan: list[_ChipLayout] | None = None
         self._scanned_at = 0.0
+        #: The chips skipped at the last listing or poll, by directory: what was wrong with each.
+        self.chip_errors: dict[str, str] = {}
+        self._listing_errors: dict[str, str] = {}
 
     async def inventory(self) -> list[DeviceInfo]:
         return await asyncio.to_thread(self._inventory)
@@ -370,9 +380,35 @@ class HwmonCollector:
     def _layout(self) -> list[_ChipLayout]:
         now = time.monotonic()
         if self._scan is None or now - self._scanned_at >= RESCAN_S:
-            self._scan = [c for d in self._chip_dirs() if (c := self._scan_chip(d)) is not None]
+            scan: list[_ChipLayout] = []
+            errors: dict[str, str] = {}
+            for d in self._chip_dirs():
+                try:
+                    layout = self._scan_chip(d)
+                except CollectorError as e:  # a malformed chip costs that chip only
+                    errors[str(d.path)] = str(e)
+                    continue
+                if layout is not None:
+                    scan.append(layout)
+            self._note_errors(errors, listing=True)
+            if not scan and errors:
+                raise ParseError(f"every hwmon chip failed: {'; '.join(errors.values())}")
+            self._scan = scan
             self._scanned_at = now
         return self._scan
+
+    def _note_errors(self, errors: Mapping[str, str], *, listing: bool) -> None:
+        """Log each chip's error once (again only when it changes); ``chip_errors`` holds the
+        errors of the last listing and of the last poll."""
+        if listing:
+            self._listing_errors = dict(errors)
+            current = dict(errors)
+        else:
+            current = {**self._listing_errors, **errors}
+        for path, message in current.items():
+            if self.chip_errors.get(path) != message:
+                log.warning("%s: chip skipped: %s", self.name, message)
+        self.chip_errors = current
 
     def _read_chip(self, layout: _ChipLayout) -> Chip | None:
         files = dict(layout.static)
@@ -404,12 +440,19 @@ class HwmonCollector:
 
     def _chips(self) -> list[tuple[_ChipDir, Chip, DeviceMatch | None]]:
         out = []
-        for layout in self._layout():
-            if layout.excluded:
+        errors: dict[str, str] = {}
+        layouts = [layout for layout in self._layout() if not layout.excluded]
+        for layout in layouts:
+            try:
+                chip = self._read_chip(layout)
+            except CollectorError as e:  # one chip's bad file costs that chip only
+                errors[str(layout.dir.path)] = str(e)
                 continue
-            chip = self._read_chip(layout)
             if chip is not None:
                 out.append((layout.dir, chip, layout.match))
+        self._note_errors(errors, listing=False)
+        if layouts and len(errors) == len(layouts):
+            raise ParseError(f"every hwmon chip failed: {'; '.join(errors.values())}")
         return out
 
     def _inventory(self) -> list[DeviceInfo]:

@@ -12,11 +12,18 @@ Formats (reference/device-interfaces.md §5.3, quoted verbatim from the ceems co
         Power reading state is:   activated           Power Measurement                    : Active
 
 (``Watts``/``watts`` capitalisation mixed; state ``activated``/``Active`` or ``deactivated``/``Not
-Available``.) One ``host`` sample per poll, ``source=dcmi``, no zone, ``power_w`` = the instantaneous
-(current) reading. The reading is **absent** (never 0) when the state is deactivated / not available,
-and, with ``zero_is_missing`` (default), when it is 0 W: §5.3 notes BMCs that answer 0 W when DCMI is
-advertised but not populated, and a running host never draws 0 W. A poll with no reading gives no
-sample. Output without the state line (a truncated answer) or without the power line, or with a
+Available``.) Some BMCs print ``IPMI timestamp`` and ``Sampling period`` on one line (iLO 4 2.82, AMI:
+tests/fixtures/real/ipmi-dcmi); both fields are still read. One ``host`` sample per poll,
+``source=dcmi``, no zone, ``power_w`` = the instantaneous (current) reading. The reading is
+**absent** (never 0) when the state is deactivated / not available, and, with ``zero_is_missing``
+(default), when it is 0 W: §5.3 notes BMCs that answer 0 W when DCMI is advertised but not
+populated, and a running host never draws 0 W. A poll with no reading gives no sample.
+
+``deactivated_is_valid`` (off by default): OpenBMC answers every reading with the state
+``deactivated``, a 1970 timestamp and a 0 s period while the watts are valid (openbmc/
+openbmc-test-automation ``lib/ipmi_utils.py`` and ``ipmi/test_ipmi_sensor.robot`` show such output
+and check it against the Redfish reading within a tolerance). On such BMCs set it to report those
+readings; elsewhere a deactivated state means the BMC has no reading and nothing is reported. Output without the state line (a truncated answer) or without the power line, or with a
 value outside DCMI's u16 watts, is a :class:`ParseError` naming the tool and the line expected; a
 hung tool is killed after ``timeout_s`` (:class:`CollectorTimeout`).
 
@@ -29,6 +36,8 @@ seconds rather than every second (§5.3: readings are ≈ 1 s granular anyway).
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import time
 from collections.abc import Callable
@@ -67,6 +76,9 @@ class Config:
     timeout_s: float = 5.0
     #: Treat a 0 W reading as "no reading" (§5.3: unpopulated DCMI answers 0 W).
     zero_is_missing: bool = True
+    #: Report readings whose state is ``deactivated`` / ``Not Available``: for BMCs that flag valid
+    #: readings that way (OpenBMC, see the module docstring). Off by default.
+    deactivated_is_valid: bool = False
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -128,10 +140,31 @@ _IPMITOOL_STATES = {"activated": True, "deactivated": False}
 _FREEIPMI_STATES = {"Active": True, "Not Available": False}
 
 
+def _split_fields(line: str, keys: dict[str, str]) -> list[str]:
+    """One printed line → its ``key: value`` fields.
+
+    ipmitool on some BMCs prints the timestamp without its line end, so ``Sampling period`` follows
+    it on the same line (iLO 4 firmware 2.82, AMI on an ASUS ESC8000A-E12:
+    tests/fixtures/real/ipmi-dcmi): a known key after two or more blanks starts a new field.
+    """
+    pattern = _field_starts(tuple(keys))
+    starts = [m.start(1) for m in pattern.finditer(line)]
+    if not starts:
+        return [line]
+    bounds = [0, *starts, len(line)]
+    return [line[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@functools.cache
+def _field_starts(keys: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
+    return re.compile(rf"\S\s{{2,}}((?:{alternatives})\s*:)")
+
+
 def _lines(text: str, keys: dict[str, str], tool: str) -> dict[str, str]:
     """``key: value`` lines → {our name: value}; unknown keys are ignored (newer tool versions)."""
     out: dict[str, str] = {}
-    for raw in text.splitlines():
+    for raw in (field for line in text.splitlines() for field in _split_fields(line, keys)):
         line = raw.strip()
         if not line:
             continue
@@ -214,7 +247,12 @@ _PARSERS: dict[str, Callable[[str], DcmiReading]] = {
 
 
 def parse(
-    raw: bytes, dialect: Dialect, ts_ns: int, *, zero_is_missing: bool = True
+    raw: bytes,
+    dialect: Dialect,
+    ts_ns: int,
+    *,
+    zero_is_missing: bool = True,
+    deactivated_is_valid: bool = False,
 ) -> list[Sample]:
     """Raw tool output → zero or one ``host`` sample (``source=dcmi``)."""
     try:
@@ -222,7 +260,9 @@ def parse(
     except UnicodeDecodeError as e:
         raise ParseError(f"{_TOOLS[dialect]}: output is not UTF-8 text ({e.reason})") from None
     reading = _PARSERS[dialect](text)
-    if not reading.active or (zero_is_missing and reading.current_w == 0):
+    if not (reading.active or deactivated_is_valid):
+        return []
+    if zero_is_missing and reading.current_w == 0:
         return []
     return [Sample.host(ts_ns, source="dcmi", power_w=float(reading.current_w))]
 
@@ -247,5 +287,9 @@ class IpmiDcmiCollector:
     async def collect(self) -> list[Sample]:
         raw = await run_tool(self.argv, self.config.timeout_s, env={"LC_ALL": "C"})
         return parse(
-            raw, self.config.dialect, time.time_ns(), zero_is_missing=self.config.zero_is_missing
+            raw,
+            self.config.dialect,
+            time.time_ns(),
+            zero_is_missing=self.config.zero_is_missing,
+            deactivated_is_valid=self.config.deactivated_is_valid,
         )

@@ -44,6 +44,7 @@ the only source: poll it at ≥ 1 s intervals, not faster. A hung tool costs ``t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -337,9 +338,19 @@ def parse_text_report(raw: bytes, source: str = "rbln-smi") -> RblnReport:
     body = lines[header_at + 1 :]
     if not body or not _RULE.match(body[0]):
         raise ParseError(f"{source}: expected a rule under the table header (truncated?)")
-    for line in body[1:]:
+    card_name: str | None = None  # the Name of the current card's first row
+    closed = False
+    rows = body[1:]
+    for i, line in enumerate(rows):
         if _RULE.match(line):
-            break  # the rule that closes the device table
+            # A rule closes a card (ATOM-Max: one rule after each card's four dies) or the table:
+            # the table goes on only if a device row follows.
+            card_name = None
+            following = rows[i + 1] if i + 1 < len(rows) else ""
+            if not _is_device_row(following):
+                closed = True
+                break
+            continue
         if not (line.startswith("|") and line.endswith("|")):
             raise ParseError(f"{source}: expected a table row, got {line[:80]!r}")
         cells = _cells(line)
@@ -347,12 +358,22 @@ def parse_text_report(raw: bytes, source: str = "rbln-smi") -> RblnReport:
             raise ParseError(
                 f"{source}: expected {len(columns)} cells per row, got {len(cells)} in {line[:80]!r}"
             )
-        devices.append(
-            _text_row(dict(zip(columns, cells, strict=True)), f"{source}: {line[:40]!r}")
-        )
-    else:
+        device = _text_row(dict(zip(columns, cells, strict=True)), f"{source}: {line[:40]!r}")
+        if device.name is None and "Name" in index:
+            # An ATOM-Max card prints its product name on its first die's row only.
+            device = dataclasses.replace(device, name=card_name)
+        card_name = device.name
+        devices.append(device)
+    if not closed:
         raise ParseError(f"{source}: the output ends inside the device table (truncated?)")
     return RblnReport(kmd, tuple(devices))
+
+
+def _is_device_row(line: str) -> bool:
+    """A table row whose first cell is an NPU index (not a title such as Context Information)."""
+    if not (line.startswith("|") and line.endswith("|")):
+        return False
+    return _cells(line)[0].isdecimal()
 
 
 def _text_row(row: Mapping[str, str], where: str) -> RblnDevice:

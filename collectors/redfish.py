@@ -1,18 +1,31 @@
-"""Chassis power and energy from a BMC's Redfish service: ``EnvironmentMetrics`` first, else ``Power``.
+"""Chassis power and energy from a BMC's Redfish service: ``EnvironmentMetrics`` and
+``PowerSubsystem`` (the current schemas), ``Power`` (deprecated) as the fallback.
 
-Resources (reference/device-interfaces.md §5.4):
+Resources (reference/device-interfaces.md §5.4; DMTF's public-rackmount1 mockup,
+tests/fixtures/real/redfish, shows the layout):
 
-* ``GET /redfish/v1/Chassis/{id}/EnvironmentMetrics`` (``#EnvironmentMetrics.v1_x``): ``PowerWatts.
-  Reading`` (W), ``EnergykWh.Reading`` (kWh) or ``EnergyJoules.Reading`` (J).
-* ``GET /redfish/v1/Chassis/{id}/Power`` (legacy ``#Power.v1_x``): ``PowerControl[].
-  PowerConsumedWatts`` (W; the first entry with a reading is the chassis total).
+* ``GET /redfish/v1/Chassis/{id}/EnvironmentMetrics`` (``#EnvironmentMetrics.v1_x_y.
+  EnvironmentMetrics``): ``PowerWatts.Reading`` (W), ``EnergykWh.Reading`` (kWh) or
+  ``EnergyJoules.Reading`` (J).
+* ``GET /redfish/v1/Chassis/{id}/PowerSubsystem`` (``#PowerSubsystem.v1_x_y.PowerSubsystem``): no
+  reading of its own; its ``PowerSupplies`` collection lists the supplies, each
+  (``#PowerSupply.v1_x_y.PowerSupply``) links its ``Metrics`` (``#PowerSupplyMetrics.v1_x_y.
+  PowerSupplyMetrics``): ``InputPowerWatts.Reading`` (W) and ``EnergykWh.Reading`` (kWh). The chassis
+  input is the sum over the supplies; a sum is only reported when every supply with metrics has the
+  value (a missing one would make it too low).
+* ``GET /redfish/v1/Chassis/{id}/Power`` (``#Power.v1_x_y.Power``, deprecated in favour of the two
+  above): ``PowerControl[].PowerConsumedWatts`` (W; the first entry with a reading is the chassis
+  total).
 
-With ``resource: auto`` the collector asks for ``EnvironmentMetrics`` and uses it when it answers
-with an energy reading (energy is what analytics prefers, DESIGN §6); a 404, or a document without
-energy, falls back to ``Power`` (``power_w`` from ``EnvironmentMetrics`` is kept if ``Power`` has
-none). The resource that gave the reading is remembered (one GET per poll); a 404 later re-probes.
-One ``host`` sample per poll, ``source=redfish``, ``zone`` = the chassis id, with ``power_w``
-and/or ``energy_j``; a ``null`` or missing ``Reading`` is absent, never 0.
+Every document's ``@odata.type`` is checked exactly (``#<Type>.v<major>_<minor>_<errata>.<Type>``):
+a ``PowerSupply`` or ``PowerSubsystem`` document is not a ``Power`` resource.
+
+``resource: auto`` (default) reads ``EnvironmentMetrics`` first; when it lacks power or energy, the
+``PowerSubsystem`` supplies fill in what they have; when power is still missing, ``Power`` gives it.
+A 404 skips a resource. The resources that gave the reading are remembered (from then on a poll reads
+only those; a 404 later probes again). ``resource: environment``, ``subsystem`` or ``power`` reads
+that one only. One ``host`` sample per poll, ``source=redfish``, ``zone`` = the chassis id, with
+``power_w`` and/or ``energy_j``; a ``null`` or missing ``Reading`` is absent, never 0.
 
 Security: HTTPS is verified against ``ca_file`` (or the system store); ``verify: false`` is an
 explicit opt-out. The password is read from ``password_file`` (first line) at start and never logged
@@ -22,7 +35,8 @@ Every request has ``timeout_s`` (connect and each read); a BMC that does not ans
 
 Cost per poll, measured with ``.venv/bin/python bench/bench_host_power.py`` on the 2-core dev VM
 against the emulated BMC on loopback: median 0.55 ms over HTTP and 2.2 ms over HTTPS (a new TLS
-connection per poll). A real BMC's own answer time adds to that (not measured here: no BMC).
+connection per poll) for one resource; the ``PowerSubsystem`` path costs one GET per supply. A real
+BMC's own answer time adds to that (not measured here: no BMC).
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import base64
 import json
 import logging
 import math
+import re
 import ssl
 import time
 import urllib.error
@@ -51,8 +66,14 @@ __all__ = [
     "RedfishReading",
     "create",
     "parse_environment_metrics",
+    "parse_member_links",
     "parse_power",
+    "parse_power_subsystem",
+    "parse_power_supply",
+    "parse_power_supply_metrics",
 ]
+
+Resource = Literal["environment", "subsystem", "power"]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +89,8 @@ class Config:
     url: str
     #: The chassis whose power is read (``/redfish/v1/Chassis/{chassis}``); also the ``zone`` tag.
     chassis: str = "1"
-    #: Which resource to read.
-    resource: Literal["auto", "environment", "power"] = "auto"
+    #: Which resource to read (``auto``: see the module docstring).
+    resource: Literal["auto", "environment", "subsystem", "power"] = "auto"
     #: CA bundle (PEM) that signed the BMC's certificate; None = the system store.
     ca_file: str | None = None
     #: Verify the BMC's certificate and host name. Turning this off is insecure.
@@ -114,11 +135,21 @@ def _document(body: bytes, source: str, odata_type: str) -> dict[str, object]:
     if not isinstance(doc, dict):
         raise ParseError(f"{source}: expected a JSON object, got {type(doc).__name__}")
     kind = doc.get("@odata.type")
-    if kind is not None and (not isinstance(kind, str) or f".{odata_type}" not in kind):
+    if kind is not None and (not isinstance(kind, str) or not _type_matches(kind, odata_type)):
         raise ParseError(
-            f"{source}: expected @odata.type #{odata_type}.v1_x.{odata_type}, got {kind!r}"
+            f"{source}: expected @odata.type #{odata_type}.v<major>_<minor>_<errata>.{odata_type}, "
+            f"got {kind!r:.80}"
         )
     return doc
+
+
+def _type_matches(kind: str, odata_type: str) -> bool:
+    """``#Power.v1_7_1.Power`` is a Power resource; ``#PowerSupply.v1_5_0.PowerSupply`` is not.
+    A collection's type has no version (``#PowerSupplyCollection.PowerSupplyCollection``)."""
+    name = re.escape(odata_type)
+    if odata_type.endswith("Collection"):
+        return re.fullmatch(rf"#{name}\.{name}", kind) is not None
+    return re.fullmatch(rf"#{name}\.v\d+_\d+_\d+\.{name}", kind) is not None
 
 
 def _number(value: object, source: str, key: str) -> float | None:
@@ -156,6 +187,52 @@ def parse_environment_metrics(body: bytes, source: str = "EnvironmentMetrics") -
         kwh = _reading(doc, "EnergykWh", source)
         energy = None if kwh is None else kwh_to_j(kwh)
     return RedfishReading(power, energy)
+
+
+def _link(doc: dict[str, object], member: str, source: str) -> str | None:
+    """``{"Member": {"@odata.id": "/redfish/v1/..."}}`` → the URI (None when absent)."""
+    ref = doc.get(member)
+    if ref is None:
+        return None
+    uri = ref.get("@odata.id") if isinstance(ref, dict) else None
+    if not isinstance(uri, str) or not uri.startswith("/redfish/v1/"):
+        raise ParseError(f"{source}: {member}: expected a link {{'@odata.id': '/redfish/v1/...'}}")
+    return uri
+
+
+def parse_power_subsystem(body: bytes, source: str = "PowerSubsystem") -> str | None:
+    """The ``PowerSupplies`` collection's URI of a ``PowerSubsystem`` (None: no supplies listed)."""
+    return _link(_document(body, source, "PowerSubsystem"), "PowerSupplies", source)
+
+
+def parse_member_links(
+    body: bytes, source: str = "PowerSupplies", odata_type: str = "PowerSupplyCollection"
+) -> tuple[str, ...]:
+    """A collection's ``Members[]`` URIs."""
+    doc = _document(body, source, odata_type)
+    members = doc.get("Members")
+    if not isinstance(members, list):
+        raise ParseError(f"{source}: Members: expected an array, got {members!r:.80}")
+    out: list[str] = []
+    for i, member in enumerate(members):
+        uri = _link({"m": member}, "m", f"{source}: Members[{i}]")
+        if uri is not None:
+            out.append(uri)
+    return tuple(out)
+
+
+def parse_power_supply(body: bytes, source: str = "PowerSupply") -> str | None:
+    """A ``PowerSupply``'s ``Metrics`` URI (None: this supply publishes no metrics)."""
+    return _link(_document(body, source, "PowerSupply"), "Metrics", source)
+
+
+def parse_power_supply_metrics(body: bytes, source: str = "PowerSupplyMetrics") -> RedfishReading:
+    """``InputPowerWatts.Reading`` (W) and ``EnergykWh.Reading`` (kWh → J) of one supply."""
+    doc = _document(body, source, "PowerSupplyMetrics")
+    kwh = _reading(doc, "EnergykWh", source)
+    return RedfishReading(
+        _reading(doc, "InputPowerWatts", source), None if kwh is None else kwh_to_j(kwh)
+    )
 
 
 def parse_power(body: bytes, source: str = "Power") -> RedfishReading:
@@ -212,7 +289,9 @@ class RedfishCollector:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             self._context = ctx
-        self._working: Literal["environment", "power"] | None = None
+        self._working: tuple[Resource, ...] | None = None
+        #: The supplies' Metrics URIs, listed once (the PowerSubsystem path); None = not listed.
+        self._supply_metrics: tuple[str, ...] | None = None
 
     async def inventory(self) -> list[DeviceInfo]:
         return []
@@ -230,8 +309,13 @@ class RedfishCollector:
         return self._auth
 
     def fetch(self, resource: str) -> bytes:
-        """GET ``{chassis}/{resource}``; errors become collector errors (no secret in them)."""
-        url = f"{self._base}/{resource}"
+        """GET ``{chassis}/{resource}`` (or an absolute ``/redfish/v1/...`` path); errors become
+        collector errors (no secret in them)."""
+        if resource.startswith("/redfish/v1/"):
+            parts = urlsplit(self.config.url)
+            url = f"{parts.scheme}://{parts.netloc}{quote(resource)}"
+        else:
+            url = f"{self._base}/{resource}"
         headers = {"Accept": "application/json", "User-Agent": "kwatt", "OData-Version": "4.0"}
         auth = self._authorization()
         if auth is not None:
@@ -277,11 +361,44 @@ class RedfishCollector:
             raise ParseError(f"{url}: body larger than {MAX_BODY_BYTES} bytes")
         return body
 
-    def _read(self, resource: Literal["environment", "power"]) -> RedfishReading:
+    def _read(self, resource: Resource) -> RedfishReading:
         if resource == "environment":
             url = f"{self._base}/EnvironmentMetrics"
             return parse_environment_metrics(self.fetch("EnvironmentMetrics"), url)
+        if resource == "subsystem":
+            return self._read_supplies()
         return parse_power(self.fetch("Power"), f"{self._base}/Power")
+
+    def _read_supplies(self) -> RedfishReading:
+        """The sum over the PowerSubsystem's supplies (listed once, then only their Metrics)."""
+        if self._supply_metrics is None:
+            collection = parse_power_subsystem(
+                self.fetch("PowerSubsystem"), f"{self._base}/PowerSubsystem"
+            )
+            metrics: list[str] = []
+            if collection is not None:
+                for supply in parse_member_links(self.fetch(collection), collection):
+                    uri = parse_power_supply(self.fetch(supply), supply)
+                    if uri is not None:
+                        metrics.append(uri)
+            self._supply_metrics = tuple(metrics)
+        try:
+            readings = [
+                parse_power_supply_metrics(self.fetch(uri), uri) for uri in self._supply_metrics
+            ]
+        except _NotFound:
+            self._supply_metrics = None  # a supply was replaced: list them again
+            raise
+        powers = [r.power_w for r in readings]
+        energies = [r.energy_j for r in readings]
+        return RedfishReading(
+            math.fsum(p for p in powers if p is not None)
+            if readings and None not in powers
+            else None,
+            math.fsum(e for e in energies if e is not None)
+            if readings and None not in energies
+            else None,
+        )
 
     def read_sync(self) -> RedfishReading:
         """One poll's reading, following ``resource`` (see the module docstring)."""
@@ -290,22 +407,37 @@ class RedfishCollector:
             return self._read(mode)
         if self._working is not None:
             try:
-                return self._read(self._working)
+                return self._combine(self._working, remember=False)
             except _NotFound:
                 self._working = None  # the BMC changed (firmware update): probe again
-        env: RedfishReading | None = None
-        try:
-            env = self._read("environment")
-        except _NotFound:
-            env = None
-        if env is not None and env.energy_j is not None:
-            self._working = "environment"
-            return env
-        power = self._read("power")
-        if power.power_w is not None:
-            self._working = "power"  # one GET per poll from now on
-            return power
-        return power if env is None else RedfishReading(env.power_w, None)
+                self._supply_metrics = None
+        return self._combine(("environment", "subsystem", "power"), remember=True)
+
+    def _combine(self, resources: tuple[Resource, ...], *, remember: bool) -> RedfishReading:
+        """Read ``resources`` in order until power and energy are known (``Power`` has no energy,
+        so it is read only while power is missing); with ``remember``, a 404 skips a resource and
+        the ones that gave a value become the poll's set."""
+        power: float | None = None
+        energy: float | None = None
+        used: list[Resource] = []
+        for resource in resources:
+            if power is not None and (energy is not None or resource == "power"):
+                break
+            try:
+                reading = self._read(resource)
+            except _NotFound:
+                if not remember:
+                    raise
+                continue
+            if (power is None and reading.power_w is not None) or (
+                energy is None and reading.energy_j is not None
+            ):
+                used.append(resource)
+            power = reading.power_w if power is None else power
+            energy = reading.energy_j if energy is None else energy
+        if remember and used:
+            self._working = tuple(used)
+        return RedfishReading(power, energy)
 
     async def collect(self) -> list[Sample]:
         reading = await asyncio.to_thread(self.read_sync)

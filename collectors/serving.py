@@ -15,7 +15,16 @@ Triton (§6.4)             ``nv_inference_request_success{model,version}``,
 
 Triton: ``requests_total`` is ``nv_inference_request_success`` and ``inferences_total`` is
 ``nv_inference_count``, summed over models and versions (``model_name`` selects Triton's ``model``
-label). Triton has no request-latency histogram, and its latency summaries are off by default
+label). An ensemble counts each client request once for itself and once more for every composing
+model it calls (tensorrtllm_backend issue #49: ``ensemble``, ``preprocessing`` and
+``postprocessing`` all at 59 for 59 client requests; tests/fixtures/real/serving), so the sum over
+models over-counts: the composing models are left out of the sum. They are known from the
+collector's ``composing_models`` list, or from Triton's model configuration API when
+``model_config_url`` is set (Triton's HTTP port, ``GET /v2/models/<name>/config``: every
+``ensemble_scheduling.step[].model_name`` of an ensemble is a composing model; asked once per model
+name). A model never recognised as composing is counted, so an unlisted ensemble still over-counts:
+list it, or set ``model_config_url``. Direct client calls to a composing model are left out with
+the rest of its count (Triton's counters cannot tell the two apart). Triton has no request-latency histogram, and its latency summaries are off by default
 (``--metrics-config summary_latencies=true``) and quantiles over Triton's own sliding window, not
 over our poll: only the mean latency (Δ``nv_inference_request_duration_us`` / Δsuccess) could be
 derived, and the ``serving`` measurement has no field for it, so p50/p99 are absent for Triton rather
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
 import re
 import time
@@ -41,7 +51,7 @@ import urllib.request
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from agent.model import DeviceInfo, Sample, validate_tag_value
 from collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
@@ -59,8 +69,10 @@ __all__ = [
     "histogram_quantile",
     "metrics_url",
     "parse_exposition",
+    "parse_model_config",
     "parse_value",
     "snapshot",
+    "triton_models",
 ]
 
 #: Metric-name prefixes per runtime, the current spelling first (§6.1, §6.2).
@@ -95,6 +107,11 @@ class Config:
     timeout_s: float = 2.0
     #: Only series with this ``model_name`` label; None = all models (tagged if there is only one).
     model_name: str | None = None
+    #: Triton: models that are steps of an ensemble (their requests are not client requests).
+    composing_models: tuple[str, ...] = ()
+    #: Triton: its HTTP endpoint (``http://host:8000``), to learn the composing models from each
+    #: model's configuration (``GET /v2/models/<name>/config``); None = only ``composing_models``.
+    model_config_url: str | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -106,6 +123,12 @@ class Config:
             validate_tag_value("model_name", self.model_name)
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s: must be > 0, got {self.timeout_s}")
+        if self.model_config_url is not None:
+            cfg = urlsplit(self.model_config_url)
+            if cfg.scheme not in ("http", "https") or not cfg.netloc:
+                raise ValueError(
+                    f"model_config_url: expected http://host:port, got {self.model_config_url!r}"
+                )
 
 
 def create(name: str, config: Config) -> ServingCollector:
@@ -352,9 +375,47 @@ def _select(
     ]
 
 
-def _triton_snapshot(expo: Exposition, model_name: str | None) -> ServingSnapshot:
+def triton_models(expo: Exposition) -> frozenset[str]:
+    """The ``model`` labels of Triton's request counters in one scrape."""
+    return frozenset(
+        s.labels["model"]
+        for s in expo.samples
+        if s.name in (TRITON_SUCCESS, TRITON_COUNT) and "model" in s.labels
+    )
+
+
+def parse_model_config(body: bytes, source: str) -> tuple[str, ...]:
+    """Triton's model configuration (``GET /v2/models/<name>/config``, JSON) → the models an
+    ensemble calls (``ensemble_scheduling.step[].model_name``); () for a model that is not one."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise ParseError(f"{source}: expected a JSON model configuration: {e}") from None
+    if not isinstance(doc, dict):
+        raise ParseError(f"{source}: expected a JSON object, got {type(doc).__name__}")
+    scheduling = doc.get("ensemble_scheduling")
+    if scheduling is None:
+        return ()
+    steps = scheduling.get("step") if isinstance(scheduling, dict) else None
+    if not isinstance(steps, list):
+        raise ParseError(f"{source}: ensemble_scheduling: expected a 'step' list")
+    names: list[str] = []
+    for i, step in enumerate(steps):
+        name = step.get("model_name") if isinstance(step, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ParseError(f"{source}: ensemble_scheduling.step[{i}]: expected a model_name")
+        names.append(name)
+    return tuple(names)
+
+
+def _triton_snapshot(
+    expo: Exposition, model_name: str | None, composing: frozenset[str] = frozenset()
+) -> ServingSnapshot:
     success = _select(expo.samples, TRITON_SUCCESS, model_name, "model")
     count = _select(expo.samples, TRITON_COUNT, model_name, "model")
+    if model_name is None and composing:
+        success = [s for s in success if s.labels.get("model") not in composing]
+        count = [s for s in count if s.labels.get("model") not in composing]
     models = {s.labels["model"] for s in (*success, *count) if "model" in s.labels}
     return ServingSnapshot(
         _sum(success), None, None, frozenset(models), inferences_total=_sum(count)
@@ -367,18 +428,23 @@ def _sum(samples: Sequence[PromSample]) -> float | None:
 
 
 def snapshot(
-    expo: Exposition, runtime: str, model_name: str | None = None, source: str = "metrics"
+    expo: Exposition,
+    runtime: str,
+    model_name: str | None = None,
+    source: str = "metrics",
+    composing: frozenset[str] = frozenset(),
 ) -> ServingSnapshot:
     """Map a runtime's metric names to requests, tokens (or inferences) and the latency histogram.
 
     The runtime's own names are tried first (Triton's ``nv_inference_*`` for ``triton``), then every
     known prefix, then Triton's names; the first with any of its metrics wins. ``model_name`` keeps
-    only series with that label (Triton's ``model`` label).
+    only series with that label (Triton's ``model`` label). Triton models in ``composing`` (the
+    steps of an ensemble) are left out of the sums unless ``model_name`` selects one.
     """
     names = {s.name for s in expo.samples}
     has_triton = TRITON_SUCCESS in names or TRITON_COUNT in names
     if runtime == TRITON and has_triton:
-        return _triton_snapshot(expo, model_name)
+        return _triton_snapshot(expo, model_name, composing)
     prefixes = RUNTIME_PREFIXES.get(runtime, ())
     prefixes += tuple(p for p in _ALL_PREFIXES if p not in prefixes)
     for prefix in prefixes:
@@ -397,7 +463,7 @@ def snapshot(
             _sum(requests), _sum(tokens), _sum_buckets(buckets, source), frozenset(models)
         )
     if has_triton:
-        return _triton_snapshot(expo, model_name)
+        return _triton_snapshot(expo, model_name, composing)
     return ServingSnapshot(None, None, None, frozenset())
 
 
@@ -475,10 +541,10 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
 # ------------------------------------------------------------------------ I/O
 
 
-def fetch(url: str, timeout_s: float) -> str:
+def fetch(url: str, timeout_s: float, accept: str = "text/plain; version=0.0.4") -> str:
     """GET ``url`` and return the body as text; errors become collector errors naming the URL."""
     request = urllib.request.Request(  # noqa: S310 - Config only admits http and https URLs
-        url, headers={"Accept": "text/plain; version=0.0.4", "User-Agent": "kwatt"}
+        url, headers={"Accept": accept, "User-Agent": "kwatt"}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
@@ -510,6 +576,19 @@ class ServingCollector:
         self.config = config
         self.url = metrics_url(config.url)
         self._previous: tuple[tuple[float, float], ...] | None = None
+        #: Triton model → the models it calls (empty: not an ensemble), from the configuration API.
+        self._steps: dict[str, tuple[str, ...]] = {}
+
+    def _composing(self, expo: Exposition) -> frozenset[str]:
+        """The composing models: configured, and learnt from Triton's configuration API."""
+        base = self.config.model_config_url
+        if base is not None:
+            for model in sorted(triton_models(expo) - self._steps.keys()):
+                url = f"{base.rstrip('/')}/v2/models/{quote(model, safe='')}/config"
+                body = fetch(url, self.config.timeout_s, accept="application/json")
+                self._steps[model] = parse_model_config(body.encode("utf-8"), url)
+        learnt = {step for steps in self._steps.values() for step in steps}
+        return frozenset(self.config.composing_models) | learnt
 
     async def inventory(self) -> list[DeviceInfo]:
         return []  # a serving runtime is not a device
@@ -521,7 +600,10 @@ class ServingCollector:
         text = await asyncio.to_thread(fetch, self.url, self.config.timeout_s)
         ts_ns = time.time_ns()
         expo = parse_exposition(text, self.url, keep=WANTED_NAMES)
-        snap = snapshot(expo, self.config.runtime, self.config.model_name, self.url)
+        composing = frozenset(self.config.composing_models)
+        if self.config.model_config_url is not None:
+            composing = await asyncio.to_thread(self._composing, expo)
+        snap = snapshot(expo, self.config.runtime, self.config.model_name, self.url, composing)
         if (
             snap.requests_total is None
             and snap.tokens_total is None

@@ -238,6 +238,7 @@ class RedfishOptions:
     credentials: tuple[str, str] | None = None
     environment_metrics: bool = True
     energy: bool = True
+    power_subsystem: bool = True
 
 
 class HostSurface:
@@ -268,6 +269,7 @@ class HostSurface:
             credentials=options.credentials,
             environment_metrics=options.environment_metrics,
             energy=options.energy,
+            power_subsystem=options.power_subsystem,
             seed=context.seed,
         )
         self._stats = PowerStatsTracker()

@@ -1,4 +1,5 @@
-"""An emulated BMC Redfish service on 127.0.0.1: chassis ``Power`` and ``EnvironmentMetrics``.
+"""An emulated BMC Redfish service on 127.0.0.1: chassis ``Power``, ``EnvironmentMetrics`` and
+``PowerSubsystem``.
 
 Resources (reference/device-interfaces.md §5.4), rendered from the latest :class:`Snapshot`:
 
@@ -13,7 +14,17 @@ Resources (reference/device-interfaces.md §5.4), rendered from the latest :clas
   ``Reading``} (``environment_metrics=False`` makes it a 404, as on a BMC with only the legacy
   resource; ``energy=False`` drops ``EnergykWh``).
 
-A node without host state shows ``"Reading": null`` / ``"PowerConsumedWatts": null``. With
+* ``/redfish/v1/Chassis/{id}/PowerSubsystem`` (``#PowerSubsystem.v1_1_0.PowerSubsystem``, layout of
+  DMTF's public-rackmount1 mockup: ``CapacityWatts``, ``PowerSupplies`` link), its
+  ``PowerSupplies`` collection of :data:`SUPPLIES` supplies (``#PowerSupply.v1_5_0.PowerSupply``
+  with a ``Metrics`` link) and each supply's ``Metrics`` (``#PowerSupplyMetrics.v1_0_1.
+  PowerSupplyMetrics``: ``InputPowerWatts`` and, unless ``energy=False``, ``EnergykWh``); the
+  supplies share the chassis input equally (assumed), so their sum is the chassis reading;
+  ``power_subsystem=False`` makes them 404 (a BMC with the legacy resource only).
+
+The chassis links ``PowerSubsystem``, ``EnvironmentMetrics`` and ``Power`` (marked
+``Power@Redfish.Deprecated`` as in DMTF's mockup). A node without host state shows ``"Reading":
+null`` / ``"PowerConsumedWatts": null``. With
 ``credentials`` every resource but the service root needs HTTP Basic auth (401 with
 ``WWW-Authenticate`` otherwise); with ``tls`` (a PEM certificate and key) it is served over HTTPS.
 Faults are ``Snapshot.faults_for("redfish")``: ``hang_s`` delays the answer, ``garbage`` sends random
@@ -37,11 +48,23 @@ from urllib.parse import urlsplit
 from emulators.bmc import PowerStats
 from emulators.state import Snapshot
 
-__all__ = ["RedfishServer", "TlsFiles", "render_environment_metrics", "render_power"]
+__all__ = [
+    "SUPPLIES",
+    "RedfishServer",
+    "TlsFiles",
+    "render_environment_metrics",
+    "render_power",
+    "render_power_subsystem",
+    "render_power_supplies",
+    "render_power_supply",
+    "render_power_supply_metrics",
+]
 
 TOOL = "redfish"
 #: Rated capacity the Power resource reports, W (assumption: a 2-PSU 3 kW server).
 POWER_CAPACITY_W = 3000
+#: The power supplies of the PowerSubsystem (assumption: two, sharing the load equally).
+SUPPLIES = ("Bay1", "Bay2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +132,68 @@ def render_environment_metrics(
     return doc
 
 
+def render_power_subsystem(chassis: str) -> dict[str, object]:
+    """The ``PowerSubsystem`` resource (no reading of its own; DMTF public-rackmount1 layout)."""
+    base = _chassis_uri(chassis)
+    return {
+        "@odata.id": f"{base}/PowerSubsystem",
+        "@odata.type": "#PowerSubsystem.v1_1_0.PowerSubsystem",
+        "Id": "PowerSubsystem",
+        "Name": "Power Subsystem for Chassis",
+        "CapacityWatts": POWER_CAPACITY_W,
+        "PowerSupplies": {"@odata.id": f"{base}/PowerSubsystem/PowerSupplies"},
+        "Status": {"State": "Enabled", "Health": "OK"},
+    }
+
+
+def render_power_supplies(chassis: str) -> dict[str, object]:
+    base = f"{_chassis_uri(chassis)}/PowerSubsystem/PowerSupplies"
+    return {
+        "@odata.id": base,
+        "@odata.type": "#PowerSupplyCollection.PowerSupplyCollection",
+        "Name": "Power Supply Collection",
+        "Members": [{"@odata.id": f"{base}/{bay}"} for bay in SUPPLIES],
+        "Members@odata.count": len(SUPPLIES),
+    }
+
+
+def render_power_supply(chassis: str, bay: str) -> dict[str, object]:
+    uri = f"{_chassis_uri(chassis)}/PowerSubsystem/PowerSupplies/{bay}"
+    return {
+        "@odata.id": uri,
+        "@odata.type": "#PowerSupply.v1_5_0.PowerSupply",
+        "Id": bay,
+        "Name": f"Power Supply {bay}",
+        "PowerCapacityWatts": POWER_CAPACITY_W / len(SUPPLIES),
+        "Metrics": {"@odata.id": f"{uri}/Metrics"},
+        "Status": {"State": "Enabled", "Health": "OK"},
+    }
+
+
+def render_power_supply_metrics(
+    chassis: str, bay: str, power_w: float | None, energy_j: float | None, *, energy: bool = True
+) -> dict[str, object]:
+    """One supply's ``PowerSupplyMetrics``: its share of the chassis input power and energy."""
+    uri = f"{_chassis_uri(chassis)}/PowerSubsystem/PowerSupplies/{bay}/Metrics"
+    share = 1.0 / len(SUPPLIES)
+    doc: dict[str, object] = {
+        "@odata.id": uri,
+        "@odata.type": "#PowerSupplyMetrics.v1_0_1.PowerSupplyMetrics",
+        "Id": "Metrics",
+        "Name": f"Metrics for Power Supply {bay}",
+        "InputPowerWatts": {
+            "DataSourceUri": f"{_chassis_uri(chassis)}/Sensors/{bay}InputPower",
+            "Reading": None if power_w is None else power_w * share,
+        },
+    }
+    if energy:
+        doc["EnergykWh"] = {
+            "DataSourceUri": f"{_chassis_uri(chassis)}/Sensors/{bay}Energy",
+            "Reading": None if energy_j is None else energy_j * share / 3.6e6,
+        }
+    return doc
+
+
 class RedfishServer:
     """The Redfish service of one emulated BMC; feed it with :meth:`render` at every step."""
 
@@ -125,6 +210,7 @@ class RedfishServer:
         credentials: tuple[str, str] | None = None,
         environment_metrics: bool = True,
         energy: bool = True,
+        power_subsystem: bool = True,
         seed: int = 0,
     ) -> None:
         self.chassis = chassis
@@ -133,6 +219,7 @@ class RedfishServer:
         self._credentials = credentials
         self._environment_metrics = environment_metrics
         self._energy = energy
+        self._power_subsystem = power_subsystem
         self._rng = random.Random(f"kwatt-redfish:{seed}")
         self._snap: Snapshot | None = None
         self._stats: PowerStats | None = None
@@ -277,15 +364,32 @@ class RedfishServer:
                 "Id": self.chassis,
                 "Name": "Computer System Chassis",
                 "ChassisType": "RackMount",
-                "Power": {"@odata.id": f"{base}/Power"},
             }
+            if self._power_subsystem:
+                doc["PowerSubsystem"] = {"@odata.id": f"{base}/PowerSubsystem"}
             if self._environment_metrics:
                 doc["EnvironmentMetrics"] = {"@odata.id": f"{base}/EnvironmentMetrics"}
+            doc["Power@Redfish.Deprecated"] = f"Please migrate to use {base}/PowerSubsystem"
+            doc["Power"] = {"@odata.id": f"{base}/Power"}
         elif path == f"{base}/Power":
             doc = render_power(self.chassis, power_w, stats)
         elif path == f"{base}/EnvironmentMetrics" and self._environment_metrics:
             energy_j = None if host is None else host.system_energy_j
             doc = render_environment_metrics(self.chassis, power_w, energy_j, energy=self._energy)
+        elif path.startswith(f"{base}/PowerSubsystem") and self._power_subsystem:
+            supplies = f"{base}/PowerSubsystem/PowerSupplies"
+            bay = path[len(supplies) + 1 :].removesuffix("/Metrics")
+            if path == f"{base}/PowerSubsystem":
+                doc = render_power_subsystem(self.chassis)
+            elif path == supplies:
+                doc = render_power_supplies(self.chassis)
+            elif bay in SUPPLIES and path == f"{supplies}/{bay}":
+                doc = render_power_supply(self.chassis, bay)
+            elif bay in SUPPLIES and path == f"{supplies}/{bay}/Metrics":
+                energy_j = None if host is None else host.system_energy_j
+                doc = render_power_supply_metrics(
+                    self.chassis, bay, power_w, energy_j, energy=self._energy
+                )
         if doc is None:
             body = b'{"error":{"code":"Base.1.8.ResourceMissingAtURI","message":"Not found"}}'
             return "404 Not Found", self._headers(len(body)), body

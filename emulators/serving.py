@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "E2E_LATENCY_BUCKETS_S",
@@ -28,7 +29,9 @@ __all__ = [
     "TRITON_MODELS",
     "MetricsServer",
     "ServingModel",
+    "TritonEnsemble",
     "TritonModel",
+    "render_triton",
 ]
 
 #: vLLM's request-latency histogram bounds, s (§6.1: "buckets 0.3…7680 s"); furiosa-llm reuses them.
@@ -308,10 +311,9 @@ class TritonModel:
         self.pending = round(util * TRITON_MAX_BATCH) if util > 0.9 else 0
         return done
 
-    def render(self) -> str:
-        """The ``/metrics`` body (Prometheus text format 0.0.4, as tritonserver writes it)."""
-        labels = f'model="{_escape(self.model_name)}",version="{_escape(self.version)}"'
-        values = {
+    def values(self) -> dict[str, int]:
+        """This model's value of each family of :data:`_TRITON_FAMILIES` (failures excepted)."""
+        return {
             "nv_inference_request_success": self.success,
             "nv_inference_count": self.inferences,
             "nv_inference_exec_count": self.executions,
@@ -322,16 +324,100 @@ class TritonModel:
             "nv_inference_compute_output_duration_us": self.output_us,
             "nv_inference_pending_request_count": self.pending,
         }
-        out: list[str] = []
-        for name, kind, help_text in _TRITON_FAMILIES:
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
+
+    def render(self) -> str:
+        """The ``/metrics`` body (Prometheus text format 0.0.4, as tritonserver writes it)."""
+        return render_triton((self,))
+
+    def config(self) -> dict[str, object]:
+        """The model configuration Triton answers ``GET /v2/models/<name>/config`` with (the
+        members kwatt's collector reads; a real one has inputs, outputs, batching too)."""
+        return {"name": self.model_name, "platform": "onnxruntime_onnx"}
+
+
+def render_triton(models: Sequence[TritonModel]) -> str:
+    """One ``/metrics`` body for the models a tritonserver serves: per family, a line per model."""
+    out: list[str] = []
+    rows = [
+        (f'model="{_escape(m.model_name)}",version="{_escape(m.version)}"', m.values())
+        for m in models
+    ]
+    for name, kind, help_text in _TRITON_FAMILIES:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, values in rows:
             if name == "nv_inference_request_failure":
                 for reason in TRITON_FAILURE_REASONS:
                     out.append(f'{name}{{{labels},reason="{reason}"}} 0')
             else:
                 out.append(f"{name}{{{labels}}} {values[name]}")
-        return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n"
+
+
+class TritonEnsemble:
+    """An ensemble on Triton and the models it calls, as one tritonserver serves them.
+
+    Triton counts a client request to an ensemble once for the ensemble and once for every
+    composing model it runs (tensorrtllm_backend issue #49: ``ensemble``, ``preprocessing`` and
+    ``postprocessing`` all at 59; tests/fixtures/real/serving), so each step model here completes
+    the ensemble's requests too. ``config(name)`` is Triton's model configuration API: the ensemble
+    lists its steps in ``ensemble_scheduling.step[].model_name`` (Triton's model_config.proto).
+    Step latencies are a share of the ensemble's (assumed: an equal share per step).
+    """
+
+    def __init__(self, name: str, steps: Sequence[str], *, version: str = "1") -> None:
+        if not steps:
+            raise ValueError("an ensemble needs at least one step")
+        self.ensemble = TritonModel(name, version=version)
+        self.steps = tuple(TritonModel(step, version=version) for step in steps)
+
+    @property
+    def models(self) -> tuple[TritonModel, ...]:
+        return (self.ensemble, *self.steps)
+
+    def advance(
+        self, served_units: float, util: float, mean_latency_s: float, compute_s: float
+    ) -> int:
+        """Credit ``served_units`` client requests to the ensemble and to each step."""
+        done = self.ensemble.advance(served_units, util, mean_latency_s, compute_s)
+        share = 1.0 / len(self.steps)
+        for step in self.steps:
+            step.advance(done, util, mean_latency_s * share, compute_s * share)
+        return done
+
+    def render(self) -> str:
+        return render_triton(self.models)
+
+    def config(self, name: str) -> dict[str, object] | None:
+        """``GET /v2/models/<name>/config``; None for a model this server does not serve."""
+        if name == self.ensemble.model_name:
+            return {
+                "name": name,
+                "platform": "ensemble",
+                "ensemble_scheduling": {
+                    "step": [
+                        {
+                            "model_name": step.model_name,
+                            "model_version": -1,
+                            "input_map": {},
+                            "output_map": {},
+                        }
+                        for step in self.steps
+                    ]
+                },
+            }
+        for step in self.steps:
+            if step.model_name == name:
+                return step.config()
+        return None
+
+
+def _config_target(path: str) -> str | None:
+    """The model of ``/v2/models/<name>/config`` (KServe v2 protocol, Triton's extension)."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[:3] == ["", "v2", "models"] and parts[4] == "config" and parts[3]:
+        return unquote(parts[3])
+    return None
 
 
 def _escape(value: str) -> str:
@@ -359,9 +445,17 @@ class MetricsServer:
     HOST = "127.0.0.1"
     READ_TIMEOUT_S = 5.0
 
-    def __init__(self, render: Callable[[], str], *, port: int = 0) -> None:
+    def __init__(
+        self,
+        render: Callable[[], str],
+        *,
+        port: int = 0,
+        model_config: Callable[[str], dict[str, object] | None] | None = None,
+    ) -> None:
         self._render = render
         self._port = port
+        #: Triton's model configuration API on the same port (``GET /v2/models/<name>/config``).
+        self._model_config = model_config
         self._server: asyncio.Server | None = None
 
     @property
@@ -413,6 +507,13 @@ class MetricsServer:
             content_type = CONTENT_TYPE
         elif target == "/health":
             body, content_type = b"", "text/plain"
+        elif (name := _config_target(target)) is not None and self._model_config is not None:
+            doc = self._model_config(name)
+            if doc is None:
+                error = f"Request for unknown model: '{name}' is not found"
+                data = json.dumps({"error": error}).encode("utf-8")
+                return "400 Bad Request", self._headers("application/json", len(data)), data
+            body, content_type = json.dumps(doc).encode("utf-8"), "application/json"
         else:
             body, content_type = b"not found\n", "text/plain"
             return "404 Not Found", self._headers(content_type, len(body)), body

@@ -282,8 +282,19 @@ def test_hwmon_missing_tree_and_garbage(tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(FIXTURES / "hwmon-mixed-synthetic", root)
     (root / "sys" / "class" / "hwmon" / "hwmon0" / "power1_average").write_text("N/A\n")
-    with pytest.raises(ParseError, match=r"hwmon0/power1_average: expected µW"):
-        hwmon.HwmonCollector("h", hwmon.Config(root=str(root))).collect_sync()
+    # one chip's garbage costs that chip only (its error is kept), the other chips are reported
+    c = hwmon.HwmonCollector("h", hwmon.Config(root=str(root)))
+    samples = c.collect_sync()
+    zones = {s.tag("zone") for s in samples}
+    assert samples and not any((z or "").startswith("power_meter/") for z in zones)
+    (message,) = c.chip_errors.values()
+    assert "hwmon0/power1_average: expected µW" in message
+    # every chip broken: the poll fails, naming them
+    single = tmp_path / "single"
+    (single / "sys" / "class" / "hwmon" / "hwmon0").mkdir(parents=True)
+    (single / "sys" / "class" / "hwmon" / "hwmon0" / "name").write_text("bad name\n")
+    with pytest.raises(ParseError, match=r"every hwmon chip failed: .*hwmon0/name"):
+        hwmon.HwmonCollector("h", hwmon.Config(root=str(single))).collect_sync()
 
 
 def test_parse_chip_prefers_average_and_keeps_signs() -> None:

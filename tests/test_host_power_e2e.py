@@ -429,12 +429,38 @@ def test_redfish_environment_metrics_energy_matches_truth(tmp_path: Path) -> Non
 
 
 def test_redfish_falls_back_to_power(tmp_path: Path) -> None:
-    for options in (RedfishOptions(environment_metrics=False), RedfishOptions(energy=False)):
-        node, (result,) = run_redfish(tmp_path / str(options.energy), options, [{}])
-        assert isinstance(result, list) and node.host is not None
+    """Only the deprecated Power resource: its whole watts, no energy."""
+    legacy = RedfishOptions(environment_metrics=False, power_subsystem=False)
+    node, (result,) = run_redfish(tmp_path / "legacy", legacy, [{}])
+    assert isinstance(result, list) and node.host is not None
+    (s,) = result
+    assert s.field("power_w") == float(round(node.host.system_power_w))
+    assert s.field("energy_j") is None
+
+
+def test_redfish_reads_the_power_subsystem(tmp_path: Path) -> None:
+    """No EnvironmentMetrics: the supplies' InputPowerWatts and EnergykWh, summed, give both."""
+    node, (auto, only) = run_redfish(
+        tmp_path,
+        RedfishOptions(environment_metrics=False),
+        [{}, {"resource": "subsystem"}],
+    )
+    assert node.host is not None
+    for result in (auto, only):
+        assert isinstance(result, list)
         (s,) = result
-        assert s.field("power_w") == float(round(node.host.system_power_w))
-        assert s.field("energy_j") is None
+        assert s.field("power_w") == pytest.approx(node.host.system_power_w, rel=1e-12)
+        assert s.field("energy_j") == pytest.approx(node.host.system_energy_j, rel=1e-12)
+
+
+def test_redfish_environment_power_without_energy(tmp_path: Path) -> None:
+    """EnvironmentMetrics without EnergykWh (and supplies without it): its watts, exact, no energy;
+    the deprecated Power resource is not needed."""
+    node, (result,) = run_redfish(tmp_path, RedfishOptions(energy=False), [{}])
+    assert isinstance(result, list) and node.host is not None
+    (s,) = result
+    assert s.field("power_w") == node.host.system_power_w
+    assert s.field("energy_j") is None
     _, (env_only,) = run_redfish(
         tmp_path / "env", RedfishOptions(environment_metrics=False), [{"resource": "environment"}]
     )
@@ -442,10 +468,16 @@ def test_redfish_falls_back_to_power(tmp_path: Path) -> None:
 
 
 def test_redfish_auto_remembers_the_resource(tmp_path: Path) -> None:
-    async def main() -> tuple[dict[str, int], dict[str, int]]:
+    async def main() -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         counts = []
-        for options in (RedfishOptions(), RedfishOptions(environment_metrics=False)):
-            node = make_node(tmp_path / str(options.environment_metrics), redfish=options)
+        for i, options in enumerate(
+            (
+                RedfishOptions(),
+                RedfishOptions(environment_metrics=False, power_subsystem=False),
+                RedfishOptions(environment_metrics=False),
+            )
+        ):
+            node = make_node(tmp_path / str(i), redfish=options)
             await node.surface.start()
             try:
                 c = redfish.create("r", redfish.Config(url=node.surface.redfish.url))
@@ -455,13 +487,24 @@ def test_redfish_auto_remembers_the_resource(tmp_path: Path) -> None:
                 counts.append(dict(node.surface.redfish.requests))
             finally:
                 await node.surface.aclose()
-        return counts[0], counts[1]
+        return counts[0], counts[1], counts[2]
 
-    env, legacy = asyncio.run(main())
+    env, legacy, subsystem = asyncio.run(main())
     assert env == {"/redfish/v1/Chassis/1/EnvironmentMetrics": 3}
     assert legacy == {
         "/redfish/v1/Chassis/1/EnvironmentMetrics": 1,  # 404 once, then Power only
+        "/redfish/v1/Chassis/1/PowerSubsystem": 1,  # 404 once
         "/redfish/v1/Chassis/1/Power": 3,
+    }
+    supplies = "/redfish/v1/Chassis/1/PowerSubsystem/PowerSupplies"
+    assert subsystem == {
+        "/redfish/v1/Chassis/1/EnvironmentMetrics": 1,  # 404 once
+        "/redfish/v1/Chassis/1/PowerSubsystem": 1,  # the supplies are listed once
+        supplies: 1,
+        f"{supplies}/Bay1": 1,
+        f"{supplies}/Bay2": 1,
+        f"{supplies}/Bay1/Metrics": 3,  # then only their metrics, every poll
+        f"{supplies}/Bay2/Metrics": 3,
     }
 
 

@@ -1,18 +1,22 @@
 """Triton Inference Server ``/metrics`` for the vision services: the emulator's exposition (golden),
-the serving collector's ``triton`` mapping, and the two end to end against a running ``Node``."""
+the serving collector's ``triton`` mapping, and the two end to end against a running ``Node``; an
+ensemble served with Triton's model configuration API, counted once."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from collectors import serving
+from collectors.base import CollectorError
 from collectors.serving import Config, parse_exposition, snapshot
 from emulators.node import Node, NodeOptions, agent_config, parse_devices
-from emulators.serving import TRITON_MAX_BATCH, TritonModel
+from emulators.serving import TRITON_MAX_BATCH, MetricsServer, TritonEnsemble, TritonModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "serving"
 
@@ -130,3 +134,86 @@ def test_every_service_endpoint_gets_a_serving_collector(tmp_path: Path) -> None
             }
 
     asyncio.run(go())
+
+
+# ---------------------------------------------------------------------------------- ensembles
+
+
+def serve_ensemble(
+    body: Callable[[MetricsServer, TritonEnsemble], Awaitable[None]],
+) -> None:
+    """Run ``body`` against an emulated tritonserver serving the TensorRT-LLM style ensemble
+    (``/metrics`` and ``/v2/models/<name>/config`` on one port)."""
+    ensemble = TritonEnsemble("ensemble", ["preprocessing", "tensorrt_llm", "postprocessing"])
+
+    async def main() -> None:
+        server = MetricsServer(ensemble.render, model_config=ensemble.config)
+        await server.start()
+        try:
+            await body(server, ensemble)
+        finally:
+            await server.aclose()
+
+    asyncio.run(main())
+
+
+def test_ensemble_counts_client_requests_once_end_to_end() -> None:
+    """The emulated ensemble counts each request for itself and every step (as tritonserver does);
+    the collector, told by Triton's configuration API which models are steps, counts it once."""
+
+    async def body(server: MetricsServer, ensemble: TritonEnsemble) -> None:
+        url = f"http://{MetricsServer.HOST}:{server.port}"
+        learnt = serving.create(
+            "t", Config(url=url, service="chat", runtime="triton", model_config_url=url)
+        )
+        listed = serving.create(
+            "t",
+            Config(
+                url=url,
+                service="chat",
+                runtime="triton",
+                composing_models=("preprocessing", "tensorrt_llm", "postprocessing"),
+            ),
+        )
+        naive = serving.create("t", Config(url=url, service="chat", runtime="triton"))
+        for served in (12.0, 30.0, 7.0):
+            ensemble.advance(served, 0.5, 0.2, 0.15)
+            truth = ensemble.ensemble.success
+            for c in (learnt, listed):
+                (s,) = await c.collect()
+                assert s.field("requests_total") == truth
+                assert s.field("inferences_total") == truth
+                assert s.tag("model_name") == "ensemble"
+            (s,) = await naive.collect()
+            assert s.field("requests_total") == 4 * truth  # the over-count this option fixes
+        assert learnt._steps == {  # each model's configuration was asked for once
+            "ensemble": ("preprocessing", "tensorrt_llm", "postprocessing"),
+            "preprocessing": (),
+            "tensorrt_llm": (),
+            "postprocessing": (),
+        }
+
+    serve_ensemble(body)
+
+
+def test_model_config_errors_fail_the_poll() -> None:
+    """A configuration the collector cannot read fails the poll (never a silent over-count)."""
+
+    async def body(server: MetricsServer, ensemble: TritonEnsemble) -> None:
+        url = f"http://{MetricsServer.HOST}:{server.port}"
+        ensemble.advance(5.0, 0.5, 0.2, 0.15)
+        wrong = serving.create(
+            "t",
+            Config(
+                url=url,
+                service="chat",
+                runtime="triton",
+                model_config_url=f"http://{MetricsServer.HOST}:9",
+            ),
+        )
+        with pytest.raises(CollectorError):
+            await wrong.collect()
+
+    serve_ensemble(body)
+    with pytest.raises(ValueError, match="model_config_url"):
+        Config(url="http://x:8002", service="s", runtime="triton", model_config_url="ftp://x")
