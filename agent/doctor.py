@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import dataclasses
 import importlib.util
 import json
 import os
@@ -240,10 +241,23 @@ async def probe(entry: Mapping[str, object], timeout_s: float = 10.0) -> Probe:
         p.message = f"not a valid entry for this agent: {e}"
         return p
     (ce,) = cfg.collectors
+    # The probe asks whether the surface works, not whether it answers within one poll's timeout
+    # on a machine that is busy right now (doctor probes every surface at once, each with its
+    # imports, library loads and first calls): a collector's own I/O timeout, which the config
+    # derives from the poll interval (1 s), would fail a healthy but slow first call and make
+    # doctor prefer a fallback (nvidia-smi for NVML). The probe's budget bounds it instead; the
+    # cost of a poll is measured and reported separately (cost_ms).
+    options = ce.options
+    if (
+        dataclasses.is_dataclass(options)
+        and not isinstance(options, type)
+        and "timeout_s" in {f.name for f in dataclasses.fields(options)}
+    ):
+        options = dataclasses.replace(options, timeout_s=timeout_s)
     collector = None
     try:
         async with asyncio.timeout(timeout_s):
-            collector = collectors.load(kind).create(ce.name, ce.options)
+            collector = collectors.load(kind).create(ce.name, options)
             p.devices = list(await collector.inventory())
             t0 = time.perf_counter()
             samples = await collector.collect()
