@@ -591,3 +591,27 @@ def test_snapshot_replace_keeps_faults_typed() -> None:
         .faults_for("redfish")
         .garbage
     )
+
+
+def test_dcmi_real_bmc_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulated ipmitool in the layouts of real BMCs (tests/fixtures/real/ipmi-dcmi): iLO 4's
+    timestamp and period on one line, OpenBMC's valid readings flagged ``deactivated``."""
+    node = make_node(tmp_path)
+    node.step(2.0, system_w=412.4)
+    tool = str(node.root / "bin" / "ipmitool")
+    plain = ipmi_dcmi.IpmiDcmiCollector("dcmi", ipmi_dcmi.Config(tool=tool))
+    trusting = ipmi_dcmi.IpmiDcmiCollector(
+        "dcmi", ipmi_dcmi.Config(tool=tool, deactivated_is_valid=True)
+    )
+    monkeypatch.setenv(ipmitool.LAYOUT_ENV, "one-line")
+    raw = subprocess.run(plain.argv, capture_output=True, check=True, timeout=30).stdout.decode()
+    assert "UTC    Sampling period:" in raw
+    stats = read_stats(node.root)
+    assert stats is not None
+    assert ipmi_dcmi.parse_ipmitool(raw).period_s == pytest.approx(int(stats.period_s))
+    (s,) = asyncio.run(plain.collect())
+    assert s.field("power_w") == 412.0
+    monkeypatch.setenv(ipmitool.LAYOUT_ENV, "openbmc")
+    assert asyncio.run(plain.collect()) == []  # deactivated: no reading by default
+    (s,) = asyncio.run(trusting.collect())
+    assert s.field("power_w") == 412.0

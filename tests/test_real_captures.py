@@ -506,3 +506,35 @@ def test_hwmon_one_malformed_chip_costs_that_chip_only(tmp_path: Path) -> None:
     assert (s.tag("zone"), s.field("power_w")) == ("power_meter/power1", 345.0)
     (path, message) = next(iter(c.chip_errors.items()))
     assert path.endswith("hwmon21") and "hwmon21/name: expected a chip name" in message
+
+
+def _masked(text: str) -> list[str]:
+    """Lines with every number and timestamp replaced and each run of blanks one tab: the layout of
+    a text (the column alignment is checked by test_emulated_ipmitool_has_the_real_layout)."""
+    stamp = (
+        r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d [AP]M [A-Z]{3}|\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}"
+    )
+    masked = (re.sub(r"\d+", "N", re.sub(stamp, "T", ln)) for ln in text.split("\n"))
+    return [re.sub(r" {2,}", "\t", ln) for ln in masked]  # widths differ with the numbers
+
+
+@pytest.mark.parametrize(
+    ("layout", "capture"),
+    [
+        ("one-line", "ipmitool-hp-ilo4-2.82.txt"),
+        ("one-line", "ipmitool-ami-asus-esc8000a-e12.txt"),
+        ("openbmc", "ipmitool-openbmc-lib-ipmi_utils.txt"),
+    ],
+)
+def test_emulated_ipmitool_layouts_are_the_real_ones(layout: str, capture: str) -> None:
+    """The emulated BMC variants against the captures: every line the same once numbers and
+    timestamps are masked (the OpenBMC capture lost its indentation in the docstring it sits in)."""
+    real = (REAL / "ipmi-dcmi" / capture).read_text(encoding="utf-8")
+    emu = ipmitool_emu.render(234.0, None, 1_790_000_000_000_000_000, layout)
+    if layout == "openbmc":
+        assert [ln.strip() for ln in _masked(emu) if ln.strip()] == _masked(real.strip())
+        assert "Thu Jan  1 00:00:00 1970" in emu and "deactivated" in emu
+    else:
+        assert _masked(emu) == _masked(real)
+    reading = ipmi_dcmi.parse_ipmitool(emu)
+    assert reading.current_w == 234 and reading.active is (layout != "openbmc")
