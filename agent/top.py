@@ -9,8 +9,10 @@ Three layers, so the screen can be tested and benchmarked without a broker:
   returns a rich renderable laid out at the console's width (or ``--width``): a fleet line (nodes
   online/offline/stale, devices, power), one work total per kind (tok/s, inf/s, req/s with work per
   joule), one row per service in its own work kind (the first of ``tokens_total``,
-  ``inferences_total``, ``requests_total`` it reports) with its perf/W and target, then the top
-  nodes by the sort key, each with its devices (utilization, power, temperature, clock, throttle
+  ``inferences_total``, ``requests_total`` it reports) and device class, with its perf/W, its
+  target (``--target``, else the phase ratio of analytics/targets.yaml × the GPU baseline measured
+  live on the same service, else × the published reference) and its ratio to the baseline, then
+  the top nodes by the sort key, each with its devices (utilization, power, temperature, clock, throttle
   flag, throughput, perf-per-watt coloured against the service's target, power sparkline). At a
   narrow width columns leave in the order documented above ``_NODE_COLS`` and a footer names
   them; at a height too small for every device, nodes collapse to one row each and only the
@@ -43,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import aiomqtt
@@ -53,6 +56,7 @@ from rich.text import Text
 from agent import lineproto, topics
 from agent.config import MqttConfig, TlsConfig
 from agent.mqtt import Backoff, make_client
+from analytics.targets import PHASES, Targets, load_targets
 from analytics.termfit import SEP_PLAIN, Cell, Column, plan, records, table
 
 __all__ = [
@@ -349,6 +353,11 @@ class ViewOptions:
     #: perf/W targets by service name or work kind (``--target chatbot=2.5``,
     #: ``--target inferences=30``); a service's own name wins over its kind
     targets: tuple[tuple[str, float], ...] = ()
+    #: the targets file (analytics/targets.yaml merged with ``--targets``): without an explicit
+    #: target, a service's NPU rows get ``phase`` ratio × the perf/W of the GPU baseline measured
+    #: live on the same service, or × the published reference when no GPU serves it (DESIGN §6)
+    targets_doc: Targets | None = None
+    phase: str | None = None
     #: only services (and nodes serving them) counting this kind of work; None: every kind
     work: WorkKind | None = None
     stale_s: float = 10.0
@@ -372,6 +381,8 @@ class ServiceOnNode:
     work_per_s: float | None
     power_w: float | None
     devices: tuple[str, ...]
+    #: ``vendor/model`` of its devices on this node ("mixed" when they differ)
+    device_class: str = "?"
 
     @property
     def work_per_j(self) -> float | None:
@@ -414,9 +425,14 @@ class NodeSummary:
         return self.work_per_s / self.power_w
 
 
+TargetBasis = Literal["set", "gpu", "ref"]
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceSummary:
-    """One service over the fleet (online nodes): its work kind, rate, power, perf/W, target."""
+    """One service on one device class over the fleet (online nodes): its work kind, rate,
+    power, perf/W, and its target with where it comes from (``set`` by ``--target``, ``gpu``:
+    ratio × the GPU baseline measured live, ``ref``: ratio × a published value)."""
 
     service: str
     kind: WorkKind
@@ -424,6 +440,11 @@ class ServiceSummary:
     power_w: float | None
     nodes: int
     target_work_per_j: float | None
+    device_class: str = "?"
+    baseline: bool = False
+    target_basis: TargetBasis | None = None
+    #: perf/W over the baseline's (live GPU or published), when both are known
+    ratio_vs_baseline: float | None = None
 
     @property
     def work_per_j(self) -> float | None:
@@ -509,8 +530,16 @@ def summarize(
             if not mine:
                 continue
         p = [d.power_w for d in mine if d.power_w is not None]
+        classes = {f"{d.vendor}/{d.model}" for d in mine}
         services.append(
-            ServiceOnNode(svc, kind, rate, sum(p) if p else None, tuple(d.device for d in mine))
+            ServiceOnNode(
+                svc,
+                kind,
+                rate,
+                sum(p) if p else None,
+                tuple(d.device for d in mine),
+                classes.pop() if len(classes) == 1 else ("mixed" if classes else "?"),
+            )
         )
     return NodeSummary(
         view,
@@ -539,28 +568,91 @@ def _sort_value(s: NodeSummary, key: SortKey) -> float | None:
     return None
 
 
+def _phase_rule(
+    opts: ViewOptions, service: str, kind: WorkKind
+) -> tuple[float, float | None] | None:
+    """(minimum ratio vs the GPU baseline, published reference perf/W or None) for ``service``
+    in the options' phase, from the targets file (as analytics/verdict.py chooses them)."""
+    doc = opts.targets_doc
+    if doc is None:
+        return None
+    from analytics.work import WorkUnit
+
+    workload, _ = doc.workload_for(service, WorkUnit(kind))
+    rule = workload.targets.get(opts.phase or doc.default_phase)
+    if rule is None:
+        return None
+    refs = workload.references
+    ref = next((r for r in refs if r.device == doc.baseline_device_default), None) or next(
+        (r for r in refs if r.device.startswith(doc.baseline_vendor)), None
+    )
+    return rule.min_ratio_vs_baseline, None if ref is None else ref.work_per_j
+
+
 def fleet_services(summaries: Sequence[NodeSummary], opts: ViewOptions) -> list[ServiceSummary]:
-    """Every service over the online nodes, by name."""
-    acc: dict[str, list[ServiceOnNode]] = {}
+    """Every service over the online nodes, one row per device class, by name then class; the
+    GPU baseline's rows (``baseline_vendor`` of the targets file, default nvidia) first."""
+    base_vendor = opts.targets_doc.baseline_vendor if opts.targets_doc is not None else "nvidia"
+    acc: dict[tuple[str, str], list[ServiceOnNode]] = {}
     for s in summaries:
         if s.label == "online":
             for so in s.services:
-                acc.setdefault(so.service, []).append(so)
-    out = []
-    for svc, parts in sorted(acc.items()):
-        kind = parts[0].kind
+                acc.setdefault((so.service, so.device_class), []).append(so)
+
+    def figures(parts: list[ServiceOnNode]) -> tuple[float | None, float | None]:
         rates = [p.work_per_s for p in parts if p.work_per_s is not None]
         powered = [p for p in parts if p.work_per_s is not None and p.power_w]
-        out.append(
-            ServiceSummary(
-                svc,
-                kind,
-                sum(rates) if rates else None,
-                sum(p.power_w or 0.0 for p in powered) if powered else None,
-                len(parts),
-                opts.target_for(svc, kind),
-            )
+        return (
+            sum(rates) if rates else None,
+            sum(p.power_w or 0.0 for p in powered) if powered else None,
         )
+
+    def is_base(cls: str) -> bool:
+        return cls.split("/", maxsplit=1)[0] == base_vendor
+
+    out = []
+    for svc in sorted({k[0] for k in acc}):
+        classes = sorted((c for s2, c in acc if s2 == svc), key=lambda c: (not is_base(c), c))
+        base_parts = [
+            x
+            for cls in classes
+            if is_base(cls)
+            for x in acc[(svc, cls)]
+            if x.work_per_s is not None and x.power_w
+        ]
+        base_work = sum(x.work_per_s or 0.0 for x in base_parts)
+        base_power = sum(x.power_w or 0.0 for x in base_parts)
+        live_base = base_work / base_power if base_power > 0 else None
+        for cls in classes:
+            parts = acc[(svc, cls)]
+            kind = parts[0].kind
+            work, power = figures(parts)
+            wpj = work / power if work is not None and power else None
+            target: float | None = opts.target_for(svc, kind)
+            basis: TargetBasis | None = "set" if target is not None else None
+            ratio = None
+            if not is_base(cls):
+                rule = _phase_rule(opts, svc, kind)
+                base = live_base if live_base is not None else (rule[1] if rule else None)
+                if base is not None and wpj is not None:
+                    ratio = wpj / base
+                if target is None and rule is not None and base is not None:
+                    target = rule[0] * base
+                    basis = "gpu" if live_base is not None else "ref"
+            out.append(
+                ServiceSummary(
+                    svc,
+                    kind,
+                    work,
+                    power,
+                    len(parts),
+                    target,
+                    cls,
+                    is_base(cls),
+                    basis,
+                    ratio,
+                )
+            )
     return out
 
 
@@ -673,13 +765,18 @@ _NODE_COLS = (
     Column("work/J", rank=4),
     Column("power (recent)", "recent", rank=9, justify="left"),
 )
+#: The services table: one row per service and device class (model; the GPU baseline's first).
+#: Columns leave in this order: nodes, power, vs base (perf/W over the baseline's), work/s,
+#: target, work/J.
 _SVC_COLS = (
     Column("service", rank=0, justify="left"),
-    Column("work/s", rank=1),
-    Column("work/J", rank=2),
-    Column("target", rank=3),
-    Column("power", rank=4),
-    Column("nodes", rank=5),
+    Column("class", rank=0, justify="left"),
+    Column("work/s", rank=3),
+    Column("work/J", rank=1),
+    Column("target", rank=2),
+    Column("vs base", "×base", rank=4),
+    Column("power", rank=5),
+    Column("nodes", rank=6),
 )
 #: Lines the screen needs besides the tables' rows (title, fleet, work, the two headers, the
 #: footer lines): used to decide whether every device row fits the height.
@@ -694,9 +791,10 @@ def _node_rows(
     show_devices: bool,
     long_ids: bool,
     selected: bool,
+    targets: dict[tuple[str, str], float | None],
 ) -> list[list[Cell]]:
     """The rows of one node: itself, its services when they count different kinds of work, its
-    devices when shown."""
+    devices when shown. ``targets``: perf/W target by (service, device class)."""
     word, style = _LABEL_STYLE[s.label]
     mark = "▸ " if selected else ""
     if s.label == "offline":
@@ -717,7 +815,7 @@ def _node_rows(
     unit = _WORK_UNIT[kind] if kind is not None else ""
     target = None
     if kind is not None and len(s.services) == 1:
-        target = opts.target_for(s.services[0].service, kind)
+        target = targets.get((s.services[0].service, s.services[0].device_class))
     svc_names = ",".join(so.service for so in s.services)
     work_text = (
         _fmt_rate(s.work_per_s, unit)
@@ -753,7 +851,7 @@ def _node_rows(
                     Text(""),
                     Text(""),
                     Text(_fmt_rate(x.work_per_s, u)),
-                    _perf(x.work_per_j, opts.target_for(x.service, x.kind), u),
+                    _perf(x.work_per_j, targets.get((x.service, x.device_class)), u),
                     Text(""),
                 ]
             )
@@ -774,7 +872,7 @@ def _node_rows(
             elif rate is None:
                 rate = so.work_per_s
         dev_wpj = rate / d.power_w if rate is not None and d.power_w else None
-        target = opts.target_for(so.service, so.kind) if so is not None else None
+        target = targets.get((so.service, f"{d.vendor}/{d.model}")) if so is not None else None
         label = f" └ {d.device[:20]} {d.model}" if long_ids else f" └ {_short_id(d.device, 14)}"
         rows.append(
             [
@@ -894,7 +992,7 @@ def render(
                 (_fmt_rate(rate, u), "bold"),
                 " ",
                 _perf(wpj, None, u),
-                (f" ({len(mine)} svc)", "dim"),
+                (f" ({len({f.service for f in mine})} svc)", "dim"),
             )
         )
     if totals:
@@ -911,16 +1009,28 @@ def render(
     elif not link.connected and link.url:
         head.append(Text(f"connecting to {link.url} ...", style="yellow"))
 
+    targets = {(f.service, f.device_class): f.target_work_per_j for f in fleet_svcs}
     svc_rows: list[list[Cell]] = []
     svc_styles: list[str | None] = []
     for f in fleet_svcs:
         u = _WORK_UNIT[f.kind]
+        target = "-"
+        if f.target_work_per_j is not None:
+            target = f"≥{_fmt_num(f.target_work_per_j)}" + (
+                " ref" if f.target_basis == "ref" else ""
+            )
         svc_rows.append(
             [
                 Text(f.service, style="bold"),
+                Text(f.device_class.split("/")[-1]),
                 Text(_fmt_rate(f.work_per_s, u)),
                 _perf(f.work_per_j, f.target_work_per_j, u),
-                Text("-" if f.target_work_per_j is None else f"≥{_fmt_num(f.target_work_per_j)}"),
+                Text(target),
+                Text(
+                    "base"
+                    if f.baseline
+                    else ("-" if f.ratio_vs_baseline is None else f"{f.ratio_vs_baseline:.2f}×")
+                ),
                 Text(_fmt_power(f.power_w)),
                 Text(str(f.nodes)),
             ]
@@ -985,6 +1095,7 @@ def render(
                 id(s) in expand,
                 long_ids,
                 collapsed and s is sel,
+                targets,
             )
             rows += mine
             styles += ["dim" if s.label == "stale" else None] * len(mine)
@@ -1132,6 +1243,16 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "(inferences=30) or, bare, every service; repeatable",
     )
     p.add_argument(
+        "--targets",
+        dest="targets_file",
+        type=Path,
+        metavar="FILE",
+        help="targets YAML merged over analytics/targets.yaml (as kwatt report --targets): "
+        "without --target, NPU rows aim at the phase ratio × the GPU measured live on the same "
+        "service, or × the published reference",
+    )
+    p.add_argument("--phase", choices=PHASES, help="phase of the targets (default from the file)")
+    p.add_argument(
         "--width",
         type=_width,
         metavar="N",
@@ -1209,6 +1330,8 @@ def view_options(args: argparse.Namespace) -> ViewOptions:
         only_offline=args.offline,
         only_throttled=args.throttled,
         target_work_per_j=dict(args.target).get("*"),
+        targets_doc=load_targets(args.targets_file),
+        phase=args.phase,
         targets=tuple((k, v) for k, v in args.target if k != "*"),
         work=args.work,
         stale_s=args.stale,
@@ -1352,7 +1475,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = _mqtt_config(args)
         if args.site is not None:
             topics.validate_segment("site", args.site)
-    except ValueError as e:
+        opts = view_options(args)
+    except ValueError as e:  # TargetsError included
         print(f"kwatt top: {e}", file=sys.stderr)
         return 2
     console = Console() if args.width is None else Console(width=args.width)
@@ -1361,7 +1485,7 @@ def run(args: argparse.Namespace) -> int:
             watch(
                 cfg,
                 args.site,
-                view_options(args),
+                opts,
                 console,
                 once=args.once,
                 duration_s=args.duration,

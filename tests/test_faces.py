@@ -95,7 +95,7 @@ def demo_top() -> tuple[TopState, float]:
                 lines.append(
                     f"accel,device={dev},model={model},node={node},site=dc1,vendor={vendor} "
                     f"power_w={watts + 3 * i + step},util_ratio={0.4 + 0.05 * i},"
-                    f"temp_c={45 + i + step},clock_hz=1.8e9,throttled={int(node == '08' and i == 0)}i "
+                    f"temp_c={45 + i + step},clock_hz=1.8e9,throttled={int(node.endswith('08'))}i "
                     f"{ts}"
                 )
             lines.append(
@@ -118,7 +118,11 @@ def report_text(width: int) -> str:
     return record(width, list(table_renderables(demo_report(), width)))
 
 
-TOP_OPTS = ViewOptions(title="kwatt top · golden", targets=(("chatbot", 5.0), ("inferences", 40.0)))
+#: targets from analytics/targets.yaml (phase 1: ratio × the GPU measured live on the service);
+#: food's target set by hand (``--target food=60``)
+TOP_OPTS = ViewOptions(
+    title="kwatt top · golden", targets_doc=load_targets(), targets=(("food", 60.0),)
+)
 
 
 def top_text(width: int, height: int | None = None) -> str:
@@ -204,10 +208,16 @@ def test_top_at_80_columns_shows_every_device_and_service_in_full() -> None:
         kind = next(iter(view.serving.values())).kinds()[0]
         unit = {"tokens": "tok", "inferences": "inf"}[kind]
         assert _fmt_rate(view.work_per_s(kind), unit) in row
-    # each service once in the services table, in its own unit, with its target
-    assert re.search(r"chatbot\s+\d+\.\d tok/s\s+\S+ tok/J\s+≥5", text)
-    for svc in ("traffic", "food", "construction"):
-        assert re.search(rf"{svc}\s+\d+\.\d inf/s\s+\S+ inf/J\s+≥40", text)
+    # every service on each device class, in its own unit; NPU rows with their target (the GPU
+    # measured live × the phase-1 ratio, or set by hand) and their ratio to the baseline
+    for svc, npu, gpu, unit, target in (
+        ("chatbot", "rngd", "h100", "tok", "≥7.31"),  # 1.0 × the H100's 7.31 tok/J
+        ("construction", "x220-compact", "a100", "inf", "≥31.9"),  # 2.0 × 15.9
+        ("traffic", "warboy", "t4", "inf", "≥73.0"),
+        ("food", "atom", "l4", "inf", "≥60.0"),  # --target food=60
+    ):
+        assert re.search(rf"{svc}\s+{gpu}\s+\d+\.\d {unit}/s\s+\S+ {unit}/J\s+\S+\s+base", text)
+        assert re.search(rf"{svc}\s+{npu}\s+\d+\.\d {unit}/s\s+\S+ {unit}/J\s+{target}\s+\d", text)
     assert "tok/s" in text.splitlines()[2] and "inf/s" in text.splitlines()[2]  # fleet: per kind
 
 
@@ -259,6 +269,12 @@ def _need_tmux() -> str:
             pytest.fail("tmux not found [CI is set, so a missing tool is an error]", pytrace=False)
         pytest.skip("tmux not found")
     return tmux
+
+
+def _capture(tmux: str, session: str) -> str:
+    return subprocess.run(
+        [tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.mark.services
@@ -339,9 +355,7 @@ def test_top_in_an_80_column_terminal_against_emulated_nodes(mosquitto, tmp_path
         screen = ""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            screen = subprocess.run(
-                [tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True
-            ).stdout
+            screen = _capture(tmux, session)
             rows = {
                 name: next((ln for ln in screen.splitlines() if ln.startswith(name)), "")
                 for name, _, _ in NODES
@@ -361,9 +375,9 @@ def test_top_in_an_80_column_terminal_against_emulated_nodes(mosquitto, tmp_path
             )
         lines = screen.splitlines()
         assert max(len(line) for line in lines) <= 80
-        assert re.search(r"chatbot\s+\d+\.\d tok/s", screen)
-        assert re.search(r"traffic\s+\d+\.\d inf/s", screen) and re.search(
-            r"food\s+\d+\.\d inf/s", screen
+        assert re.search(r"chatbot\s+rngd\s+\d+\.\d tok/s", screen)
+        assert re.search(r"traffic\s+warboy\s+\d+\.\d inf/s", screen) and re.search(
+            r"food\s+t4\s+\d+\.\d inf/s", screen
         )
         dev_rows = [ln for ln in lines if ln.startswith(" └ ")]
         assert len(dev_rows) == 5
@@ -371,6 +385,13 @@ def test_top_in_an_80_column_terminal_against_emulated_nodes(mosquitto, tmp_path
             assert (
                 re.search(r"\d+\.\d W", ln) and re.search(r"\d+%", ln) and re.search(r"\d+°C", ln)
             )
+        # keys: d cycles device rows auto -> all -> none; q quits
+        subprocess.run([tmux, "send-keys", "-t", session, "d", "d"], check=True)
+        deadline = time.monotonic() + 10
+        while any(ln.startswith(" └ ") for ln in _capture(tmux, session).splitlines()):
+            assert time.monotonic() < deadline, "d did not hide the device rows"
+            time.sleep(0.3)
+        assert "tn1" in _capture(tmux, session)
         subprocess.run([tmux, "send-keys", "-t", session, "q"], check=True)
         deadline = time.monotonic() + 10
         while (
@@ -389,3 +410,52 @@ def test_top_in_an_80_column_terminal_against_emulated_nodes(mosquitto, tmp_path
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+# ------------------------------------------------------------------------------ any width
+
+
+def test_every_width_fits_and_never_cuts_a_number() -> None:
+    report = demo_report()
+    state, now = demo_top()
+    for width in range(40, 241, 9):
+        text = record(width, list(table_renderables(report, width)))
+        assert max(len(line) for line in text.splitlines()) <= width, width
+        assert "…" not in text, width
+        screen = record(width, [render(state, TOP_OPTS, now, width=width)])
+        assert max(len(line) for line in screen.splitlines()) <= width, width
+        for line in screen.splitlines():
+            if "…" in line:
+                assert line.startswith(" └ ") and "…" not in line.split(maxsplit=2)[-1], line
+
+
+def test_warnings_have_their_place_in_both_faces() -> None:
+    import dataclasses
+    import json
+
+    from analytics.report import render_json, render_markdown
+
+    r = dataclasses.replace(demo_report(), warnings=("node-03: clock 2.1 s ahead of the broker",))
+    text = record(80, list(table_renderables(r, 80)))
+    assert "⚠ node-03: clock 2.1 s ahead of the broker" in text
+    assert "## Warnings" in render_markdown(r)
+    assert json.loads(render_json(r))["warnings"] == list(r.warnings)
+    state, now = demo_top()
+    state.nodes[("dc1", "node-03")].warnings.append("clock 2.1 s ahead of the broker")
+    screen = record(80, [render(state, TOP_OPTS, now, width=80)])
+    assert "⚠ node-03: clock 2.1 s ahead of the broker" in screen
+
+
+def test_cli_width_and_target_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main as kwatt
+    from agent.top import _target
+
+    assert _target("3.5") == ("*", 3.5)
+    assert _target("chatbot=2") == ("chatbot", 2.0)
+    for bad in ("x", "=2", "chatbot=-1", "food=nan"):
+        with pytest.raises(Exception, match="SERVICE"):
+            _target(bad)
+    for argv in (["top", "--width", "20"], ["report", "--input", "x.lp", "--width", "ab"]):
+        with pytest.raises(SystemExit):
+            kwatt(argv)
+        assert "expected a number of columns ≥ 40" in capsys.readouterr().err
