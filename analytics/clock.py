@@ -12,12 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from analytics.load import SeriesSet
+from agent.config import InfluxConfig
+from agent.influx import InfluxError, InfluxQL
+from analytics.load import LoadError, SeriesSet, load_lp_file
 
-__all__ = ["CLOCK_FIELD", "ClockWarning", "clock_warnings", "offset_warnings"]
+__all__ = [
+    "CLOCK_FIELD",
+    "ClockWarning",
+    "clock_warnings",
+    "load_offsets",
+    "offset_warnings",
+    "report_warnings",
+]
 
 CLOCK_FIELD = "clock_offset_s"
 
@@ -69,4 +79,46 @@ def clock_warnings(series: SeriesSet, bound_s: float) -> list[ClockWarning]:
             continue
         k = int(np.argmax(np.abs(s.values)))
         offsets.append((site, node, float(s.values[k])))
+    return offset_warnings(offsets, bound_s)
+
+
+def load_offsets(
+    url: str, database: str, *, since_ns: int, until_ns: int
+) -> list[tuple[str, str, float]]:
+    """(site, node, offset s) of the ``ingest`` clock estimates in ``[since_ns, until_ns)``: the
+    largest and the smallest per node (one query; a node with none is simply absent)."""
+    q = (
+        f'SELECT max("{CLOCK_FIELD}"), min("{CLOCK_FIELD}") FROM "ingest" '
+        f"WHERE time >= {since_ns} AND time < {until_ns} GROUP BY site, node"
+    )
+    client = InfluxQL(InfluxConfig(url=url, database=database))
+    out: list[tuple[str, str, float]] = []
+    try:
+        for s in client.query(q):
+            site, node = s.tags.get("site"), s.tags.get("node")
+            if not site or not node:
+                continue
+            for row in s.values:
+                out.extend((site, node, float(v)) for v in row[1:] if isinstance(v, int | float))
+    except InfluxError as e:
+        raise LoadError(f"{url} database {database!r}: clock offsets: {e}") from e
+    finally:
+        client.close()
+    return out
+
+
+def report_warnings(
+    bound_s: float,
+    *,
+    path: Path | None = None,
+    influx: tuple[str, str] | None = None,
+    since_ns: int = 0,
+    until_ns: int = 2**63 - 1,
+) -> list[ClockWarning]:
+    """The clock warnings of ``kwatt report``'s input: a line-protocol file or (url, database)."""
+    if path is not None:
+        return clock_warnings(load_lp_file(path, measurements=("ingest",)), bound_s)
+    if influx is None:
+        return []
+    offsets = load_offsets(*influx, since_ns=since_ns, until_ns=until_ns)
     return offset_warnings(offsets, bound_s)

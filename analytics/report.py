@@ -7,6 +7,7 @@ Wired into ``agent/cli.py`` through :func:`configure_parser` and :func:`run`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -21,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.config import parse_duration
+from analytics import clock
 from analytics import html as htmlr
 from analytics.load import LoadError, SeriesSet, load_influx, load_lp_file, parse_time
 from analytics.ppw import Analysis, DeviceRow, Level, Options, PpwRow, analyze
@@ -882,6 +884,19 @@ def _once(args: argparse.Namespace, targets: Targets, opts: Options) -> int:
     report = build_report(
         ss, since_ns / 1e9, until_ns / 1e9, targets, options=opts, phase=args.phase
     )
+    try:  # nodes whose clock is off by more than the skew bound (analytics/clock.py)
+        clocks = clock.report_warnings(
+            opts.max_skew_s,
+            path=args.input,
+            influx=None if args.input is not None else (args.influx, args.database),
+            since_ns=since_ns,
+            until_ns=until_ns,
+        )
+    except LoadError as e:
+        print(f"kwatt report: {e}", file=sys.stderr)
+        return 2
+    if clocks:
+        report = dataclasses.replace(report, warnings=(*report.warnings, *(str(w) for w in clocks)))
     if args.format == "table":
         width = getattr(args, "width", None)
         if args.out:

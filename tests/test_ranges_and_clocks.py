@@ -322,3 +322,17 @@ def test_a_node_5_s_ahead_is_named_by_the_ingest_analytics_and_report(
     )
     (warning,) = clock_warnings(series, bound_s=0.8)
     assert (warning.site, warning.node) == (site, "ahead") and 3.5 < warning.offset_s <= 5.05
+    # kwatt report names the node in its warnings, in every format
+    report = [sys.executable, "-m", "agent.cli", "report", "--influx", influxd.url,
+              "--database", db, "--since", f"{t_start / 1e9:.3f}", "--until", f"{until / 1e9:.3f}",
+              "--max-skew", "0.8", "--min-window", "1"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([*report, "--format", "json"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (text,) = json.loads(r.stdout)["warnings"]
+    assert f"node {site}/ahead: clock" in text and "s ahead of the ingest's clock" in text
+    r = subprocess.run([*report, "--width", "80"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"{site}/ahead" in r.stdout.replace("\n", " ") and f"{site}/good" not in r.stdout
