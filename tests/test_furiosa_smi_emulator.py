@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -188,6 +189,48 @@ def test_golden_output_per_version(version: str, argv: list[str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(got, encoding="utf-8")
     assert got == path.read_text(encoding="utf-8")
+
+
+# -------------------------------------------------------- structure of the vendor's published output
+REAL = Path(__file__).parent / "fixtures" / "real" / "furiosa-smi"
+#: columns whose cells carry a unit or a fixed vocabulary: their shape (digits → 9) must match
+SHAPED = {"Arch", "Temp.", "Power", "Clock", "Core Clock", "Governor", "Liveness", "Memory",
+          "Cores", "Core Utilization"}  # fmt: skip
+
+
+def table(text: str) -> tuple[list[str], list[list[str]]]:
+    """(header cells, data rows as cell lists) of a furiosa-smi box table."""
+    rows = [[c.strip() for c in line.strip()[1:-1].split("|")] for line in text.splitlines()
+            if line.startswith("|")]  # fmt: skip
+    return rows[0], rows[1:]
+
+
+def shape(cell: str) -> str:
+    """A cell with its numbers made generic: ``40.98°C`` → ``9.9°C``, ``Core 3: 0.00%,`` → ``Core
+    9: 9.9%,``; what is left is the unit, the punctuation and the vocabulary (a core's state,
+    ``occupied`` in the 2024.1 docs and ``available`` in later ones, is one word class)."""
+    return re.sub(r"\((?:available|occupied)\)", "(state)", re.sub(r"\d+", "9", cell))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", ["info", "info-format-full", "status", "ps"])
+def test_tables_have_the_structure_of_the_vendors_published_output(version: str, name: str) -> None:
+    """The emulated tool of each version against FuriosaAI's own output of that version: the same
+    header cells in the same order, and in every unit-bearing column the same cell shapes."""
+    real_header, real_rows = table((REAL / version / f"{name}.txt").read_text(encoding="utf-8"))
+    snap = snapshot(
+        rngd(0, core_util=(0.0,) * 8),  # held by its runtime, idle: "0.00%" as in the docs
+        rngd(1, temp_c=41.34, power_w=37.44),
+    )
+    argv = {"info-format-full": ["info", "--format", "full"]}.get(name, [name])
+    header, rows = table(out(argv, snap, version))
+    assert header == real_header
+    for col, title in enumerate(header):
+        if title not in SHAPED:
+            continue
+        want = {shape(r[col]) for r in real_rows if r[col]}
+        got = {shape(r[col]) for r in rows if r[col]}
+        assert got <= want, f"{version} {name} column {title!r}: {got - want} not in {want}"
 
 
 # ----------------------------------------------------------------------- the executable + faults

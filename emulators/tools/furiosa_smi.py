@@ -7,10 +7,11 @@ JSON field names lablup/all-smi deserializes):
   Firmware; ``--format full`` adds UUID, S/N, ``Clock`` (``N/A``, ≤ 2025.3) or ``Core Clock`` +
   ``Governor`` (2026.x), PCI-DEV. Temperatures ``40.98°C``, power ``38.40 W``; firmware ``X.Y.Z+hash``
   before 2025.2, ``2025.1.0+hash`` in 2025.2–2025.3, ``X.Y.Z, hash`` in 2026.x.
-- ``status``: 2026 (and, **assumed**, 2025.2+) ``Arch | Device | Liveness | Memory | Core Utilization``
-  with one line per core (``Core 0: 0.00%``, ``-`` when the NPU is not in use), memory
-  ``used/total GiB`` over ``(x.xx%)``, single-line cells centred vertically; 2025.1 ``Arch | Device |
-  Liveness | Cores | Core Utilization`` with ``0 (available),``; 2024.1 without Liveness and
+- ``status``: 2026 ``Arch | Device | Liveness | Memory | Core Utilization`` with one line per core
+  (``Core 0: 0.00%``, ``-`` when the NPU is not in use), memory ``used/total GiB`` over ``(x.xx%)``,
+  single-line cells centred vertically; 2024.2–2025.3 ``Arch | Device | Liveness | Cores | Core
+  Utilization`` with ``0 (available),`` (the docs of 2025.2.0 and 2025.3.x print this table byte for
+  byte as 2025.1.0's: tests/fixtures/real/furiosa-smi/SOURCES); 2024.1 without Liveness and
   ``0 (occupied),`` cells.
 - ``governor -p performance|powersave [-i 0,1]``: prints ``npu0's governor profile is set to
   PowerSave`` per device and asks the node (``control.d``) to switch the governor at its next step.
@@ -236,7 +237,7 @@ def info_table(npus: Sequence[NpuView], version: str, full: bool) -> str:
 def status_table(npus: Sequence[NpuView], version: str) -> str:
     e = era(version)
     rows: list[list[list[str]]] = []
-    if e in ("2026", "2025b"):
+    if e == "2026":
         headers = ["Arch", "Device", "Liveness", "Memory", "Core Utilization"]
         for v in npus:
             s = v.state
