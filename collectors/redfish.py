@@ -11,8 +11,9 @@ tests/fixtures/real/redfish, shows the layout):
   reading of its own; its ``PowerSupplies`` collection lists the supplies, each
   (``#PowerSupply.v1_x_y.PowerSupply``) links its ``Metrics`` (``#PowerSupplyMetrics.v1_x_y.
   PowerSupplyMetrics``): ``InputPowerWatts.Reading`` (W) and ``EnergykWh.Reading`` (kWh). The chassis
-  input is the sum over the supplies; a sum is only reported when every supply with metrics has the
-  value (a missing one would make it too low).
+  input is the sum over the supplies; a sum is only reported when every supply publishes metrics
+  with that value (a missing one would make it too low: DMTF's mockup has a supply without
+  metrics, so it gives no sum).
 * ``GET /redfish/v1/Chassis/{id}/Power`` (``#Power.v1_x_y.Power``, deprecated in favour of the two
   above): ``PowerControl[].PowerConsumedWatts`` (W; the first entry with a reading is the chassis
   total).
@@ -376,12 +377,15 @@ class RedfishCollector:
                 self.fetch("PowerSubsystem"), f"{self._base}/PowerSubsystem"
             )
             metrics: list[str] = []
+            complete = collection is not None
             if collection is not None:
                 for supply in parse_member_links(self.fetch(collection), collection):
                     uri = parse_power_supply(self.fetch(supply), supply)
-                    if uri is not None:
+                    if uri is None:
+                        complete = False  # a supply without metrics: any sum would be too low
+                    else:
                         metrics.append(uri)
-            self._supply_metrics = tuple(metrics)
+            self._supply_metrics = tuple(metrics) if complete else ()
         try:
             readings = [
                 parse_power_supply_metrics(self.fetch(uri), uri) for uri in self._supply_metrics

@@ -10,9 +10,11 @@ structural test holds the emulator to the real layout (header, columns, nesting,
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import re
 import shutil
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -538,3 +540,71 @@ def test_emulated_ipmitool_layouts_are_the_real_ones(layout: str, capture: str) 
         assert _masked(emu) == _masked(real)
     reading = ipmi_dcmi.parse_ipmitool(emu)
     assert reading.current_w == 234 and reading.active is (layout != "openbmc")
+
+
+class _MockupHandler(http.server.BaseHTTPRequestHandler):
+    """Serves DMTF's public-rackmount1 files of tests/fixtures/real/redfish by their Redfish path."""
+
+    def do_GET(self) -> None:  # the http.server hook's name
+        prefix = "/redfish/v1/Chassis/1U"
+        name = None
+        if self.path == prefix:
+            name = "index"
+        elif self.path.startswith(prefix + "/"):
+            name = self.path[len(prefix) + 1 :].replace("/", "-")
+        path = REAL / "redfish" / f"dmtf-public-rackmount1-Chassis-1U-{name}.json"
+        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+        if name is None or not path.is_file():
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_redfish_collector_against_the_dmtf_mockup() -> None:
+    """The collector, ``resource: auto``, against DMTF's mockup served over HTTP: the chassis watts
+    of EnvironmentMetrics; no energy, because the PowerSubsystem's second supply publishes no
+    metrics (a sum over the first alone would be too low) and EnvironmentMetrics has none."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MockupHandler)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        c = redfish.create("bmc", redfish.Config(url=url, chassis="1U"))
+        (s,) = asyncio.run(c.collect())
+        want = expected(
+            REAL / "redfish" / "dmtf-public-rackmount1-Chassis-1U-EnvironmentMetrics.json"
+        )
+        assert (s.field("power_w"), s.field("energy_j"), s.tag("zone")) == (
+            want["power_w"],
+            None,
+            "1U",
+        )
+        supplies = redfish.create(
+            "bmc", redfish.Config(url=url, chassis="1U", resource="subsystem")
+        )
+        assert asyncio.run(supplies.collect()) == []  # incomplete: no sum rather than a low one
+        metrics = (
+            REAL
+            / "redfish"
+            / "dmtf-public-rackmount1-Chassis-1U-PowerSubsystem-PowerSupplies-Bay1-Metrics.json"
+        )
+        one = redfish.parse_power_supply_metrics(metrics.read_bytes())
+        assert one == redfish.RedfishReading(937.4, pytest.approx(325675 * 3.6e6))  # type: ignore[arg-type]
+        requests = server.requests  # type: ignore[attr-defined]
+        assert "/redfish/v1/Chassis/1U/PowerSubsystem/PowerSupplies/Bay2" in requests
+        assert "/redfish/v1/Chassis/1U/Power" not in requests  # watts known: no deprecated GET
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
