@@ -488,11 +488,16 @@ def summarize(
 ) -> NodeSummary:
     """Reduce one node to its row (offline and stale nodes get no live figures); ``kinds`` is
     :func:`service_kinds` of the whole state (default: this node's own)."""
-    devices = tuple(
-        d
-        for d in view.devices.values()
-        if (opts.vendor is None or d.vendor == opts.vendor)
-        and (opts.model is None or d.model == opts.model)
+    filtered = opts.vendor is not None or opts.model is not None
+    devices = (
+        tuple(
+            d
+            for d in view.devices.values()
+            if (opts.vendor is None or d.vendor == opts.vendor)
+            and (opts.model is None or d.model == opts.model)
+        )
+        if filtered
+        else tuple(view.devices.values())
     )
     label: Literal["online", "offline", "stale", "unknown"]
     if view.status == "offline":
@@ -505,19 +510,30 @@ def summarize(
         label = "online"
     if label == "offline":
         return NodeSummary(view, label, devices, None, None, None, None, 0)
-    utils = [d.util_ratio for d in devices if d.util_ratio is not None]
-    powers = [d.power_w for d in devices if d.power_w is not None]
-    temps = [d.temp_c for d in devices if d.temp_c is not None]
-    clocks = [d.clock_hz for d in devices if d.clock_hz is not None]
-    throttled = sum(1 for d in devices if d.throttled)
-    shown_ids = {d.device for d in devices}
+    utils: list[float] = []
+    powers: list[float] = []
+    temps: list[float] = []
+    clocks: list[float] = []
+    throttled = 0
+    for d in devices:  # one pass: this runs for every node at every frame
+        if d.util_ratio is not None:
+            utils.append(d.util_ratio)
+        if d.power_w is not None:
+            powers.append(d.power_w)
+        if d.temp_c is not None:
+            temps.append(d.temp_c)
+        if d.clock_hz is not None:
+            clocks.append(d.clock_hz)
+        if d.throttled:
+            throttled += 1
+    shown_ids = {d.device for d in devices} if filtered else None
     services: list[ServiceOnNode] = []
     for svc, feed in sorted(view.serving.items()):
         kind = (kinds or {}).get(svc) or next(iter(feed.kinds()), None)
         if kind is None or (opts.work is not None and kind != opts.work):
             continue
         on = _attributed(view, svc, feed)
-        mine = [d for d in on if d.device in shown_ids]
+        mine = on if shown_ids is None else [d for d in on if d.device in shown_ids]
         if len(mine) == len(on):
             rate = feed.per_s(kind)
         else:  # filtered by vendor/model: only what is counted per shown device
