@@ -32,7 +32,7 @@ from emulators.redfish import (
     render_power_subsystem,
     render_power_supply_metrics,
 )
-from emulators.serving import TritonEnsemble
+from emulators.serving import RUNTIMES, ServingModel, TritonEnsemble
 from emulators.state import DeviceState, Snapshot
 from emulators.tools import ipmitool as ipmitool_emu
 
@@ -608,3 +608,49 @@ def test_redfish_collector_against_the_dmtf_mockup() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------------------- vLLM
+
+
+def _vllm_example() -> str:
+    path = REAL / "serving" / "vllm-docs-design-metrics-example.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(ln for ln in lines if ln != "...") + "\n"  # the docs' elisions
+
+
+def test_vllm_docs_example() -> None:
+    want = expected(REAL / "serving" / "vllm-docs-design-metrics-example.txt")
+    expo = serving.parse_exposition(_vllm_example(), "vllm docs")
+    snap = serving.snapshot(expo, "vllm")
+    assert snap.requests_total == sum(want["vllm:request_success_total"].values())
+    assert snap.tokens_total == want["vllm:generation_tokens_total"]
+    assert snap.latency_buckets is want["e2e_latency_histogram"]  # only TTFT in the example
+    assert snap.model_names == frozenset({want["model_name"]})
+
+
+def test_emulated_vllm_has_the_real_names() -> None:
+    """The emulated vLLM runtime against vLLM's docs example: the same HELP texts and types for the
+    families both print, the same finished reasons, values written as prometheus_client does."""
+    prefix, model = RUNTIMES["vllm"]
+    emulated = ServingModel(2, model_name=model, prefix=prefix).render()
+    real = _vllm_example()
+    real_meta = {ln for ln in real.splitlines() if ln.startswith("# ")}
+    emu_meta = {ln for ln in emulated.splitlines() if ln.startswith("# ")}
+    shared = {
+        "vllm:num_requests_running",
+        "vllm:generation_tokens_total",
+        "vllm:request_success_total",
+    }
+    for name in shared:
+        got = {ln for ln in real_meta if ln.split()[2] == name}
+        assert len(got) == 2 and got <= emu_meta, name
+    reasons = {
+        s.labels["finished_reason"]
+        for text in (real, emulated)
+        for s in serving.parse_exposition(text, "x").samples
+        if s.name == "vllm:request_success_total"
+    }
+    assert reasons == {"stop", "length", "abort"}
+    value = re.compile(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)$", re.MULTILINE)
+    assert all(v.endswith(".0") for v in value.findall(real) + value.findall(emulated))
