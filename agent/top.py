@@ -14,8 +14,11 @@ Three layers, so the screen can be tested and benchmarked without a broker:
   live on the same service, else × the published reference) and its ratio to the baseline, then
   the top nodes by the sort key, each with its devices (utilization, power, temperature, clock, throttle
   flag, throughput, perf-per-watt coloured against the service's target, power sparkline). At a
-  narrow width columns leave in the order documented above ``_NODE_COLS`` and a footer names
-  them; at a height too small for every device, nodes collapse to one row each and only the
+  narrow width (analytics/termfit.py) headers are abbreviated, device ids shorten to head…tail
+  below 120 columns, and columns leave in this order, named in a footer: nodes table: power
+  (recent), util bar, clock, thr, state, work/J, work/s, temp, power, util (the node/device
+  column stays); services table: nodes, power, vs base, work/s, target, work/J (service and
+  class stay). Numbers are never cut. At a height too small for every device, nodes collapse to one row each and only the
   selected node (keys j/k) shows its devices. At most ``limit`` nodes are drawn; the rest are
   summed in one line, so a 1,000-node fleet costs what 20 rows cost (bench/bench_top.py measures
   it). ``NodeView.warnings`` (e.g. a clock offset beyond the skew bound) print as a footer.
@@ -913,7 +916,7 @@ class _Screen:
     """The screen, laid out when rich draws it: at the console's width (or a forced one)."""
 
     head: tuple[Text, ...]
-    services: tuple[tuple[list[Cell], ...], tuple[str | None, ...]]
+    services: tuple[tuple[list[Cell], ...], tuple[str | None, ...], int]
     nodes: tuple[Sequence[NodeSummary], ...]
     build_rows: Callable[[bool], tuple[list[list[Cell]], list[str | None]]]
     tail: tuple[Text, ...]
@@ -923,13 +926,17 @@ class _Screen:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         width = self.width or options.max_width
         yield from self.head
-        svc_rows, svc_styles = self.services
+        svc_rows, svc_styles, svc_more = self.services
         if svc_rows:
             lay = plan(_SVC_COLS, list(svc_rows), width, sep=SEP_PLAIN, stack=False)
             if lay is None:
                 yield from records(_SVC_COLS, list(svc_rows))
             else:
                 yield table(_SVC_COLS, list(svc_rows), lay, boxed=False, row_styles=svc_styles)
+        if svc_more:
+            yield Text(
+                f"+ {svc_more} more service rows (--work KIND, or a taller terminal)", style="dim"
+            )
         rows, styles = self.build_rows(width >= 120)
         lay = plan(_NODE_COLS, rows, width, sep=SEP_PLAIN, stack=False)
         if lay is None:
@@ -1069,7 +1076,13 @@ def render(
         valued.sort(key=lambda s: _sort_value(s, opts.sort) or 0.0, reverse=not opts.reverse)
         shown = valued + [s for s in shown if _sort_value(s, opts.sort) is None]
     limit = max(opts.limit, 0)
-    n_svc_rows = len(svc_rows) + 1 if svc_rows else 0
+    svc_more = 0
+    if height is not None:  # the services table takes at most half of a short screen
+        cap = max(2, (height - _FIXED_LINES - len(head)) // 2)
+        if len(svc_rows) > cap:
+            svc_more = len(svc_rows) - (cap - 1)
+            svc_rows, svc_styles = svc_rows[: cap - 1], svc_styles[: cap - 1]
+    n_svc_rows = len(svc_rows) + 1 + (1 if svc_more else 0) if svc_rows else 0
     room = None if height is None else height - _FIXED_LINES - len(head) - n_svc_rows
     if room is not None:
         limit = max(min(limit, room), 1)
@@ -1155,7 +1168,7 @@ def render(
         tail.append(Text("no agents seen yet", style="dim"))
     return _Screen(
         tuple(head),
-        (tuple(svc_rows), tuple(svc_styles)),
+        (tuple(svc_rows), tuple(svc_styles), svc_more),
         (top,),
         build_rows,
         tuple(tail),

@@ -2,6 +2,18 @@
 self-contained HTML page or JSON; optionally the ``efficiency`` measurement back to InfluxDB.
 
 Wired into ``agent/cli.py`` through :func:`configure_parser` and :func:`run`.
+
+The terminal table fits the width it gets (analytics/termfit.py): on a terminal, its width, or
+``--width N``; piped or written to a file, every column in full. Headers are abbreviated first;
+then columns move, least important first, to continuation tables stacked below that repeat the
+key columns, so nothing is dropped and no number is cut. Key columns, then the columns from the
+one kept longest to the one that moves first:
+
+* perf-per-watt: service, device class | verdict, unit, work/J, ratio, target, margin, mean W,
+  work/s, baseline, devices, J/unit, p99 s, coverage, energy method
+* energy, money and carbon: service | kWh, cost, kg CO2, per, kWh/per, cost/per, kg CO2/per
+* devices: node, device | energy J, mean W, util, service, class, coverage, method, gaps,
+  resets, wraps
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from analytics.load import LoadError, SeriesSet, load_influx, load_lp_file, pars
 from analytics.ppw import Analysis, DeviceRow, Level, Options, PpwRow, analyze
 from analytics.targets import PHASES, Targets, TargetsError, load_targets
 from analytics.termfit import Cell, Column, fitted
-from analytics.verdict import Cost, Verdict, cost_of, is_baseline, verdicts
+from analytics.verdict import Cost, Verdict, cost_of, is_baseline, phases_with_data, verdicts
 
 __all__ = [
     "Report",
@@ -58,6 +70,10 @@ class Report:
     #: node or device): printed under the tables in every format (``⚠`` lines, a Markdown section,
     #: ``warnings`` in JSON). Empty unless an analysis step adds some.
     warnings: tuple[str, ...] = ()
+    #: The phases of the non-baseline device classes in the data (``Targets.phase_of``).
+    phases: tuple[str, ...] = ()
+    #: True when the reader chose ``phase`` (``--phase``): every class is judged against it.
+    phase_chosen: bool = False
 
 
 def build_report(
@@ -69,17 +85,23 @@ def build_report(
     options: Options | None = None,
     phase: str | None = None,
 ) -> Report:
-    phase = phase or targets.default_phase
+    """The report over ``[start_s, end_s]``. With ``phase``, every device class is judged against
+    that phase's targets; without, each class against the targets of its own phase
+    (``Targets.phase_of``), so a fleet of phase-1 NPUs and phase-2 PIM cards shows both phases."""
     units = {svc: targets.workloads[wl].work_unit for svc, wl in targets.services.items()}
     analysis = analyze(ss, start_s, end_s, options, units=units)
     per_phase = tuple(v for p in PHASES for v in verdicts(analysis, targets, p))
+    phases = phases_with_data(analysis, targets)
+    shown = phase or (phases[0] if len(phases) == 1 else targets.default_phase)
     return Report(
         ss.source,
         analysis,
         targets,
-        phase,
-        tuple(v for v in per_phase if v.phase == phase),
+        shown,
+        tuple(verdicts(analysis, targets, phase)),
         per_phase,
+        phases=phases,
+        phase_chosen=phase is not None,
     )
 
 
@@ -239,25 +261,25 @@ def _notes(r: Report) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _phase_text(r: Report) -> str:
+    """``phase P`` (one phase, or the one the reader chose), else ``phases P1, P2`` (each class
+    judged in its own)."""
+    if r.phase_chosen or len(r.phases) <= 1:
+        return f"phase {r.phase}"
+    return "phases " + ", ".join(r.phases)
+
+
 def _header(r: Report) -> str:
     a = r.analysis
     return (
         f"{r.source}: {_ts(a.start_s)} – {_ts(a.end_s)} ({a.end_s - a.start_s:.0f} s), "
-        f"{len(a.devices)} devices, {a.samples} samples; phase {r.phase}; "
+        f"{len(a.devices)} devices, {a.samples} samples; {_phase_text(r)}; "
         f"targets {', '.join(r.targets.files)}"
     )
 
 
 #: The terminal tables' columns: header, abbreviated header, importance rank (0: key column, in
-#: every stacked part; then 1 = most important). At a width too small for the whole table the
-#: columns leave in rank order (highest rank first) for a continuation table stacked below, which
-#: repeats the key columns; nothing is dropped (analytics/termfit.py). The orders:
-#:
-#: * perf-per-watt: service, device class | verdict, unit, work/J, ratio, target, margin, mean W,
-#:   work/s, baseline, devices, J/unit, p99 s, coverage, energy method
-#: * energy, money and carbon: service | kWh, cost, kg CO2, per, kWh/per, cost/per, kg CO2/per
-#: * devices: node, device | energy J, mean W, util, service, class, coverage, method, gaps,
-#:   resets, wraps
+#: every stacked part; then 1 = most important); the orders are listed in the module docstring.
 _CLASS_COLS = {
     "service": Column("service", rank=0, justify="left", fold_min=8),
     "device class": Column("device class", "class", rank=0, justify="left", fold_min=10),
@@ -469,6 +491,7 @@ def _verdict_json(v: Verdict) -> dict[str, object]:
         "service": v.service,
         "device_class": v.device_class,
         "phase": v.phase,
+        "class_phase": v.class_phase,
         "workload": v.workload,
         "workload_assumed": None
         if v.workload_assumed is None
@@ -508,6 +531,7 @@ def render_json(r: Report) -> str:
         "chart_window_s": a.window_s,
         "samples": a.samples,
         "phase": r.phase,
+        "phases": list(r.phases),
         "targets_files": list(r.targets.files),
         "options": {
             "gap_factor": a.options.gap_factor,
@@ -687,6 +711,8 @@ def efficiency_lines(r: Report) -> bytes:
         v: Verdict | None = by_key.get((row.service, row.device_class or ""))
         if row.level is Level.SERVICE and len(per_service.get(row.service, [])) == 1:
             v = per_service[row.service][0]
+        if v is not None:
+            tags["phase"] = v.phase
         fields = [f"work_per_j={format_float(row.work_per_j)}"]
         if v is not None and v.meets_target is not None:
             fields += [
@@ -715,7 +741,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", help="only this node")
     p.add_argument("--targets", type=Path, help="targets YAML merged over the shipped defaults")
     p.add_argument(
-        "--phase", choices=PHASES, help="phase for the verdict columns (default from targets)"
+        "--phase",
+        choices=PHASES,
+        help="judge every device class against this phase's targets (default: each class in its "
+        "own phase, targets.yaml device_phases; the header lists the phases with data)",
     )
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--out", type=Path, help="write here instead of stdout")
