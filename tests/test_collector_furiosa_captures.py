@@ -2,7 +2,7 @@
 
 tests/fixtures/real/furiosa-smi/<version>/ holds ``info``, ``info --format full``, ``status`` and
 ``ps`` as the FuriosaAI docs print them for tool versions 2024.1.0, 2025.1.0, 2025.2.0 and 2026.3.0
-(provenance in SOURCES there). Each test asserts the values written in the capture.
+(provenance in SOURCES.md there). Each test asserts the values written in the capture.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def capture(version: str, name: str) -> str:
 
 
 def test_every_capture_has_a_source_line() -> None:
-    sources = (REAL / "SOURCES").read_text(encoding="utf-8")
+    sources = (REAL / "SOURCES.md").read_text(encoding="utf-8")
     for path in sorted(REAL.glob("*/*.txt")):
         assert f"{path.parent.name}/{path.name}" in sources, path
 

@@ -11,7 +11,7 @@ JSON field names lablup/all-smi deserializes):
   (``Core 0: 0.00%``, ``-`` when the NPU is not in use), memory ``used/total GiB`` over ``(x.xx%)``,
   single-line cells centred vertically; 2024.2–2025.3 ``Arch | Device | Liveness | Cores | Core
   Utilization`` with ``0 (available),`` (the docs of 2025.2.0 and 2025.3.x print this table byte for
-  byte as 2025.1.0's: tests/fixtures/real/furiosa-smi/SOURCES); 2024.1 without Liveness and
+  byte as 2025.1.0's: tests/fixtures/real/furiosa-smi/SOURCES.md); 2024.1 without Liveness and
   ``0 (occupied),`` cells.
 - ``governor -p performance|powersave [-i 0,1]``: prints ``npu0's governor profile is set to
   PowerSave`` per device and asks the node (``control.d``) to switch the governor at its next step.
