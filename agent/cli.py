@@ -422,6 +422,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="node specs MODEL=SERVICE,… (default: rngd=chatbot,h100=chatbot,warboy=traffic,"
         "t4=traffic,atom=food,l4=food,x220-compact=construction,a100=construction)",
     )
+    d.add_argument(
+        "--phase",
+        choices=("phase1_npu", "phase2_dram_pim", "phase3_nvm_analog_pim"),
+        help="run that K-Cloud phase's devices beside the GPU baselines and give that phase's "
+        "verdicts (default phase1_npu: the fleet above; phase2_dram_pim: aimx=chatbot,h100=chatbot,"
+        "mi100-pim=chatbot; phase3_nvm_analog_pim: hermes=traffic,t4=traffic,hermes=food,l4=food)",
+    )
     d.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
     d.add_argument("--interval", type=float, default=1.0, help="poll interval in s (default 1)")
     d.add_argument("--no-live", action="store_true", help="no live view, just the summary")

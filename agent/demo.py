@@ -54,6 +54,7 @@ from agent.top import TopState, ViewOptions, follow, render
 __all__ = [
     "DEFAULT_FLEET",
     "FAULT_KINDS",
+    "PHASE_FLEETS",
     "Fault",
     "NodeSpec",
     "demo_collectors",
@@ -91,6 +92,28 @@ DEFAULT_FLEET: tuple[NodeSpec, ...] = (
 )
 
 
+#: The fleet of each K-Cloud phase (``--phase``), GPU baselines on the same services. Phase 2 (DRAM-PIM):
+#: what PIM is for, the memory-bound LLM decode of the chatbot: SK hynix AiMX (GDDR6-AiM card) vs
+#: H100, then an MI100 with Samsung HBM-PIM. Phase 3 (NVM analog PIM): the IBM HERMES PCM research
+#: chip on the vision services its published 8-bit MVM figures allow (CCTV detection vs T4, image
+#: classification vs L4); it has no LLM figure (4.2 M weights on chip). docs/emulators.md has the
+#: figures and their status.
+PHASE_FLEETS: dict[str, tuple[NodeSpec, ...]] = {
+    "phase1_npu": DEFAULT_FLEET,
+    "phase2_dram_pim": (
+        NodeSpec("aimx", "chatbot"),
+        NodeSpec("h100", "chatbot"),
+        NodeSpec("mi100-pim", "chatbot"),
+    ),
+    "phase3_nvm_analog_pim": (
+        NodeSpec("hermes", "traffic"),
+        NodeSpec("t4", "traffic"),
+        NodeSpec("hermes", "food"),
+        NodeSpec("l4", "food"),
+    ),
+}
+
+
 def parse_fleet(text: str) -> tuple[NodeSpec, ...]:
     """``rngd=chatbot,h100=chatbot`` → node specs (validated by the emulator when it starts)."""
     out = []
@@ -117,10 +140,13 @@ def fleet_specs(nodes: int, fleet: Sequence[NodeSpec] = DEFAULT_FLEET) -> list[N
 #: the printed ``hwmon`` entry excludes their chips).
 #: ``rebellions`` must spawn ``rbln-smi`` (~50 ms a poll): the driver has no power in sysfs (§2.0).
 #: ``sapeon`` reads its hwmon files (power, energy counter) instead of spawning the assumed tool.
+#: ``command`` is printed only for the phase-2/3 PIM devices (``pim-smi --json``, an assumed tool read
+#: by the generic JSON mapping, as a real device would be added; a spawn per poll).
 DEMO_COLLECTOR_TYPES = (
     "furiosa",
     "rebellions",
     "sapeon",
+    "command",
     "nvml",
     "hwmon",
     "rapl",
@@ -469,7 +495,13 @@ DEMO_MIN_WINDOW_S = 10.0
 
 
 def _analyse(
-    influx_url: str, database: str, site: str, since_ns: int, truth_dir: Path, interval_s: float
+    influx_url: str,
+    database: str,
+    site: str,
+    since_ns: int,
+    truth_dir: Path,
+    interval_s: float,
+    phase: str | None = None,
 ) -> FleetFigures | None:
     """The analytics on what InfluxDB holds, compared with the nodes' ground truth."""
     from analytics.load import load_influx
@@ -487,7 +519,9 @@ def _analyse(
         return None
     window = aligned_window(ss, common, interval_s)
     truths = [t for path in sorted(truth_dir.glob("*.jsonl")) for t in read_truth(path)]
-    return fleet_figures(ss, truths, load_targets(), window=window, min_window_s=DEMO_MIN_WINDOW_S)
+    return fleet_figures(
+        ss, truths, load_targets(), window=window, min_window_s=DEMO_MIN_WINDOW_S, phase=phase
+    )
 
 
 @contextlib.contextmanager
@@ -507,8 +541,12 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.nodes < 1 or args.devices < 1 or args.duration <= 0:
         err.print("kwatt demo: --nodes and --devices must be >= 1 and --duration > 0")
         return 2
+    phase = getattr(args, "phase", None)
     try:
-        fleet = parse_fleet(args.fleet) if getattr(args, "fleet", None) else DEFAULT_FLEET
+        if getattr(args, "fleet", None):
+            fleet = parse_fleet(args.fleet)
+        else:
+            fleet = PHASE_FLEETS[phase] if phase else DEFAULT_FLEET
     except ValueError as e:
         err.print(f"kwatt demo: {e}")
         return 2
@@ -797,7 +835,13 @@ def _run(
 
     try:
         figures = _analyse(
-            influx_url, args.database, args.site, since_ns, state / "truth", args.interval
+            influx_url,
+            args.database,
+            args.site,
+            since_ns,
+            state / "truth",
+            args.interval,
+            getattr(args, "phase", None),
         )
     except (LoadError, TruthError, OSError) as e:
         raise DemoError(f"analysing what InfluxDB holds: {e}") from None
@@ -1039,3 +1083,16 @@ def _print_figures(figures: Mapping[str, object], console: Console) -> None:
                 num(c.get("perf_per_watt_error_pct"), "+.2f") + " %",
             )
     console.print(t)
+    if figures.get("phase") != "phase1_npu":  # phase 2/3 (--phase): say where each target is from
+        for svc, doc in services.items():
+            for v in doc.get("verdicts", []) if isinstance(doc, dict) else []:
+                console.print(
+                    f"{svc} / {v.get('device_class')}: {v.get('class_phase')} target "
+                    f">= {v.get('target_ratio')}x the GPU ({v.get('target_status')}: "
+                    f"{v.get('target_source')})"
+                )
+        console.print(
+            "the phase-2/3 devices' figures are published chip or vendor figures, derived and "
+            "assumed ones among them (docs/emulators.md): their verdicts are model outputs, "
+            "not evidence"
+        )

@@ -1,5 +1,6 @@
 """What ``kwatt demo`` says at the end: per service, work per joule by device class, the ratio to the
-GPU baseline, the phase-1 verdict, and the pipeline's own error against the emulators' ground truth.
+GPU baseline, the verdict of the fleet's phase (phase 1 by default; ``--phase``) with its target's
+source, and the pipeline's own error against the emulators' ground truth.
 
 The measured side is :func:`analytics.report.build_report` over what InfluxDB holds (the same code as
 ``kwatt report``). The true side is each node's truth log (``emulators/node.py``: one JSON line per
@@ -223,6 +224,10 @@ class VerdictFigures:
     meets_target: bool | None
     margin_pct: float
     note: str
+    #: The phase the class belongs to (targets.yaml ``device_phases``), and the target's provenance.
+    class_phase: str = ""
+    target_status: str = ""
+    target_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +245,8 @@ class FleetFigures:
     end_s: float
     phase: str
     services: tuple[ServiceFigures, ...]
+    #: The phases of the non-baseline device classes the fleet ran.
+    phases: tuple[str, ...] = ()
 
     @property
     def window_s(self) -> float:
@@ -264,6 +271,7 @@ class FleetFigures:
                 "length_s": round(self.window_s, 3),
             },
             "phase": self.phase,
+            "phases": list(self.phases),
             "max_abs_energy_error_pct": _j(e),
             "max_abs_perf_per_watt_error_pct": _j(p),
             "services": {
@@ -301,6 +309,9 @@ class FleetFigures:
                             "meets_target": v.meets_target,
                             "margin_pct": _j(v.margin_pct, 2),
                             "note": v.note,
+                            "class_phase": v.class_phase,
+                            "target_status": v.target_status,
+                            "target_source": v.target_source,
                         }
                         for v in s.verdicts
                     ],
@@ -392,9 +403,12 @@ def fleet_figures(
                         meets_target=v.meets_target,
                         margin_pct=v.margin_pct,
                         note=v.baseline_note if v.row.aligned else v.row.note,
+                        class_phase=v.class_phase,
+                        target_status=v.target.status,
+                        target_source=v.target.source,
                     )
                     for v in vs
                 ),
             )
         )
-    return FleetFigures(a.start_s, a.end_s, report.phase, tuple(services))
+    return FleetFigures(a.start_s, a.end_s, report.phase, tuple(services), report.phases)

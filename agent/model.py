@@ -203,7 +203,7 @@ MEASUREMENTS: Mapping[Measurement, MeasurementSpec] = {
     ),
     Measurement.EFFICIENCY: MeasurementSpec(
         frozenset({"site", "service", "window"}),
-        frozenset({"node", "device"}),
+        frozenset({"node", "device", "phase"}),  # phase: of the verdict's target (issue 16)
         frozenset({"work_per_j", "ratio_vs_baseline", "target_ratio", "meets_target"}),
     ),
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -21,6 +21,7 @@ __all__ = [
     "PHASES",
     "STATUSES",
     "ChipFloor",
+    "DevicePhase",
     "Economics",
     "Provenance",
     "RatioTarget",
@@ -98,6 +99,14 @@ class Economics:
 
 
 @dataclass(frozen=True, slots=True)
+class DevicePhase:
+    """The K-Cloud phase a device class (``vendor/model``) belongs to, and why."""
+
+    phase: str
+    provenance: Provenance
+
+
+@dataclass(frozen=True, slots=True)
 class Targets:
     files: tuple[str, ...]
     baseline_vendor: str
@@ -109,6 +118,16 @@ class Targets:
     services: Mapping[str, str]
     default_workload: Mapping[WorkUnit, tuple[str, Provenance]]
     economics: Economics
+    #: device class (``vendor/model`` as the collectors tag it) → its phase; a class not listed
+    #: (and not the GPU baseline) belongs to ``default_phase``.
+    device_phases: Mapping[str, DevicePhase] = field(default_factory=dict)
+
+    def phase_of(self, device_class: str) -> str | None:
+        """The phase ``device_class`` is judged in; ``None`` for the GPU baseline's classes."""
+        if device_class.split("/", maxsplit=1)[0] == self.baseline_vendor:
+            return None
+        dp = self.device_phases.get(device_class)
+        return self.default_phase if dp is None else dp.phase
 
     def workload_for(self, service: str, unit: WorkUnit) -> tuple[Workload, Provenance | None]:
         """The workload of ``service``: configured (provenance ``None``), else the default for the
@@ -264,6 +283,7 @@ def _build(r: _Reader, doc: object, files: tuple[str, ...]) -> Targets:
             "measurement",
             "phases",
             "chip_level_efficiency",
+            "device_phases",
             "services",
             "default_workload",
             "workloads",
@@ -336,6 +356,20 @@ def _build(r: _Reader, doc: object, files: tuple[str, ...]) -> Targets:
             raise r.fail((*path, "workload"), f"a workload name ({', '.join(workloads)})", wl)
         defaults[unit] = (str(wl), r.provenance(m, path))
 
+    device_phases: dict[str, DevicePhase] = {}
+    dpm = r.mapping(top.get("device_phases") or {}, ("device_phases",))
+    for cls, node in dpm.items():
+        path = ("device_phases", cls)
+        vendor, slash, model_tag = cls.partition("/")
+        if not slash or not vendor or not model_tag:
+            raise r.fail(path, "a device class key vendor/model (the accel tags)", cls)
+        m = r.mapping(node, path)
+        r.only(m, path, {"phase"} | _PROV_KEYS)
+        phase = r.text(r.get(m, path, "phase"), (*path, "phase"))
+        if phase not in PHASES:
+            raise r.fail((*path, "phase"), f"one of {', '.join(PHASES)}", phase)
+        device_phases[cls] = DevicePhase(phase, r.provenance(m, path))
+
     em = r.mapping(r.get(top, (), "economics"), ("economics",))
     r.only(em, ("economics",), {"tariff_per_kwh", "grid_kg_co2_per_kwh"})
     tariff_node = r.mapping(
@@ -367,6 +401,7 @@ def _build(r: _Reader, doc: object, files: tuple[str, ...]) -> Targets:
         services=services,
         default_workload=defaults,
         economics=economics,
+        device_phases=device_phases,
     )
 
 

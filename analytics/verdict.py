@@ -13,10 +13,18 @@ import math
 from dataclasses import dataclass
 
 from analytics.ppw import Analysis, Level, PpwRow
-from analytics.targets import Provenance, Reference, Targets
+from analytics.targets import PHASES, Provenance, Reference, Targets
 from analytics.work import WorkUnit
 
-__all__ = ["Cost", "Verdict", "cost_of", "is_baseline", "verdicts", "work_per_unit_label"]
+__all__ = [
+    "Cost",
+    "Verdict",
+    "cost_of",
+    "is_baseline",
+    "phases_with_data",
+    "verdicts",
+    "work_per_unit_label",
+]
 
 J_PER_KWH = 3.6e6
 
@@ -25,7 +33,8 @@ J_PER_KWH = 3.6e6
 class Verdict:
     service: str
     device_class: str
-    phase: str
+    phase: str  # the phase whose target this verdict applies
+    class_phase: str  # the phase the device class belongs to (Targets.phase_of)
     workload: str
     workload_assumed: Provenance | None  # set when the workload came from default_workload
     work_unit: WorkUnit
@@ -71,9 +80,30 @@ def _reference(targets: Targets, refs: tuple[Reference, ...]) -> Reference | Non
 
 
 def verdicts(analysis: Analysis, targets: Targets, phase: str | None = None) -> list[Verdict]:
-    """One verdict per service and non-baseline device class, for ``phase`` (default: the targets'
-    default phase)."""
-    phase = phase or targets.default_phase
+    """One verdict per service and non-baseline device class: against ``phase``'s target, or, with
+    no ``phase``, against the target of the phase each class belongs to (``Targets.phase_of``: the
+    phase-2 PIM devices against the phase-2 targets, the NPUs against the default phase's)."""
+    if phase is None:
+        return [
+            v
+            for p in dict.fromkeys((targets.default_phase, *PHASES))
+            for v in _verdicts(analysis, targets, p)
+            if v.phase == v.class_phase
+        ]
+    return _verdicts(analysis, targets, phase)
+
+
+def phases_with_data(analysis: Analysis, targets: Targets) -> tuple[str, ...]:
+    """The phases (in :data:`PHASES` order) of the non-baseline device classes ``analysis`` holds."""
+    present = {
+        targets.phase_of(str(r.device_class))
+        for r in analysis.select(Level.DEVICE_CLASS)
+        if r.device_class is not None
+    }
+    return tuple(p for p in PHASES if p in present)
+
+
+def _verdicts(analysis: Analysis, targets: Targets, phase: str) -> list[Verdict]:
     out: list[Verdict] = []
     for svc in analysis.services:
         classes = analysis.select(Level.DEVICE_CLASS, service=svc)
@@ -129,6 +159,7 @@ def verdicts(analysis: Analysis, targets: Targets, phase: str | None = None) -> 
                     service=svc,
                     device_class=str(row.device_class),
                     phase=phase,
+                    class_phase=targets.phase_of(str(row.device_class)) or phase,
                     workload=workload.name,
                     workload_assumed=assumed,
                     work_unit=unit,

@@ -15,7 +15,9 @@ from pathlib import Path
 import yaml
 
 __all__ = [
+    "BASELINE",
     "CATALOGUE_PATH",
+    "PHASES",
     "STATUSES",
     "VENDORS",
     "WORK_CLASSES",
@@ -28,7 +30,11 @@ __all__ = [
 
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
 STATUSES = ("sourced", "derived", "assumed")
-VENDORS = ("furiosa", "rebellions", "sapeon", "nvidia")
+VENDORS = ("furiosa", "rebellions", "sapeon", "nvidia", "skhynix", "samsung", "ibm")
+#: K-Cloud phases a device class belongs to (as in analytics/targets.yaml), and ``baseline`` for the
+#: GPUs every phase is compared with.
+PHASES = ("phase1_npu", "phase2_dram_pim", "phase3_nvm_analog_pim")
+BASELINE = "baseline"
 #: Workload classes a device's throughput is given for (see the YAML header).
 WORK_CLASSES = ("classification", "detection", "llm")
 
@@ -71,6 +77,10 @@ class ModelSpec:
     name: str
     arch: str
     devices_per_card: int
+    #: One of :data:`PHASES`, or :data:`BASELINE` (the GPUs).
+    phase: str
+    #: A research chip (published in a paper, not sold): its figures are a lab's, not a product's.
+    research: bool
     cores: Figure
     tdp_w: Figure
     idle_w: Figure
@@ -128,7 +138,19 @@ def _model(key: str, doc: object) -> ModelSpec:
     per_card = doc.get("devices_per_card", 1)
     if not isinstance(per_card, int) or per_card < 1:
         raise CatalogueError(f"{where}.devices_per_card: expected an integer >= 1")
-    known = {"vendor", "name", "arch", "devices_per_card", "throughput", *_FIGURES}
+    phase = doc.get("phase")
+    if phase not in (*PHASES, BASELINE):
+        raise CatalogueError(f"{where}.phase: expected one of {(*PHASES, BASELINE)}, got {phase!r}")
+    research = doc.get("research", False)
+    if not isinstance(research, bool):
+        raise CatalogueError(f"{where}.research: expected true or false, got {research!r}")
+    if (phase == BASELINE) != (doc["vendor"] == "nvidia"):
+        raise CatalogueError(
+            f"{where}.phase: the GPUs (vendor nvidia) and only they are {BASELINE}"
+        )
+    known = {
+        "vendor", "name", "arch", "devices_per_card", "phase", "research", "throughput", *_FIGURES
+    }  # fmt: skip
     if unknown := set(doc) - known:
         raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
     figures = {name: _figure(doc.get(name), f"{where}.{name}") for name in _FIGURES}
@@ -148,6 +170,8 @@ def _model(key: str, doc: object) -> ModelSpec:
         name=doc["name"],
         arch=doc["arch"],
         devices_per_card=per_card,
+        phase=phase,
+        research=research,
         throughput=throughput,
         **figures,
     )

@@ -47,6 +47,7 @@ from emulators.faults import (
     send,
 )
 from emulators.physics import DeviceIdentity, DevicePhysics, Latency
+from emulators.pim import PIM_VENDORS, pim_command_entry
 from emulators.rngd import PE_COUNT, RngdDevice, RngdSysfs, SysfsWriter
 from emulators.serving import RUNTIMES, TRITON_MODELS, MetricsServer, ServingModel, TritonModel
 from emulators.state import DeviceState, HostState, Snapshot, write_atomic, write_snapshot
@@ -337,6 +338,10 @@ RUNTIME_OF_VENDOR = {
     "rebellions": "vllm-rbln",
     "nvidia": "vllm",
     "sapeon": "vllm",
+    # phase-2/3 PIM devices (emulators/pim.py): no public LLM runtime either — vLLM names assumed
+    "skhynix": "vllm",
+    "samsung": "vllm",
+    "ibm": "vllm",
 }
 
 
@@ -908,6 +913,9 @@ def collector_candidates(node: Node) -> list[dict[str, object]]:
         if "nvml_lib" in eps:  # the emulated libnvidia-ml.so.1: the agent needs LD_LIBRARY_PATH
             out.append({"type": "nvml", "name": "nvml"})
         out.append({"type": "nvidia_smi", "name": "nvidia-smi", "tool": f"{root}/bin/nvidia-smi"})
+    for vendor in PIM_VENDORS:  # assumed surface: the generic command collector reads pim-smi
+        if vendor in vendors:
+            out.append(pim_command_entry(root, vendor))
     out.append({"type": "rapl", "name": "rapl", "root": root})
     out.append({"type": "hwmon", "name": "hwmon", "root": root})  # exclude: see agent_config
     out.append({"type": "ipmi_dcmi", "name": "ipmi", "tool": f"{root}/bin/ipmitool"})
@@ -947,6 +955,9 @@ def agent_config(
             kinds = {e["type"] for e in kept}
             owned = (("furiosa", "rngd*"), ("furiosa", "furiosa_warboy"), ("sapeon", "sapeon_*"))
             exclude = [p for k, p in owned if k in kinds]
+            # PIM chips when their pim-smi command entry is kept
+            names = {e.get("name") for e in kept if e["type"] == "command"}
+            exclude += [f"{v}_*" for v in PIM_VENDORS if f"pim-{v}" in names]
             if exclude:
                 entry = {**entry, "exclude": exclude}
         why = None if check is None else check(entry)

@@ -52,7 +52,16 @@ POWER_NOISE_SHARE = 0.004
 #: Longest backlog kept, in seconds of full capacity; beyond it arrivals are dropped.
 MAX_BACKLOG_S = 30.0
 #: PCI vendor ids (reference §1.0, §2.0; NVIDIA 0x10de) — used to build bus ids deterministically.
-_FIRST_BUS = {"furiosa": 0x03, "rebellions": 0x51, "sapeon": 0x81, "nvidia": 0xB1}
+#: The PIM vendors' buses (phase 2/3, assumed like their surfaces) sit in blocks no other vendor uses.
+_FIRST_BUS = {
+    "furiosa": 0x03,
+    "rebellions": 0x51,
+    "skhynix": 0x61,
+    "samsung": 0x71,
+    "sapeon": 0x81,
+    "ibm": 0x91,
+    "nvidia": 0xB1,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,10 @@ class DeviceIdentity:
             "rebellions": f"{num % 10**16:016d}",
             "sapeon": f"SPN{spec.arch.upper()}{num % 100_000:05d}",
             "nvidia": f"{1320000000000 + num % 10**9}",
+            # assumed serial formats (nothing published): vendor prefix + model + digits
+            "skhynix": f"SKH{spec.arch.upper()}{num % 10**8:08d}",
+            "samsung": f"SEC{spec.arch.upper().replace('-', '')}{num % 10**8:08d}",
+            "ibm": f"IBM{spec.arch.upper()}{num % 10**6:06d}",
         }[spec.vendor]
         bus = _FIRST_BUS[spec.vendor] + ordinal
         return cls(serial=serial, uuid=str(u), bus_id=f"0000:{bus:02x}:00.0", card=card)

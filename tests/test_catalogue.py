@@ -31,12 +31,30 @@ MODELS = {
     "a100": "nvidia",
     "h100": "nvidia",
     "l40s": "nvidia",
+    # issue 16: phase 2 (DRAM-PIM) and phase 3 (NVM analog PIM)
+    "aimx": "skhynix",
+    "mi100-pim": "samsung",
+    "hermes": "ibm",
+}
+#: The K-Cloud phase of every model (the GPUs are the baseline of every phase).
+PHASE_OF = {
+    **{k: "phase1_npu" for k, v in MODELS.items() if v in ("furiosa", "rebellions", "sapeon")},
+    **{k: "baseline" for k, v in MODELS.items() if v == "nvidia"},
+    "aimx": "phase2_dram_pim",
+    "mi100-pim": "phase2_dram_pim",
+    "hermes": "phase3_nvm_analog_pim",
 }
 
 
 def test_every_model_of_the_issue_is_there_with_its_vendor() -> None:
     cat = load_catalogue()
     assert {k: m.vendor for k, m in cat.items()} == MODELS
+
+
+def test_every_model_has_its_phase_and_only_research_chips_say_so() -> None:
+    cat = load_catalogue()
+    assert {k: m.phase for k, m in cat.items()} == PHASE_OF
+    assert {k for k, m in cat.items() if m.research} == {"hermes"}
 
 
 def test_every_figure_has_a_status_and_a_source() -> None:
@@ -67,6 +85,13 @@ def test_every_figure_has_a_status_and_a_source() -> None:
         ("h100", "tdp_w", 700.0, "sourced"),
         ("x330", "tdp_w", 250.0, "assumed"),  # nothing published (§7 UNCONFIRMED)
         ("rebel-quad", "idle_w", 100.0, "sourced"),  # rbln-smi v0.12 docs example
+        # issue 16: HERMES (Nature Electronics 2023): 64 cores, 63.1 TOPS at 9.76 TOPS/W
+        ("hermes", "cores", 64, "sourced"),
+        ("hermes", "int8_tops", 63.1, "sourced"),
+        ("hermes", "tdp_w", 6.47, "derived"),  # 63.1 / 9.76 = 6.465
+        ("aimx", "clock_max_mhz", 1000.0, "sourced"),  # 1 GHz PU per bank (Hot Chips 2023)
+        ("aimx", "tdp_w", 350.0 / 4, "derived"),  # L40S x 1/4 (SK hynix, fnnews 2024-12-03)
+        ("mi100-pim", "throughput.llm", 9699.86, "derived"),  # H100 x 1228.8/3350 x 2
     ],
 )
 def test_published_figures(key: str, name: str, value: float, status: str) -> None:
@@ -106,6 +131,10 @@ def _doc() -> dict[str, object]:
         ),
         (lambda m: m["idle_w"].update(value=500.0), "idle_w < tdp_w"),
         (lambda m: m.update(colour="red"), "unknown keys"),
+        (lambda m: m.pop("phase"), "phase"),
+        (lambda m: m.update(phase="phase4"), "phase"),
+        (lambda m: m.update(phase="baseline"), "GPUs"),
+        (lambda m: m.update(research="yes"), "research"),
     ],
 )
 def test_malformed_catalogue_is_rejected(edit: object, message: str, tmp_path: Path) -> None:
