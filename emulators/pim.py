@@ -23,7 +23,8 @@ ASSUMED surface, for every device of a vendor in :data:`PIM_VENDORS`:
                      "throttled": false}]}
 
    integer units written into the keys (mW, mJ since the last counter reset, m°C, MHz, bytes;
-   utilization in percent), ``model`` the catalogue key (so the device class is ``vendor/model``),
+   utilization in percent), ``model`` the catalogue key with ``_`` for ``-`` (:func:`model_tag`: the
+   device class ``vendor/model`` is the same through hwmon),
    ``phase`` the K-Cloud phase of the catalogue. A field under the fault ``na`` is ``null``, under
    ``nan`` the JSON literal ``NaN``. ``--vendor`` keeps one vendor's devices (the ``command``
    collector tags every sample of an entry with one ``vendor``). Without ``--json``: one line per
@@ -68,6 +69,7 @@ __all__ = [
     "hwmon_name",
     "install_tool",
     "load_view",
+    "model_tag",
     "pim_command_entry",
     "render_json",
     "render_summary",
@@ -97,9 +99,16 @@ def _config_path(root: Path, vendor: str) -> Path:
     return root / ".kwatt-emulator" / f"pim-{vendor}.json"
 
 
+def model_tag(model: str) -> str:
+    """The model as both surfaces name it: the catalogue key ``model`` in the hwmon ``name`` alphabet
+    (``mi100-pim`` → ``mi100_pim``), so ``pim-smi``'s ``model`` and the hwmon collector's
+    ``<vendor>_<model>`` reading of the chip name give one device class (``samsung/mi100_pim``)."""
+    return model.lower().replace("-", "_").replace(" ", "_")
+
+
 def hwmon_name(dev: DeviceState) -> str:
     """``skhynix_aimx``: lowercase, no dashes (the hwmon ABI's ``name`` rule)."""
-    return f"{dev.vendor}_{dev.model}".lower().replace("-", "_").replace(" ", "_")
+    return f"{dev.vendor}_{model_tag(dev.model)}"
 
 
 def _shown(dev: DeviceState, field: str, value: float) -> float | None:
@@ -173,7 +182,7 @@ def render_json(v: PimView) -> str:
             {
                 "index": d.index,
                 "vendor": d.vendor,
-                "model": d.model,
+                "model": model_tag(d.model),
                 "name": None if info is None else info.name,
                 "phase": None if info is None else info.phase,
                 "research": None if info is None else info.research,
