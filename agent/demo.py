@@ -726,9 +726,13 @@ def _run(
         ready = _read_ready_line(emu, timeout_s=60.0)
         emulator_procs.append(emu)
         fleet[node] = f"{spec.model}:{args.devices} {spec.service}"
-        doc = yaml.safe_load(printed.read_text(encoding="utf-8"))
+        text = printed.read_text(encoding="utf-8")
+        doc = yaml.safe_load(text)
         if not isinstance(doc, dict) or not isinstance(doc.get("collectors"), list):
             raise DemoError(f"{printed}: not an agent config")
+        for line in text.splitlines():  # a GPU node without its emulated libnvidia-ml.so.1
+            if line.startswith("# left out nvml:"):
+                raise DemoError(f"{node} ({spec.model}): {line.removeprefix('# left out nvml:')}")
         agent_cfg = {
             "site": args.site,
             "node": node,

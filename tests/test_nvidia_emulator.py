@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from nvidia_states import (
     FIXTURES,
     GOLDEN_DEVICES,
@@ -40,6 +41,7 @@ from nvidia_states import (
 )
 
 from emulators import libnvml, surfaces
+from emulators.node import Node, NodeOptions, agent_config, parse_devices
 from emulators.nvidia import (
     DEFAULT_DRIVER,
     MEM_UTIL_SHARE,
@@ -658,3 +660,27 @@ def test_power_is_averaged_over_one_second_where_the_board_does(
         assert N.nvmlDeviceGetPowerUsage(N.nvmlDeviceGetHandleByIndex(2)) == 700000
     finally:
         N.nvmlShutdown()
+
+
+def test_without_nvml_h_the_node_runs_and_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No header (or no compiler): the node runs on, nvidia-smi included, and its printed config
+    leaves NVML out with the reason instead of naming a collector that cannot work."""
+    monkeypatch.setenv("KWATT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KWATT_NVML_INCLUDE", str(tmp_path / "no-header"))
+
+    async def go() -> tuple[dict[str, str], str]:
+        options = NodeOptions(devices=parse_devices("h100"), services=("steady",))
+        async with Node(tmp_path / "node", options) as node:
+            node.step(0.0)
+            return node.endpoints, agent_config(node)
+
+    endpoints, text = asyncio.run(go())
+    assert "nvml_lib" not in endpoints
+    reason = f"KWATT_NVML_INCLUDE={tmp_path / 'no-header'}: no nvml.h there"
+    assert f"# left out nvml: emulated NVML (libnvidia-ml.so.1) not available: {reason}" in text
+    kinds = [c["type"] for c in yaml.safe_load(text)["collectors"]]
+    assert "nvml" not in kinds and "nvidia_smi" in kinds
+    assert reason in capfd.readouterr().err
+    assert not (tmp_path / "node" / ".kwatt-emulator" / "nvml" / libnvml.LIBRARY_NAME).exists()

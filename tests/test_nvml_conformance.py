@@ -151,7 +151,9 @@ def reading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reading]:
         deadline = time.monotonic() + 60
         while read_snapshot(root).t_s < 1.5 and time.monotonic() < deadline:
             time.sleep(0.1)
-        doc = yaml.safe_load(printed.read_text(encoding="utf-8"))
+        text = printed.read_text(encoding="utf-8")
+        assert f"# nvml: start the agent with LD_LIBRARY_PATH={ready['nvml_lib']} " in text
+        doc = yaml.safe_load(text)
         doc["collectors"] = [c for c in doc["collectors"] if c["type"] == "nvml"]
         assert [(c["type"], c["name"]) for c in doc["collectors"]] == [("nvml", "nvml")]
         assert "module" not in doc["collectors"][0]  # no emulator-only option: LD_LIBRARY_PATH
