@@ -59,6 +59,7 @@ from rich.text import Text
 from agent import lineproto, topics
 from agent.config import MqttConfig, TlsConfig
 from agent.mqtt import Backoff, make_client
+from analytics.clock import offset_warnings
 from analytics.targets import PHASES, Targets, load_targets
 from analytics.termfit import SEP_PLAIN, Cell, Column, plan, records, table
 
@@ -81,6 +82,10 @@ __all__ = [
 HISTORY = 24
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 BAR_WIDTH = 10
+#: A node whose clock is off by more than this is named in a warning (kwatt report's --max-skew).
+DEFAULT_MAX_SKEW_S = 0.8
+#: The clock offset is the largest over this many seconds of messages (as the ingest's window).
+CLOCK_WINDOW_S = 60.0
 
 SortKey = Literal["power", "util", "temp", "throughput", "perf", "name"]
 SORT_KEYS: tuple[SortKey, ...] = ("power", "util", "temp", "throughput", "perf", "name")
@@ -174,6 +179,10 @@ class NodeView:
     #: Conditions to show under the table for this node (one sentence each); set by whoever
     #: checks them (e.g. a clock offset beyond the skew bound). The screen prints them as a footer.
     warnings: list[str] = field(default_factory=list)
+    #: (arrival, newest sample ts - receive wall time in ns) per metrics message of the last
+    #: CLOCK_WINDOW_S: the largest is the node's clock offset, low by the shortest delivery delay
+    clock_samples: deque[tuple[float, int]] = field(default_factory=deque)
+    clock_offset_s: float | None = None
 
     def work_per_s(self, kind: WorkKind) -> float | None:
         """The node's rate in ``kind`` over every service that reports it."""
@@ -195,7 +204,8 @@ class LinkState:
 class TopState:
     """Everything the live view knows, updated one MQTT message at a time (pure, no I/O)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_skew_s: float = DEFAULT_MAX_SKEW_S) -> None:
+        self.max_skew_s = max_skew_s
         self.nodes: dict[tuple[str, str], NodeView] = {}
         self.messages = 0
         self.points = 0
@@ -209,8 +219,9 @@ class TopState:
             view = self.nodes[key] = NodeView(site, node)
         return view
 
-    def feed(self, topic: str, payload: bytes, now_s: float) -> None:
-        """Apply one message received on ``topic`` at monotonic time ``now_s``."""
+    def feed(self, topic: str, payload: bytes, now_s: float, recv_ns: int | None = None) -> None:
+        """Apply one message received on ``topic`` at monotonic time ``now_s`` (and wall time
+        ``recv_ns``, which the clock check needs; None leaves it out)."""
         self.messages += 1
         try:
             name = topics.parse_topic(topic)
@@ -218,9 +229,23 @@ class TopState:
             self.bad_messages += 1
             return
         if name.kind == "metrics":
-            self.apply_metrics(name.site, name.node, payload, now_s)
+            self.apply_metrics(name.site, name.node, payload, now_s, recv_ns)
         elif name.kind == "status":
             self.apply_status(name.site, name.node, payload)
+
+    def _clock(self, view: NodeView, ahead_ns: int, now_s: float) -> None:
+        """The node's clock offset over the last minute, and its warning (DESIGN §4)."""
+        samples = view.clock_samples
+        samples.append((now_s, ahead_ns))
+        while samples and now_s - samples[0][0] > CLOCK_WINDOW_S:
+            samples.popleft()
+        view.clock_offset_s = max(a for _, a in samples) / 1e9
+        prefix = f"node {view.site}/{view.node}: clock"
+        view.warnings = [w for w in view.warnings if not w.startswith(prefix)]
+        view.warnings += [
+            str(w)
+            for w in offset_warnings([(view.site, view.node, view.clock_offset_s)], self.max_skew_s)
+        ]
 
     def apply_status(self, site: str, node: str, payload: bytes) -> None:
         """A retained ``status`` JSON document; an empty payload (retained message cleared) forgets
@@ -244,7 +269,9 @@ class TopState:
         agent = doc.get("agent")
         view.agent_version = agent if isinstance(agent, str) else None
 
-    def apply_metrics(self, site: str, node: str, payload: bytes, now_s: float) -> None:
+    def apply_metrics(
+        self, site: str, node: str, payload: bytes, now_s: float, recv_ns: int | None = None
+    ) -> None:
         """One line-protocol batch of one node."""
         result = lineproto.parse_payload(payload)
         if result.errors:
@@ -253,6 +280,8 @@ class TopState:
             return
         view = self._node(site, node)
         view.last_metrics_s = now_s
+        if recv_ns is not None:
+            self._clock(view, max(p.ts_ns for p in result.points) - recv_ns, now_s)
         devices = view.devices
         self.points += len(result.points)
         for pt in result.points:
@@ -1217,7 +1246,7 @@ async def follow(cfg: MqttConfig, site: str | None, state: TopState, *, identifi
                 async for msg in client.messages:
                     payload = msg.payload
                     if isinstance(payload, bytes | bytearray):
-                        state.feed(str(msg.topic), bytes(payload), time.monotonic())
+                        state.feed(str(msg.topic), bytes(payload), time.monotonic(), time.time_ns())
         except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as e:
             link.connected = False
             link.error = str(e) or type(e).__name__
@@ -1289,6 +1318,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--stale", type=float, default=10.0, help="seconds without metrics before STALE (10)"
+    )
+    p.add_argument(
+        "--max-skew",
+        type=float,
+        default=DEFAULT_MAX_SKEW_S,
+        help="warn about a node whose clock is off by more (s; kwatt report's bound, 0.8)",
     )
     p.add_argument(
         "--refresh", type=float, default=0.5, help="seconds between screen updates (0.5)"
@@ -1422,9 +1457,10 @@ async def watch(
     duration_s: float | None,
     refresh_s: float,
     width: int | None = None,
+    max_skew_s: float = 0.8,
 ) -> int:
     """Run the live view (or one ``--once`` screen); 0, or 1 when the broker was never reached."""
-    state = TopState()
+    state = TopState(max_skew_s)
     identifier = f"kwatt-top-{socket.gethostname()[:32]}-{os.getpid()}"
     follower = asyncio.create_task(follow(cfg, site, state, identifier=identifier))
     start = time.monotonic()
@@ -1520,6 +1556,7 @@ def run(args: argparse.Namespace) -> int:
                 duration_s=args.duration,
                 refresh_s=args.refresh,
                 width=args.width,
+                max_skew_s=args.max_skew,
             )
         )
     except KeyboardInterrupt:

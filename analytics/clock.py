@@ -43,9 +43,9 @@ class ClockWarning:
 
     def __str__(self) -> str:
         if self.offset_s > 0:
-            how = f"{self.offset_s:.1f} s ahead of the ingest's clock"
+            how = f"{self.offset_s:.1f} s ahead of the receiver's clock"
         else:
-            how = f"{-self.offset_s:.1f} s behind the ingest's clock (or its data arrives late)"
+            how = f"{-self.offset_s:.1f} s behind the receiver's clock (or its data arrives late)"
         return (
             f"node {self.site}/{self.node}: clock {how}, over the {self.bound_s:g} s skew bound: "
             "its windows are misaligned with other nodes' (fix its NTP/chrony)"

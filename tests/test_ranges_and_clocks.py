@@ -6,7 +6,7 @@
   line stamped more than an hour ahead, each with the reason.
 * The ingest estimates each node's clock offset and writes it in the ``ingest`` measurement; a node
   whose clock is 5 s ahead (a real ``kwatt agent`` under libfaketime) is named by the analytics'
-  clock check and by ``kwatt report``, a node with a good clock is not.
+  clock check, by ``kwatt report`` and by ``kwatt top``; a node with a good clock is not.
 
 Real Mosquitto and InfluxDB throughout; the agent reads a real tool through the ``command``
 collector.
@@ -41,6 +41,7 @@ from agent.config import (
 from agent.influx import InfluxQL, InfluxRejected
 from agent.ingest import ClockOffsets, Ingest
 from agent.model import Sample, drop_implausible, range_violations
+from agent.top import TopState
 from analytics.clock import ClockWarning, clock_warnings, offset_warnings
 from analytics.load import load_influx
 
@@ -306,6 +307,19 @@ def test_a_node_5_s_ahead_is_named_by_the_ingest_analytics_and_report(
 
     try:
         asyncio.run(main())
+        # kwatt top, receiving the same messages, names the node on screen
+        top = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "top", "--broker", mosquitto.url, "--site", site,
+             "--once", "--duration", "4", "--width", "200"],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        assert top.returncode == 0, top.stderr
+        screen = top.stdout
+        assert (
+            f"node {site}/ahead: clock" in screen and "s ahead of the receiver's clock" in screen
+        ), screen
+        assert f"node {site}/good: clock" not in screen, screen
     finally:
         for p in procs:
             p.terminate()
@@ -331,8 +345,27 @@ def test_a_node_5_s_ahead_is_named_by_the_ingest_analytics_and_report(
                        text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     (text,) = json.loads(r.stdout)["warnings"]
-    assert f"node {site}/ahead: clock" in text and "s ahead of the ingest's clock" in text
+    assert f"node {site}/ahead: clock" in text and "s ahead of the receiver's clock" in text
     r = subprocess.run([*report, "--width", "80"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert f"{site}/ahead" in r.stdout.replace("\n", " ") and f"{site}/good" not in r.stdout
+
+
+def test_top_state_warns_while_a_node_is_off_and_stops_when_fixed() -> None:
+    s = TopState(max_skew_s=0.8)
+    line = "accel,device=d1,model=m,node={n},site=s,vendor=v power_w=40.5 {ts}\n"
+    recv = TS
+    s.feed("kwatt/v1/s/a/metrics", line.format(n="a", ts=recv + 3 * 10**9).encode(), 0.0, recv)
+    s.feed("kwatt/v1/s/b/metrics", line.format(n="b", ts=recv - 10**8).encode(), 0.0, recv)
+    assert [str(w) for w in s.nodes[("s", "a")].warnings] == [
+        "node s/a: clock 3.0 s ahead of the receiver's clock, over the 0.8 s skew bound: its "
+        "windows are misaligned with other nodes' (fix its NTP/chrony)"
+    ]
+    assert s.nodes[("s", "b")].warnings == []
+    # fixed: once the window has moved past the bad messages, the warning goes
+    s.feed("kwatt/v1/s/a/metrics", line.format(n="a", ts=recv).encode(), 61.0, recv)
+    assert s.nodes[("s", "a")].warnings == [] and s.nodes[("s", "a")].clock_offset_s == 0.0
+    # without a receive time (replayed captures, tests) there is no clock check
+    s.feed("kwatt/v1/s/c/metrics", line.format(n="c", ts=recv + 9 * 10**9).encode(), 62.0)
+    assert s.nodes[("s", "c")].clock_offset_s is None
