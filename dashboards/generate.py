@@ -35,6 +35,8 @@ F_NODE = f'{F_SITE} AND "node" =~ /^$node$/'
 F_DEV = f'{F_NODE} AND "vendor" =~ /^$vendor$/ AND "model" =~ /^$model$/'
 F_SVC = f'{F_SITE} AND "service" =~ /^$service$/'
 F_SVC_NODE = f'{F_NODE} AND "service" =~ /^$service$/'
+#: The efficiency dashboard's phase filter (a window with no verdict has no phase tag: "All" keeps it).
+F_SVC_PHASE = f'{F_SVC} AND "phase" =~ /^$phase$/'
 
 
 # ------------------------------------------------------------------------------ building blocks
@@ -244,6 +246,13 @@ V_SERVICE_EFF = variable(
     "Service",
     f'SHOW TAG VALUES FROM "efficiency" WITH KEY = "service" WHERE {F_SITE}',
 )
+V_PHASE = variable(
+    "phase",
+    "Phase",
+    f'SHOW TAG VALUES FROM "efficiency" WITH KEY = "phase" WHERE {F_SVC}',
+    description="K-Cloud phase of the verdicts (phase1_npu, phase2_dram_pim, "
+    "phase3_nvm_analog_pim): every phase that has data",
+)
 
 
 def dashboard(
@@ -286,9 +295,9 @@ def dashboard(
 # ------------------------------------------------------------------------------ dashboards
 
 
-def ratio_panel(lay: Layout, title: str, height: int, description: str) -> Json:
-    """Work per joule relative to the GPU baseline per service, with the target ratio dashed
-    (on the fleet overview and the efficiency dashboards)."""
+def ratio_panel(lay: Layout, title: str, height: int, description: str, where: str = F_SVC) -> Json:
+    """Work per joule relative to the GPU baseline per service and phase, with the target ratio
+    dashed (on the fleet overview and the efficiency dashboards)."""
     return lay.panel(
         "timeseries",
         title,
@@ -298,9 +307,9 @@ def ratio_panel(lay: Layout, title: str, height: int, description: str) -> Json:
             target(
                 "A",
                 'SELECT mean("ratio_vs_baseline") AS "ratio", mean("target_ratio") AS "target" '
-                f'FROM "efficiency" WHERE {F_SVC} AND $timeFilter '
-                'GROUP BY time($__interval), "service" fill(none)',
-                alias="$tag_service $col",
+                f'FROM "efficiency" WHERE {where} AND $timeFilter '
+                'GROUP BY time($__interval), "service", "phase" fill(none)',
+                alias="$tag_service $tag_phase $col",
             )
         ],
         unit="suffix:×",
@@ -711,9 +720,9 @@ def efficiency() -> Json:
             [
                 target(
                     "A",
-                    f'SELECT last("meets_target") FROM "efficiency" WHERE {F_SVC} AND $timeFilter '
-                    'GROUP BY "service"',
-                    alias="$tag_service",
+                    f'SELECT last("meets_target") FROM "efficiency" WHERE {F_SVC_PHASE} AND '
+                    '$timeFilter GROUP BY "service", "phase"',
+                    alias="$tag_service $tag_phase",
                 )
             ],
             unit="bool_yes_no",
@@ -731,9 +740,9 @@ def efficiency() -> Json:
             [
                 target(
                     "A",
-                    f'SELECT mean("meets_target") FROM "efficiency" WHERE {F_SVC} AND $timeFilter '
-                    'GROUP BY "service"',
-                    alias="$tag_service",
+                    f'SELECT mean("meets_target") FROM "efficiency" WHERE {F_SVC_PHASE} AND '
+                    '$timeFilter GROUP BY "service", "phase"',
+                    alias="$tag_service $tag_phase",
                 )
             ],
             unit="percentunit",
@@ -747,8 +756,9 @@ def efficiency() -> Json:
             lay,
             "Ratio to the GPU baseline vs the target",
             9,
-            "Work per joule relative to the GPU baseline; dashed: the target ratio "
-            "of the phase the service is held to.",
+            "Work per joule relative to the GPU baseline, per service and phase; dashed: the "
+            "target ratio of that phase.",
+            where=F_SVC_PHASE,
         ),
         lay.panel(
             "timeseries",
@@ -779,12 +789,13 @@ def efficiency() -> Json:
                     "A",
                     'SELECT last("work_per_j") AS "work/J", last("ratio_vs_baseline") AS "ratio", '
                     'last("target_ratio") AS "target", last("meets_target") AS "meets" '
-                    f'FROM "efficiency" WHERE {F_SVC} AND $timeFilter GROUP BY "service", "window"',
+                    f'FROM "efficiency" WHERE {F_SVC_PHASE} AND $timeFilter '
+                    'GROUP BY "service", "phase", "window"',
                     fmt="table",
                 )
             ],
             unit="suffix: work/J",
-            description="The latest efficiency window per service and window length.",
+            description="The latest efficiency window per service, phase and window length.",
             transformations=HIDE_TIME,
             overrides=[
                 unit_override("ratio", "suffix:×"),
@@ -805,9 +816,9 @@ def efficiency() -> Json:
         "kwatt-efficiency",
         "kwatt · Efficiency vs targets",
         "The analytics' efficiency windows: work per joule, ratio to the GPU baseline, target "
-        "lines and pass/miss per service.",
+        "lines and pass/miss per service and K-Cloud phase.",
         panels,
-        [V_SITE, V_SERVICE_EFF],
+        [V_SITE, V_SERVICE_EFF, V_PHASE],
     )
 
 
