@@ -39,7 +39,9 @@ needs ``root: /``. Per card: identity (uuid, serial, bdf, firmware), ``power_con
 of ``furiosa_smi``; ``furiosa_smi_py``'s reports 0 bytes in use whatever the card holds and is not
 read), ``power_limit()`` mW (``furiosa_smi``) and the throttle reason. A method missing from the
 installed version, or one the library answers NOT_SUPPORTED / IO / parse errors to, gives an absent
-field; a card that went away (DEVICE_NOT_FOUND, DEVICE_LOST) is left out of the poll; ``Context
+field; a card whose identity calls say it went away (DEVICE_NOT_FOUND, DEVICE_LOST) is left out of
+the poll, while a measurement answered so is only absent (furiosa-smi-py says "Device not found"
+when the hwmon power file is missing, and "Unknown error" for a missing temperature); ``Context
 error`` makes the next poll call ``init()`` again; anything else is a :class:`CollectorError`. Calls
 run in a worker thread under ``timeout_s`` (table: :data:`BINDING_ERRORS`). With a ``root`` other
 than ``/``, ``auto`` never falls back to the bindings.
@@ -824,6 +826,9 @@ BINDING_ERRORS: Mapping[str, Outcome] = {
     "Io error": Outcome.ABSENT,
     "Parse error": Outcome.ABSENT,
     "Unexpected value error": Outcome.ABSENT,
+    # furiosa-smi-py 2026.1.2 answers device_temperature() with it when a temperature file is
+    # missing (its log: "couldn't parse temperature values"; tests/test_collector_furiosa_bindings.py)
+    "Unknown error": Outcome.ABSENT,
     "Device busy error": Outcome.ABSENT,
     "Device not found error": Outcome.DEVICE_GONE,
     "Device lost error": Outcome.DEVICE_GONE,
@@ -1169,14 +1174,35 @@ class _Binding:
             return None
         return self._invoke(fn, method, args, absent_ok=True)
 
+    def value(self, obj: object, method: str) -> object:
+        """A measurement: as :meth:`optional`, and DEVICE_GONE is an absent value too.
+
+        furiosa-smi-py 2026.1.2 answers ``power_consumption()`` with "Device not found error" when
+        only the card's hwmon power file is missing (its log: "Device not found: /dev/rngd/npu0";
+        tests/test_collector_furiosa_bindings.py); a card that really went away fails its identity
+        calls (left out of the poll) or has no value left (no sample)."""
+        if obj is None:
+            return None
+        fn = getattr(obj, method, None)
+        if not callable(fn):
+            return None
+        return self._invoke(fn, method, (), absent_ok=True, gone_is_absent=True)
+
     def _invoke(
-        self, fn: Callable[..., object], method: str, args: tuple[object, ...], absent_ok: bool
+        self,
+        fn: Callable[..., object],
+        method: str,
+        args: tuple[object, ...],
+        absent_ok: bool,
+        gone_is_absent: bool = False,
     ) -> object:
         try:
             return fn(*args)
         except self.errors as e:
             kind = binding_outcome(e)
-            if kind is Outcome.ABSENT and absent_ok:
+            if absent_ok and (
+                kind is Outcome.ABSENT or (gone_is_absent and kind is Outcome.DEVICE_GONE)
+            ):
                 return None
             msg = f"{self.name} {method}(): {type(e).__name__}: {str(e)[:200]} ({kind.value})"
             if kind is Outcome.DEVICE_GONE:
@@ -1250,8 +1276,8 @@ def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
     ident = dev if info is None else info
     arch = b.call(ident, "arch")
     name = b.optional(ident, "name") if info is not None else b.optional(dev, "device_name")
-    temperature = b.optional(dev, "device_temperature")
-    freq = b.optional(dev, "core_frequency")
+    temperature = b.value(dev, "device_temperature")
+    freq = b.value(dev, "core_frequency")
     if freq is not None and not isinstance(freq, dict):
         freq = b.optional(freq, "pe_frequency")  # furiosa_smi_py: CoreFrequency
     clocks = (
@@ -1264,7 +1290,7 @@ def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
             )
         )
     )
-    status = b.optional(dev, "core_status")
+    status = b.value(dev, "core_status")
     if status is not None and not isinstance(status, dict):
         status = b.optional(status, "pe_status")  # furiosa_smi_py: CoreStatuses
     occupied = (
@@ -1277,9 +1303,9 @@ def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
             )
         )
     )
-    pc = b.optional(dev, "performance_counter")  # furiosa_smi 2026.4: {core: counter}
+    pc = b.value(dev, "performance_counter")  # furiosa_smi 2026.4: {core: counter}
     if pc is None:
-        pc = b.optional(b.optional(dev, "device_performance_counter"), "pe_performance_counters")
+        pc = b.optional(b.value(dev, "device_performance_counter"), "pe_performance_counters")
     counters = (
         None
         if pc is None
@@ -1290,7 +1316,7 @@ def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
     )
     # memory: memory_usage() of furiosa_smi 2026.4 only; furiosa_smi_py 2026.1.2's
     # memory_utilization() reports 0 bytes in use on every PE whatever alloc_status says
-    usage = b.optional(dev, "memory_usage")
+    usage = b.value(dev, "memory_usage")
     memory = (
         None
         if not isinstance(usage, dict)
@@ -1299,7 +1325,7 @@ def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
             for r in _per_core(b, usage, "memory_usage()", "in_use_bytes", "total_bytes")
         )
     )
-    throttle = b.optional(dev, "throttle_reason")
+    throttle = b.value(dev, "throttle_reason")
     if throttle is not None and not isinstance(throttle, int):  # ThrottleReason member(s)
         members = (
             b.items(throttle, "throttle_reason()") if hasattr(throttle, "__iter__") else [throttle]
@@ -1312,13 +1338,13 @@ def _read_binding_card(b: _Binding, dev: object) -> BindingReading:
         serial=b.optional(ident, "serial"),
         bdf=_bdf_text(b, b.optional(ident, "bdf")),
         firmware=_version_text(b, b.optional(ident, "firmware_version")),
-        power_w=b.optional(dev, "power_consumption"),
-        temp_c=b.optional(temperature, "soc_peak"),
+        power_w=b.value(dev, "power_consumption"),
+        temp_c=b.value(temperature, "soc_peak"),
         pe_clock_mhz=clocks,
         occupied=occupied,
         counters=counters,
         memory=memory,
-        power_limit_mw=b.optional(dev, "power_limit"),
+        power_limit_mw=b.value(dev, "power_limit"),
         throttle=throttle,
     )
 

@@ -44,7 +44,7 @@ from collectors.furiosa import (
     parse_binding,
 )
 from emulators import rngd
-from emulators.faults import pause, resume
+from emulators.faults import Fault, pause, resume, send
 from emulators.state import DeviceState, read_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,6 +181,7 @@ def test_error_outcomes_of_both_bindings() -> None:
     assert binding_outcome(furiosa_smi.SmiError("?")) is Outcome.FAILED
     # furiosa_smi_py raises RuntimeError with the C code's name ("Io error": measured)
     assert binding_outcome(RuntimeError("Io error")) is Outcome.ABSENT
+    assert binding_outcome(RuntimeError("Unknown error")) is Outcome.ABSENT  # temperature file gone
     assert binding_outcome(RuntimeError("Context error")) is Outcome.REINIT
     assert binding_outcome(RuntimeError("Device lost error")) is Outcome.DEVICE_GONE
     assert binding_outcome(RuntimeError("Incompatible driver error")) is Outcome.UNAVAILABLE
@@ -248,31 +249,39 @@ def test_bindings_options_are_validated() -> None:
 #: Runs inside the namespace: the collector (source bindings) polls on each line read from stdin
 #: and prints its samples and inventory as JSON.
 POLL = r"""
-import asyncio, json, sys
+import asyncio, json, os, sys
+out = os.fdopen(os.dup(1), "w")  # the JSON channel; the native library's own prints go to stderr
+os.dup2(2, 1)
 from collectors import furiosa
 c = furiosa.create("npu", furiosa.Config(source="bindings", bindings_module=sys.argv[1],
                                          timeout_s=60))
 async def main():
     for line in sys.stdin:
-        samples = await c.collect()
-        inventory = await c.inventory()
+        try:
+            samples = await c.collect()
+            inventory = await c.inventory()
+        except Exception as e:  # the test shows it
+            print(json.dumps({"error": f"{type(e).__name__}: {e}"}), file=out, flush=True)
+            continue
         print(json.dumps({
             "source": c.last_source,
             "samples": {dict(s.tags)["device"]: dict(s.fields) for s in samples},
             "inventory": [[d.id, d.model, d.bus_id, d.firmware_version, d.driver_version]
                           for d in inventory],
-        }), flush=True)
+        }), file=out, flush=True)
 asyncio.run(main())
 """
 
 
-def poll(proc: subprocess.Popen[str]) -> dict[str, object]:
+def poll(proc: subprocess.Popen[str], stderr: Path | None = None) -> dict[str, object]:
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("poll\n")
     proc.stdin.flush()
     line = proc.stdout.readline()
-    assert line, "the collector in the namespace died"
+    why = stderr.read_text(errors="replace")[-3000:] if stderr is not None else ""
+    assert line, f"the collector in the namespace died: {why}"
     doc: dict[str, object] = json.loads(line)
+    assert "error" not in doc, doc["error"]
     return doc
 
 
@@ -345,3 +354,72 @@ def test_bindings_source_on_the_real_wheel_matches_the_truth_and_sysfs(
     assert sorted(inventory) == sorted(
         [t, "rngd", d.bus_id, "1.7.0, 4dfed1852e7b", rngd.DRIVER_VERSION] for t, d in after.items()
     )
+
+
+def apply(root: Path, fault: Fault) -> None:
+    """Inject ``fault`` and wait until the node has taken it and rendered a step with it."""
+    path = send(root, fault)
+    deadline = time.monotonic() + 20
+    while not path.with_suffix(".applied").exists():
+        assert not path.with_suffix(".rejected").exists(), path.with_suffix(".error").read_text()
+        assert time.monotonic() < deadline, f"{fault.kind} not applied"
+        time.sleep(0.02)
+    t = read_snapshot(root).t_s
+    while read_snapshot(root).t_s <= t:  # one more step rendered with the fault in force
+        assert time.monotonic() < deadline, "the node stopped stepping"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("module", ["furiosa_smi", "furiosa_smi_py"])
+def test_na_nan_and_disappear_through_the_real_wheel(tmp_path: Path, module: str) -> None:
+    """A sensor the device stops reporting (``na``: its file removed; ``nan``) is an absent field,
+    never 0, and a card that went away is left out of the poll, with the real library's errors."""
+    need_namespace()
+    need_wheel(module)
+    root = tmp_path / "root"
+    node = start_node(root, "rngd:2", "chatbot", seed=4)
+    proc: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (root / ".kwatt-emulator").exists() or read_snapshot(root).t_s < 2.0:
+            assert time.monotonic() < deadline, "the node did not start stepping"
+            time.sleep(0.1)
+        first, second = (d.uuid.upper() for d in sorted(
+            read_snapshot(root).devices, key=lambda d: d.index))  # fmt: skip
+        errors = tmp_path / "stderr.txt"
+        with errors.open("w") as err:
+            proc = subprocess.Popen(
+                namespace_command(root, [sys.executable, "-c", POLL, module]),
+                cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+            )  # fmt: skip
+
+        def paused_poll() -> dict[str, dict[str, float]]:
+            assert proc is not None
+            pause(root)
+            try:
+                samples = poll(proc, errors)["samples"]
+            finally:
+                resume(root)
+            assert isinstance(samples, dict)
+            return samples
+
+        got = paused_poll()
+        assert {"power_w", "temp_c"} <= set(got[first]) and "power_w" in got[second]
+        apply(root, Fault("na", device="furiosa:0", fields=("power_w", "temp_c")))
+        got = paused_poll()
+        assert not {"power_w", "temp_c"} & set(got[first])  # absent, not 0
+        assert "clock_hz" in got[first] and "power_w" in got[second]
+        apply(root, Fault("nan", device="furiosa:1", fields=("power_w",)))
+        got = paused_poll()
+        assert "power_w" not in got[second] and "temp_c" in got[second]
+        apply(root, Fault("disappear", device="furiosa:0"))
+        got = paused_poll()
+        assert set(got) == {second}
+    finally:
+        if proc is not None:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        stop(node)
