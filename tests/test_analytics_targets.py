@@ -58,6 +58,19 @@ def test_defaults_follow_targets_md_section_4() -> None:
     assert h100 and h100[0].work_per_j == 18.9 and h100[0].scope == "tdp"
     for wl in t.workloads.values():
         assert set(wl.targets) == set(PHASES)
+
+
+def test_device_phases_put_each_class_in_one_phase() -> None:
+    """Issue 16: the PIM classes in phases 2 and 3, each with its source; unlisted NPUs in the
+    default phase; the GPU baseline in none."""
+    t = load_targets()
+    assert {c: dp.phase for c, dp in t.device_phases.items()} == {
+        "skhynix/aimx": "phase2_dram_pim",
+        "samsung/mi100_pim": "phase2_dram_pim",
+        "ibm/hermes": "phase3_nvm_analog_pim",
+    }
+    assert all(dp.provenance.source for dp in t.device_phases.values())
+    assert t.phase_of("furiosa/rngd") == "phase1_npu" and t.phase_of("nvidia/h100") is None
     assert t.economics.tariff_per_kwh.provenance.status == "assumption"
     assert t.economics.currency == "KRW"
     wl, assumed = t.workload_for("chat", WorkUnit.TOKENS)
