@@ -405,6 +405,9 @@ def run(args: argparse.Namespace) -> int:
         text += "".join(
             f"# left out {p.name}: {p.status}: {p.message}\n" for p in probes if not p.kept
         )
+        lib_dir = root / ".kwatt-emulator" / "nvml"
+        if root.resolve() != Path("/") and any(p.kept and p.type == "nvml" for p in probes):
+            text += f"# nvml: start the agent with LD_LIBRARY_PATH={lib_dir.resolve()}\n"
         text += yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
         if args.print_config:
             Path(args.print_config).write_text(text, encoding="utf-8")

@@ -125,6 +125,8 @@ def test_doctor_on_emulated_node_prints_a_config_the_agent_runs(
         assert probes["nvidia-smi"]["status"] == "ok" and not probes["nvidia-smi"]["kept"]
         doc = yaml.safe_load(conf.read_text(encoding="utf-8"))
         assert doc == report["config"]
+        lib_dir = root.resolve() / ".kwatt-emulator" / "nvml"
+        assert f"# nvml: start the agent with LD_LIBRARY_PATH={lib_dir}\n" in conf.read_text()
         assert (doc["site"], doc["node"]) == ("emulated", "node0")
         types = [c["type"] for c in doc["collectors"]]
         assert "nvidia_smi" not in types
