@@ -308,33 +308,42 @@ def test_nvitop_api(reading: Reading) -> None:
         check_processes(reading, procs, dev, 1)
 
 
-_ROW = re.compile(r"│\s+(\d+)\s+(.+?)\s+On │ ([0-9A-F:.]+) Off │")
-_VALUES = re.compile(r"│ N/A\s+(\d+)C\s+P(\d+)\s+(\d+)W / (\d+)W │.*│\s+(\d+)%\s+Default │")
+_ROW = re.compile(r"│\s+(\d+)\s+(.+?)\s+On │ ([0-9A-F:.]+) Off │\s+(Disabled|N/A)\s+(\d+) │")
+_VALUES = re.compile(
+    r"│ N/A\s+(\d+)C\s+P(\d+)\s+(\d+)W / (\d+)W │\s+(\S+) / (\S+) │\s+(\d+)%\s+Default │"
+)
 
 
 def test_nvitop_once(reading: Reading) -> None:
-    """nvitop's one-shot screen: one card per GPU in index order, with its temperature, P-state,
-    power usage / limit (whole W) and GPU utilization, and one process row per worker."""
+    """nvitop's one-shot screen: one card per GPU in index order (persistence On, display Off, MIG
+    mode, uncorrected ECC errors; fan N/A, temperature, P-state, power usage / limit in whole W,
+    memory used / total in nvitop's own units, GPU utilization, compute mode), and one process
+    row per worker."""
+    from nvitop.api.utils import bytes2human  # nvitop's formatting of the truth's bytes
+
     text = reading.nvitop_once
     rows = _ROW.findall(text)
     values = _VALUES.findall(text)
     gpus = sorted(reading.view.gpus, key=lambda d: d.index)
     assert len(rows) == len(values) == len(gpus), text
-    for dev, (index, _name, bus), (temp, pst, watts, cap) in zip(
-        gpus, rows, [v[:4] for v in values], strict=True
-    ):
+    for dev, (index, _name, bus, mig, ecc), value in zip(gpus, rows, values, strict=True):
+        temp, pst, watts, cap, used, total, util = value
         assert (int(index), bus) == (dev.index, nvml_bus_id(dev.bus_id))
+        assert mig == ("Disabled" if model_of(dev).mig_capable else "N/A")
+        assert int(ecc) == 0
         assert int(temp) == round(dev.temp_c)
         assert int(pst) == pstate(dev)
         assert abs(int(watts) - reading.view.draw_power_w(dev)) <= 0.5 + 0.0005
         assert int(cap) == round(dev.power_limit_w)
-    for dev, v in zip(gpus, values, strict=True):
-        assert int(v[4]) == gpu_util_pct(dev)
+        assert (used, total) == (bytes2human(dev.mem_used_bytes), bytes2human(dev.mem_total_bytes))
+        assert int(util) == gpu_util_pct(dev)
     busy = [d for d in gpus if d.mem_used_bytes > 0]
-    process_rows = re.findall(r"│\s+(\d+)\s+(\d+) C\s+\S+\s+\S+", text)
-    assert sorted(int(i) for i, _ in process_rows) == sorted(d.index for d in busy), text
-    for _, pid in process_rows:
+    process_rows = re.findall(r"│\s+(\d+)\s+(\d+) C\s+\S+\s+(\S+)", text)
+    assert sorted(int(i) for i, _, _ in process_rows) == sorted(d.index for d in busy), text
+    for index, pid, gpu_mem in process_rows:
         assert worker_of(int(pid)) == (reading.node_pid, "kwatt-gpu-worker")
+        (dev,) = [d for d in gpus if d.index == int(index)]
+        assert gpu_mem == bytes2human(dev.mem_used_bytes)
 
 
 def test_clock_event_reasons_and_throttling_agree(reading: Reading) -> None:
