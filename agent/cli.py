@@ -408,7 +408,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "emulated nodes (the phase-1 services on their NPUs next to GPU baseline nodes) with "
         "their agents and an ingest worker; show it live; check that nothing was lost; then say, "
         "per service, the NPU's work per joule against the GPU's, the phase-1 verdict and the "
-        "pipeline's own error against the emulators' ground truth.",
+        "pipeline's own error against the emulators' ground truth. --phase runs the phase-2 "
+        "(DRAM-PIM) or phase-3 (NVM analog PIM) devices instead and gives that phase's verdicts.",
     )
     d.add_argument(
         "--nodes",

@@ -11,8 +11,11 @@ and prints the agent config that points every collector at it; the demo keeps th
 and InfluxDB is queried back: ``stored`` must equal ``published``. Then the analytics run on what
 InfluxDB holds (as ``kwatt report`` does) and are compared with the nodes' ground truth
 (:mod:`agent.demo_figures`): per service, work per joule by device class, the ratio to the GPU
-baseline, the phase-1 verdict and the pipeline's own energy and perf-per-watt error. Everything the
-demo started is stopped on exit, Ctrl-C and SIGTERM included.
+baseline, the phase-1 verdict and the pipeline's own energy and perf-per-watt error. ``--phase`` runs
+the fleet of another K-Cloud phase (:data:`PHASE_FLEETS`: the phase-2 DRAM-PIM cards or the phase-3
+analog chip, read through their assumed ``pim-smi`` by the generic ``command`` collector) beside GPU
+baselines and gives that phase's verdicts with their targets' sources. Everything the demo started is
+stopped on exit, Ctrl-C and SIGTERM included.
 """
 
 from __future__ import annotations
