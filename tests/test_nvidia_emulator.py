@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -684,3 +685,37 @@ def test_without_nvml_h_the_node_runs_and_says_what_is_missing(
     assert "nvml" not in kinds and "nvidia_smi" in kinds
     assert reason in capfd.readouterr().err
     assert not (tmp_path / "node" / ".kwatt-emulator" / "nvml" / libnvml.LIBRARY_NAME).exists()
+
+
+def test_faults_through_gpustat(node: tuple[Path, NvidiaSurface]) -> None:
+    """The faults as an unmodified NVML client shows them: a GPU that fell off the bus is not
+    listed, ``na`` is null, an injected GPU_IS_LOST is gpustat's ``((GPU is lost))``, a hang
+    hangs it."""
+    root, surface = node
+    lib_dir = require_library(surface)
+    gpustat = Path(sys.executable).with_name("gpustat")
+    if not gpustat.is_file():
+        pytest.skip("gpustat is not installed (pip install 'kwatt[dev]')")
+    env = {k: v for k, v in os.environ.items() if k != libnvml.STATE_ENV}
+    env["LD_LIBRARY_PATH"] = str(lib_dir)
+
+    def gpus(timeout: float = 60) -> list[dict[str, object]]:
+        p = subprocess.run(
+            [str(gpustat), "--json"], env=env, capture_output=True, text=True, timeout=timeout
+        )
+        assert p.returncode == 0, p.stderr
+        doc = json.loads(p.stdout)
+        assert isinstance(doc["gpus"], list)
+        return doc["gpus"]
+
+    assert [g["uuid"] for g in gpus()] == [H100.uuid, T4.uuid]
+    step(root, surface, (H100, dataclasses.replace(T4, present=False)))
+    assert [g["uuid"] for g in gpus()] == [H100.uuid]
+    step(root, surface, (dataclasses.replace(H100, na_fields=("power_w",)), T4))
+    shown = gpus()
+    assert (shown[0]["power.draw"], shown[1]["power.draw"]) == (None, 27)
+    step(root, surface, (H100, T4), (("nvml", ToolFaults(exit_code=15)),))
+    assert [g["name"] for g in gpus()] == ["((GPU is lost))", "((GPU is lost))"]
+    step(root, surface, (H100, T4), (("nvml", ToolFaults(hang_s=30.0)),))
+    with pytest.raises(subprocess.TimeoutExpired):
+        gpus(timeout=2.0)
