@@ -735,7 +735,9 @@ def _run(
             raise DemoError(f"{printed}: not an agent config")
         for line in text.splitlines():  # a GPU node without its emulated libnvidia-ml.so.1
             if line.startswith("# left out nvml:"):
-                raise DemoError(f"{node} ({spec.model}): {line.removeprefix('# left out nvml:')}")
+                raise DemoError(
+                    f"{node} ({spec.model}): {line.removeprefix('# left out nvml:').strip()}"
+                )
         agent_cfg = {
             "site": args.site,
             "node": node,
