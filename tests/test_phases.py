@@ -263,6 +263,30 @@ def test_each_class_is_judged_in_its_own_phase_unless_one_is_chosen(tmp_path: Pa
     assert r3.phase == "phase3_nvm_analog_pim" and r3.phase_chosen
 
 
+def test_kwatt_report_lists_the_phases_with_data_and_phase_chooses_one(tmp_path: Path) -> None:
+    lp = tmp_path / "mixed.lp"
+    lp.write_text("\n".join(mixed_fleet_lines()) + "\n", encoding="utf-8")
+    base = [sys.executable, "-m", "agent.cli", "report", "--input", str(lp), "--since", str(T0),
+            "--until", str(T0 + 600)]  # fmt: skip
+    md = subprocess.run(
+        [*base, "--format", "md"], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert md.returncode == 0, md.stderr
+    assert "phases phase1_npu, phase2_dram_pim" in md.stdout
+    assert "skhynix/aimx: phase2_dram_pim target ≥4×" in md.stdout  # with its source after it
+    js = subprocess.run(
+        [*base, "--format", "json", "--phase", "phase2_dram_pim"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert js.returncode == 0, js.stderr
+    doc = json.loads(js.stdout)
+    assert doc["phase"] == "phase2_dram_pim"
+    assert doc["phases"] == ["phase1_npu", "phase2_dram_pim"]
+    rows = {(v["phase"], v["device_class"]): v["class_phase"] for v in doc["verdicts"]}
+    assert rows[("phase2_dram_pim", "furiosa/rngd")] == "phase1_npu"
+    assert rows[("phase2_dram_pim", "skhynix/aimx")] == "phase2_dram_pim"
+
+
 def test_a_device_phases_entry_of_a_user_file_adds_a_real_device(tmp_path: Path) -> None:
     user = tmp_path / "targets.yaml"
     user.write_text(
