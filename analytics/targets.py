@@ -363,6 +363,10 @@ def _build(r: _Reader, doc: object, files: tuple[str, ...]) -> Targets:
         vendor, slash, model_tag = cls.partition("/")
         if not slash or not vendor or not model_tag:
             raise r.fail(path, "a device class key vendor/model (the accel tags)", cls)
+        if vendor == meas.get("baseline_vendor"):
+            raise r.fail(
+                path, "a class not of the baseline vendor (the GPU baseline of every phase)"
+            )
         m = r.mapping(node, path)
         r.only(m, path, {"phase"} | _PROV_KEYS)
         phase = r.text(r.get(m, path, "phase"), (*path, "phase"))

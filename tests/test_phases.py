@@ -300,6 +300,11 @@ def test_a_device_phases_entry_of_a_user_file_adds_a_real_device(tmp_path: Path)
     user.write_text("device_phases:\n  acme/pim9: {phase: phase9, status: sourced, source: x}\n")
     with pytest.raises(ValueError, match=r"device_phases\.acme/pim9\.phase"):
         load_targets(user)
+    user.write_text(
+        "device_phases:\n  nvidia/h100: {phase: phase2_dram_pim, status: sourced, source: x}\n"
+    )
+    with pytest.raises(ValueError, match=r"device_phases\.nvidia/h100: expected a class not of"):
+        load_targets(user)
 
 
 # ------------------------------------------------------------------------------ the demo
