@@ -13,7 +13,7 @@ import asyncio
 import http.server
 import json
 import re
-import shutil
+import tarfile
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -64,6 +64,17 @@ def si(text: str | None) -> float | None:
     m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z%.]*)\s*", text)
     assert m is not None, f"expected-JSON value {text!r} is not a quantity"
     return float(m.group(1)) * _SCALE[m.group(2)] if m.group(2) else float(m.group(1))
+
+
+def unpacked(surface: str, into: Path) -> Path:
+    """The sysfs tree of ``REAL/<surface>/node_exporter-sys.tar.gz``, extracted under ``into``.
+
+    The trees are kept packed: their symlinks loop (``hwmonN/device/hwmon/hwmonN``, as in a real
+    /sys), and anything that walks the repository following links (setuptools' file finder while
+    building the package) would never finish. The expected values sit beside the archive."""
+    with tarfile.open(REAL / surface / "node_exporter-sys.tar.gz") as tar:
+        tar.extractall(into, filter="tar")
+    return into / "node_exporter-sys"
 
 
 def expected(path: Path) -> Any:
@@ -470,17 +481,17 @@ def test_emulated_triton_ensemble_has_the_real_layout() -> None:
 # ------------------------------------------------------------------------------- sysfs trees
 
 
-def test_powercap_capture() -> None:
-    root = REAL / "powercap" / "node_exporter-sys"
-    want = expected(root)
+def test_powercap_capture(tmp_path: Path) -> None:
+    root = unpacked("powercap", tmp_path)
+    want = expected(REAL / "powercap" / "node_exporter-sys")
     samples = asyncio.run(rapl.create("rapl", rapl.Config(root=str(root))).collect())
     got = {s.tag("zone"): s.field("energy_j") for s in samples}
     assert got == {w["zone"]: int(w["energy_uj"]) / 1e6 for w in want}
 
 
-def test_hwmon_capture_has_no_power_and_does_not_fail() -> None:
-    root = REAL / "hwmon" / "node_exporter-sys"
-    want = expected(root)
+def test_hwmon_capture_has_no_power_and_does_not_fail(tmp_path: Path) -> None:
+    root = unpacked("hwmon", tmp_path)
+    want = expected(REAL / "hwmon" / "node_exporter-sys")
     c = hwmon.HwmonCollector("hwmon", hwmon.Config(root=str(root)))
     assert c.collect_sync() == want["host_samples"]
     assert c.chip_errors == {}
@@ -493,8 +504,7 @@ def test_hwmon_capture_has_no_power_and_does_not_fail() -> None:
 def test_hwmon_one_malformed_chip_costs_that_chip_only(tmp_path: Path) -> None:
     """Defect: one chip whose ``name`` fails validation failed the whole hwmon poll. The real tree,
     copied, gets two chips added by this test: a power meter and a chip with a malformed name."""
-    root = tmp_path / "root"
-    shutil.copytree(REAL / "hwmon" / "node_exporter-sys", root, symlinks=True)
+    root = unpacked("hwmon", tmp_path)
     meter = root / "sys" / "class" / "hwmon" / "hwmon20"
     meter.mkdir()
     (meter / "name").write_text("power_meter\n")
@@ -654,3 +664,15 @@ def test_emulated_vllm_has_the_real_names() -> None:
     assert reasons == {"stop", "length", "abort"}
     value = re.compile(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)$", re.MULTILINE)
     assert all(v.endswith(".0") for v in value.findall(real) + value.findall(emulated))
+
+
+def test_the_repository_tracks_no_symlinks() -> None:
+    """A tracked symlink loop (a /sys tree) makes setuptools' file finder walk forever when the
+    package is built from a clean clone; sysfs trees are committed as archives instead."""
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=REAL.parents[2], capture_output=True, text=True, check=True
+    ).stdout
+    links = [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("120000")]
+    assert links == []
