@@ -13,6 +13,7 @@ import asyncio
 import http.server
 import json
 import re
+import subprocess
 import tarfile
 import threading
 import xml.etree.ElementTree as ET
@@ -669,8 +670,6 @@ def test_emulated_vllm_has_the_real_names() -> None:
 def test_the_repository_tracks_no_symlinks() -> None:
     """A tracked symlink loop (a /sys tree) makes setuptools' file finder walk forever when the
     package is built from a clean clone; sysfs trees are committed as archives instead."""
-    import subprocess
-
     out = subprocess.run(
         ["git", "ls-files", "-s"], cwd=REAL.parents[2], capture_output=True, text=True, check=True
     ).stdout
