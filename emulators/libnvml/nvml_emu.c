@@ -438,8 +438,12 @@ static nvmlReturn_t by_index(unsigned int index, nvmlDevice_t *device) {
     return unlock(*device == NULL ? NVML_ERROR_MEMORY : NVML_SUCCESS);
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int i, nvmlDevice_t *d) { return by_index(i, d); }
-EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d) { return by_index(i, d); }
+EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int i, nvmlDevice_t *d) {
+    return by_index(i, d);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int i, nvmlDevice_t *d) {
+    return by_index(i, d);
+}
 
 enum key { K_UUID, K_SERIAL, K_BUS_ID };
 
@@ -464,10 +468,18 @@ static nvmlReturn_t by_key(enum key key, const char *text, nvmlDevice_t *device)
     return unlock(NVML_ERROR_NOT_FOUND);
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *d) { return by_key(K_UUID, uuid, d); }
-EXPORT nvmlReturn_t nvmlDeviceGetHandleBySerial(const char *serial, nvmlDevice_t *d) { return by_key(K_SERIAL, serial, d); }
-EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId(const char *bus, nvmlDevice_t *d) { return by_key(K_BUS_ID, bus, d); }
-EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char *bus, nvmlDevice_t *d) { return by_key(K_BUS_ID, bus, d); }
+EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *d) {
+    return by_key(K_UUID, uuid, d);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetHandleBySerial(const char *serial, nvmlDevice_t *d) {
+    return by_key(K_SERIAL, serial, d);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId(const char *bus, nvmlDevice_t *d) {
+    return by_key(K_BUS_ID, bus, d);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char *bus, nvmlDevice_t *d) {
+    return by_key(K_BUS_ID, bus, d);
+}
 
 EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *index) {
     struct gpu *g;
@@ -490,9 +502,15 @@ static nvmlReturn_t device_text(nvmlDevice_t device, int which, char *out, unsig
     return unlock(NVML_SUCCESS);
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *out, unsigned int n) { return device_text(d, 0, out, n); }
-EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *out, unsigned int n) { return device_text(d, 1, out, n); }
-EXPORT nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t d, char *out, unsigned int n) { return device_text(d, 2, out, n); }
+EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *out, unsigned int n) {
+    return device_text(d, 0, out, n);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *out, unsigned int n) {
+    return device_text(d, 1, out, n);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t d, char *out, unsigned int n) {
+    return device_text(d, 2, out, n);
+}
 
 UINT_GETTER(nvmlDeviceGetMinorNumber, F_MINOR)
 ENUM_GETTER(nvmlDeviceGetBrand, nvmlBrandType_t, F_BRAND)
@@ -527,9 +545,15 @@ static nvmlReturn_t pci_info(nvmlDevice_t device, nvmlPciInfo_t *pci) {
     return unlock(NVML_SUCCESS);
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetPciInfo(nvmlDevice_t d, nvmlPciInfo_t *p) { return pci_info(d, p); }
-EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t d, nvmlPciInfo_t *p) { return pci_info(d, p); }
-EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t d, nvmlPciInfo_t *p) { return pci_info(d, p); }
+EXPORT nvmlReturn_t nvmlDeviceGetPciInfo(nvmlDevice_t d, nvmlPciInfo_t *p) {
+    return pci_info(d, p);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t d, nvmlPciInfo_t *p) {
+    return pci_info(d, p);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t d, nvmlPciInfo_t *p) {
+    return pci_info(d, p);
+}
 
 /* ------------------------------------------------------------------ power, energy, thermal */
 
@@ -621,8 +645,12 @@ static nvmlReturn_t codec(nvmlDevice_t device, enum field f, unsigned int *util,
     return r;
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t d, unsigned int *u, unsigned int *p) { return codec(d, F_UTIL_ENC, u, p); }
-EXPORT nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t d, unsigned int *u, unsigned int *p) { return codec(d, F_UTIL_DEC, u, p); }
+EXPORT nvmlReturn_t nvmlDeviceGetEncoderUtilization(nvmlDevice_t d, unsigned int *u, unsigned int *p) {
+    return codec(d, F_UTIL_ENC, u, p);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetDecoderUtilization(nvmlDevice_t d, unsigned int *u, unsigned int *p) {
+    return codec(d, F_UTIL_DEC, u, p);
+}
 
 static nvmlReturn_t clock_mhz(nvmlDevice_t device, nvmlClockType_t type, unsigned int *mhz, int max) {
     static const enum field now[] = {F_CLOCK_GRAPHICS, F_CLOCK_SM, F_CLOCK_MEM, F_CLOCK_VIDEO};
@@ -634,8 +662,12 @@ static nvmlReturn_t clock_mhz(nvmlDevice_t device, nvmlClockType_t type, unsigne
     return r;
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t d, nvmlClockType_t t, unsigned int *c) { return clock_mhz(d, t, c, 0); }
-EXPORT nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t d, nvmlClockType_t t, unsigned int *c) { return clock_mhz(d, t, c, 1); }
+EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t d, nvmlClockType_t t, unsigned int *c) {
+    return clock_mhz(d, t, c, 0);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t d, nvmlClockType_t t, unsigned int *c) {
+    return clock_mhz(d, t, c, 1);
+}
 
 EXPORT nvmlReturn_t nvmlDeviceGetClock(nvmlDevice_t device, nvmlClockType_t type, nvmlClockId_t id, unsigned int *mhz) {
     if (id == NVML_CLOCK_ID_CURRENT) return clock_mhz(device, type, mhz, 0);
@@ -683,16 +715,24 @@ static nvmlReturn_t reasons(nvmlDevice_t device, unsigned long long *mask) {
     return get_field(device, F_REASONS, mask);
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d, unsigned long long *m) { return reasons(d, m); }
-EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d, unsigned long long *m) { return reasons(d, m); }
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d, unsigned long long *m) {
+    return reasons(d, m);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d, unsigned long long *m) {
+    return reasons(d, m);
+}
 
 static nvmlReturn_t supported_reasons(nvmlDevice_t device, unsigned long long *mask) {
     if (mask == NULL) return NVML_ERROR_INVALID_ARGUMENT;
     return get_field(device, F_SUPPORTED_REASONS, mask);
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetSupportedClocksEventReasons(nvmlDevice_t d, unsigned long long *m) { return supported_reasons(d, m); }
-EXPORT nvmlReturn_t nvmlDeviceGetSupportedClocksThrottleReasons(nvmlDevice_t d, unsigned long long *m) { return supported_reasons(d, m); }
+EXPORT nvmlReturn_t nvmlDeviceGetSupportedClocksEventReasons(nvmlDevice_t d, unsigned long long *m) {
+    return supported_reasons(d, m);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetSupportedClocksThrottleReasons(nvmlDevice_t d, unsigned long long *m) {
+    return supported_reasons(d, m);
+}
 
 EXPORT nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUtilCounter_t counter, unsigned int *kbs) {
     unsigned long long v;
@@ -757,8 +797,12 @@ EXPORT nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t mi
     return NVML_ERROR_INVALID_ARGUMENT; /* no handle of this library is a MIG handle */
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t d, unsigned int *id) { (void)d; (void)id; return NVML_ERROR_INVALID_ARGUMENT; }
-EXPORT nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t d, unsigned int *id) { (void)d; (void)id; return NVML_ERROR_INVALID_ARGUMENT; }
+EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t d, unsigned int *id) {
+    (void)d; (void)id; return NVML_ERROR_INVALID_ARGUMENT;
+}
+EXPORT nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t d, unsigned int *id) {
+    (void)d; (void)id; return NVML_ERROR_INVALID_ARGUMENT;
+}
 
 /* ------------------------------------------------------------------ processes */
 
@@ -786,15 +830,33 @@ static nvmlReturn_t processes(nvmlDevice_t device, unsigned int *count_io, void 
     return unlock(NVML_SUCCESS);
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v1_t *p) { return processes(d, n, p, 1, 1); }
-EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v2_t *p) { return processes(d, n, p, 2, 1); }
-EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_t *p) { return processes(d, n, p, 3, 1); }
-EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v1_t *p) { return processes(d, n, p, 1, 0); }
-EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v2_t *p) { return processes(d, n, p, 2, 0); }
-EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_t *p) { return processes(d, n, p, 3, 0); }
-EXPORT nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v1_t *p) { return processes(d, n, p, 1, 0); }
-EXPORT nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v2_t *p) { return processes(d, n, p, 2, 0); }
-EXPORT nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_t *p) { return processes(d, n, p, 3, 0); }
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v1_t *p) {
+    return processes(d, n, p, 1, 1);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v2_t *p) {
+    return processes(d, n, p, 2, 1);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_t *p) {
+    return processes(d, n, p, 3, 1);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v1_t *p) {
+    return processes(d, n, p, 1, 0);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v2_t *p) {
+    return processes(d, n, p, 2, 0);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_t *p) {
+    return processes(d, n, p, 3, 0);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v1_t *p) {
+    return processes(d, n, p, 1, 0);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v2_t *p) {
+    return processes(d, n, p, 2, 0);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_t *p) {
+    return processes(d, n, p, 3, 0);
+}
 
 /* ------------------------------------------------------------------ field values */
 
