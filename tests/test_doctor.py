@@ -20,6 +20,7 @@ from agent.model import Sample
 from agent.runtime import Agent, _PollState
 from collectors.base import CollectorUnavailable
 from emulators import libnvml
+from emulators.faults import Fault
 from emulators.node import Node, NodeOptions, parse_devices
 
 REPO = Path(__file__).resolve().parent.parent
@@ -245,3 +246,31 @@ def test_empty_root_finds_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[
         "probes": [],
         "config": None,
     }
+
+
+def test_a_slow_but_working_nvml_is_kept_over_its_fallback(tmp_path: Path) -> None:
+    """A first NVML poll slower than one poll timeout (1 s from the 1 s interval) is still a working
+    surface: doctor probes under its own budget (--timeout) and keeps nvml, not nvidia-smi. (Under
+    load the imports, library load and init of the first call took over 1 s, and doctor preferred
+    the fallback now and then.)"""
+    root = tmp_path / "node"
+
+    async def go() -> dict[str, Any]:
+        async with node_at(root, "h100:1") as node:
+            # every NVML device call takes 0.1 s: one poll (tens of calls) takes well over 1 s
+            node.faults.schedule([Fault("tool_hang", tool="nvml", value=0.1)])
+            node.step(0.0)
+            node.step(1.0)
+            r = await asyncio.to_thread(kwatt, "doctor", "--root", str(root), "--json")
+            assert r.returncode == 0, r.stderr
+            report: dict[str, Any] = json.loads(r.stdout)
+            return report
+
+    report = asyncio.run(go())
+    probes = {p["name"]: p for p in report["probes"]}
+    nvml = probes["nvml"]
+    assert nvml["status"] == "ok" and nvml["kept"], nvml
+    assert nvml["cost_ms"] > 1000, nvml  # slower than the 1 s poll timeout, and kept
+    assert probes["nvidia-smi"]["status"] == "ok" and not probes["nvidia-smi"]["kept"]
+    (entry,) = (c for c in report["config"]["collectors"] if c["type"] == "nvml")
+    assert "timeout_s" not in entry  # the probe's budget is not written into the config
