@@ -1,10 +1,2 @@
-"""kwatt: energy telemetry for AI accelerators (DESIGN.md). Import submodules explicitly."""
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__: str = version("kwatt")
-except PackageNotFoundError:
-    __version__ = "0+unknown"
-
-__all__ = ["__version__"]
+"""The node daemon: poll collectors, batch, spool, publish over MQTT (``kwatt agent``), and
+``kwatt doctor``, which finds the collectors a node can run (docs/DESIGN.md §1, §5)."""

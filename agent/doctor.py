@@ -8,7 +8,7 @@ endpoints cannot be discovered safely, so they are probed only when given. :func
 validates each entry as the agent would, runs one ``inventory()`` and one ``collect()`` under a
 timeout, and records what it saw; :func:`suggest`
 keeps exactly the collectors that worked (hwmon excluding the chips a vendor collector already
-reports) and validates the result with :func:`agent.config.agent_config_from`.
+reports) and validates the result with :func:`kwatt.agent.config.agent_config_from`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from agent.model import DeviceInfo
+    from kwatt.wire.model import DeviceInfo
 
 __all__ = [
     "Probe",
@@ -227,9 +227,10 @@ def permission_fix(kind: str, error: BaseException) -> str | None:
 
 async def probe(entry: Mapping[str, object], timeout_s: float = 10.0) -> Probe:
     """Validate ``entry`` as the agent would, then run one inventory() and one collect()."""
-    import collectors
-    from agent.config import ConfigError, agent_config_from
-    from collectors.base import CollectorUnavailable
+    from kwatt import collectors
+    from kwatt.agent.config import agent_config_from
+    from kwatt.collectors.base import CollectorUnavailable
+    from kwatt.wire.settings import ConfigError
 
     kind, name = str(entry["type"]), str(entry.get("name", entry["type"]))
     p = Probe(kind, name, dict(entry))
@@ -314,7 +315,7 @@ def suggest(
     probes: Sequence[Probe], *, site: str, node: str, broker: str
 ) -> dict[str, object] | None:
     """The agent config of exactly the collectors that worked, validated; None if none did."""
-    from agent.config import agent_config_from
+    from kwatt.agent.config import agent_config_from
 
     kept = [p.entry for p in probes if p.kept]
     if not kept:

@@ -5,7 +5,7 @@ Shape (one asyncio TaskGroup):
 * one poll task per collector, drift-free on the monotonic clock (tick k fires at start + k·interval;
   ticks missed while a poll overran are skipped, not bunched), every poll under its timeout; a failing
   collector is logged (once per failure streak), counted and retried on its next tick: it never stops the
-  others. A reading outside its plausible range (agent.model.BOUNDS, DESIGN §3: a sentinel such as
+  others. A reading outside its plausible range (kwatt.wire.model.BOUNDS, DESIGN §3: a sentinel such as
   65535 °C) is made absent, counted and warned about (once a minute per field). Each poll also yields
   an ``agent`` point tagged with the collector: ``collect_ok``, ``collect_duration_s``,
   ``collect_errors_total``, ``out_of_range_total``.
@@ -40,11 +40,14 @@ from typing import Protocol
 
 import aiomqtt
 
-from agent import __version__, lineproto, topics
-from agent.batch import Batch
-from agent.config import AgentConfig, CollectorEntry
-from agent.model import DeviceInfo, Sample, drop_implausible
-from agent.mqtt import (
+from kwatt import __version__
+from kwatt.agent.batch import Batch
+from kwatt.agent.config import AgentConfig, CollectorEntry
+from kwatt.agent.spool import Spool
+from kwatt.collectors.base import Collector, CollectorError
+from kwatt.wire import lineproto, topics
+from kwatt.wire.model import DeviceInfo, Sample, drop_implausible
+from kwatt.wire.mqtt import (
     NO_MATCHING_SUBSCRIBERS,
     REFUSED_FOR_GOOD,
     Backoff,
@@ -52,8 +55,6 @@ from agent.mqtt import (
     check_node_identity,
     make_client,
 )
-from agent.spool import Spool
-from collectors.base import Collector, CollectorError
 
 __all__ = ["Agent", "AgentStats", "Batch", "MemoryOutbox", "OncePoll", "Outbox", "make_outbox"]
 
@@ -61,7 +62,7 @@ log = logging.getLogger("kwatt.agent")
 
 
 class Outbox(Protocol):
-    """Batches waiting for a PUBACK, oldest first: :class:`MemoryOutbox` or :class:`agent.spool.Spool`.
+    """Batches waiting for a PUBACK, oldest first: :class:`MemoryOutbox` or :class:`kwatt.agent.spool.Spool`.
 
     ``last_seq`` is the highest seq ever put (a spool persists it, so the agent's numbering
     continues across restarts); ``aclose`` releases files."""
@@ -200,7 +201,7 @@ RANGE_WARN_EVERY_NS = 60 * 10**9
 
 
 class Agent:
-    """One node's agent. Build collectors first (see :func:`agent.cli`), then ``await run(stop)``."""
+    """One node's agent. Build collectors first (see :func:`kwatt.cli`), then ``await run(stop)``."""
 
     def __init__(
         self,
@@ -370,7 +371,7 @@ class Agent:
 
     @staticmethod
     def _plausible(name: str, samples: Sequence[Sample], state: _PollState) -> list[Sample]:
-        """``samples`` with every reading outside its plausible range (agent.model.BOUNDS) made
+        """``samples`` with every reading outside its plausible range (kwatt.wire.model.BOUNDS) made
         absent, counted in ``out_of_range_total`` and warned about at most once a minute per field."""
         out: list[Sample] = []
         for s in samples:

@@ -1,7 +1,7 @@
 """The agent's on-disk spool: store and forward for batches (DESIGN §5, docs/delivery.md).
 
 Every batch is appended to the spool before it is published and leaves it only after the broker's
-PUBACK. It implements the :class:`agent.runtime.Outbox` boundary (``put``/``head``/``ack``/``__len__``/
+PUBACK. It implements the :class:`kwatt.agent.runtime.Outbox` boundary (``put``/``head``/``ack``/``__len__``/
 ``bytes``/``dropped_points``/``last_seq``).
 
 On disk, in ``dir``:
@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agent.batch import Batch
+from kwatt.agent.batch import Batch
 
 __all__ = ["FsyncPolicy", "Spool", "SpoolError", "SpoolRecovery", "read_spool"]
 

@@ -2,7 +2,7 @@
 
 Perf-per-watt joins one node's power window with another's work window (an NPU's and a GPU's), so a
 node whose wall clock is off shifts its windows and corrupts the verdict without any other sign. The
-ingest estimates each node's offset from what it receives (agent/ingest.py ``ClockOffsets``: the
+ingest estimates each node's offset from what it receives (ingest/worker.py ``ClockOffsets``: the
 largest ``newest sample timestamp - receive time`` per window, written as ``ingest.clock_offset_s``);
 here those estimates are checked against the same bound the analytics uses for window edges
 (``--max-skew``, DESIGN §6), and ``kwatt report`` and ``kwatt top`` print a warning per node over it.
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.config import InfluxConfig
-from agent.influx import InfluxError, InfluxQL
-from analytics.load import LoadError, SeriesSet, load_lp_file
+from kwatt.analytics.load import LoadError, SeriesSet, load_lp_file
+from kwatt.wire.influx import InfluxError, InfluxQL
+from kwatt.wire.settings import InfluxConfig
 
 __all__ = [
     "CLOCK_FIELD",

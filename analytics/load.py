@@ -3,7 +3,7 @@ measurement + tag set + field, from a line-protocol file or from InfluxDB over I
 
 InfluxDB ranges are fetched in time slices (``chunk_s`` each, InfluxQL ``chunked=true`` within a
 slice), so a long range never becomes one huge response; ``progress`` is called after each slice.
-Line-protocol files are parsed with :func:`agent.lineproto.parse_line` (the wire's own validator); a
+Line-protocol files are parsed with :func:`kwatt.wire.lineproto.parse_line` (the wire's own validator); a
 bad line raises :class:`LoadError` naming the file, the line number and what was expected.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from agent.lineproto import LineProtocolError, parse_line
+from kwatt.wire.lineproto import LineProtocolError, parse_line
 
 __all__ = [
     "MEASUREMENTS_LOADED",
@@ -279,8 +279,8 @@ def load_influx(
     The range is fetched in slices of ``chunk_s``; ``progress(done_slices, total_slices, points)``
     is called after each. ``where`` is an extra InfluxQL condition (already quoted).
     """
-    from agent.config import InfluxConfig
-    from agent.influx import InfluxError, InfluxQL
+    from kwatt.wire.influx import InfluxError, InfluxQL
+    from kwatt.wire.settings import InfluxConfig
 
     if until_ns <= since_ns:
         raise LoadError(f"{url}: empty time range (until {until_ns} <= since {since_ns})")

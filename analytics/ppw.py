@@ -5,7 +5,7 @@ Method (MLPerf Power style, reference/prior-art.md §6):
 * One analysis window ``[start, end]`` (the requested range clipped to the data), shorter windows of
   ``window_s`` inside it for the charts. A window shorter than ``min_window_s`` gets no verdict.
 * Energy per device from its counter where it has one, else the trapezoid over ``power_w``
-  (:mod:`analytics.energy`); work from the serving counters (:mod:`analytics.work`).
+  (:mod:`kwatt.analytics.energy`); work from the serving counters (:mod:`kwatt.analytics.work`).
 * Work per joule = work / (mean power over the covered time × window length), i.e. throughput / mean
   power: a sampling gap lowers the coverage, it does not bias the figure.
 * Power and work are aligned on the same window edges; the skew between the power and the work
@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from analytics.energy import (
+from kwatt.analytics.energy import (
     DEFAULT_GAP_FACTOR,
     EnergyCurve,
     EnergyMethod,
     counter_curve,
     power_curve,
 )
-from analytics.load import Series, SeriesSet
-from analytics.work import WORK_FIELDS, WorkCurve, WorkUnit
+from kwatt.analytics.load import Series, SeriesSet
+from kwatt.analytics.work import WORK_FIELDS, WorkCurve, WorkUnit
 
 __all__ = [
     "Analysis",

@@ -1,7 +1,7 @@
 """``kwatt report``: perf-per-watt, verdicts, money and carbon, as a terminal table, Markdown, a
 self-contained HTML page or JSON; optionally the ``efficiency`` measurement back to InfluxDB.
 
-Wired into ``agent/cli.py`` through :func:`configure_parser` and :func:`run`.
+Wired into ``kwatt/cli.py`` through :func:`configure_parser` and :func:`run`.
 
 The terminal table fits the width it gets (analytics/termfit.py): on a terminal, its width, or
 ``--width N``; piped or written to a file, every column in full. Headers are abbreviated first;
@@ -33,14 +33,14 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from agent.config import parse_duration
-from analytics import clock
-from analytics import html as htmlr
-from analytics.load import LoadError, SeriesSet, load_influx, load_lp_file, parse_time
-from analytics.ppw import Analysis, DeviceRow, Level, Options, PpwRow, analyze
-from analytics.targets import PHASES, Targets, TargetsError, load_targets
-from analytics.termfit import Cell, Column, fitted
-from analytics.verdict import Cost, Verdict, cost_of, is_baseline, phases_with_data, verdicts
+from kwatt.analytics import clock
+from kwatt.analytics import html as htmlr
+from kwatt.analytics.load import LoadError, SeriesSet, load_influx, load_lp_file, parse_time
+from kwatt.analytics.ppw import Analysis, DeviceRow, Level, Options, PpwRow, analyze
+from kwatt.analytics.targets import PHASES, Targets, TargetsError, load_targets
+from kwatt.analytics.termfit import Cell, Column, fitted
+from kwatt.analytics.verdict import Cost, Verdict, cost_of, is_baseline, phases_with_data, verdicts
+from kwatt.wire.settings import parse_duration
 
 __all__ = [
     "Report",
@@ -681,8 +681,8 @@ def efficiency_lines(r: Report) -> bytes:
     node and per device (where work is counted per device) ``work_per_j`` and, where the row's class
     has a verdict, ``ratio_vs_baseline``, ``target_ratio``, ``meets_target``; per service
     ``work_per_j`` (and the verdict when the service has exactly one non-baseline class)."""
-    from agent.lineproto import format_float
-    from agent.model import validate_tag_value
+    from kwatt.wire.lineproto import format_float
+    from kwatt.wire.model import validate_tag_value
 
     a = r.analysis
     window = f"{round(a.end_s - a.start_s)}s"
@@ -944,8 +944,8 @@ def _once(args: argparse.Namespace, targets: Targets, opts: Options) -> int:
         else:
             sys.stdout.write(text)
     if args.write_efficiency:
-        from agent.config import InfluxConfig
-        from agent.influx import InfluxError, V1Writer
+        from kwatt.wire.influx import InfluxError, V1Writer
+        from kwatt.wire.settings import InfluxConfig
 
         body = efficiency_lines(report)
         if body:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from analytics.work import WorkUnit
+from kwatt.analytics.work import WorkUnit
 
 __all__ = [
     "PHASES",

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from analytics.ppw import Analysis, Level, PpwRow
-from analytics.targets import PHASES, Provenance, Reference, Targets
-from analytics.work import WorkUnit
+from kwatt.analytics.ppw import Analysis, Level, PpwRow
+from kwatt.analytics.targets import PHASES, Provenance, Reference, Targets
+from kwatt.analytics.work import WorkUnit
 
 __all__ = [
     "Cost",

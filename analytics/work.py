@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from analytics.energy import DEFAULT_GAP_FACTOR, EnergyCurve, EnergyMethod, median_interval
+from kwatt.analytics.energy import DEFAULT_GAP_FACTOR, EnergyCurve, EnergyMethod, median_interval
 
 __all__ = [
     "WORK_FIELDS",
@@ -68,7 +68,7 @@ class WorkResult:
 @dataclass(frozen=True, slots=True, eq=False)
 class WorkCurve:
     """Reset-corrected work per sampling interval of one counter series (see
-    :class:`analytics.energy.EnergyCurve`: windows are pairwise sums plus pro-rata edges)."""
+    :class:`kwatt.analytics.energy.EnergyCurve`: windows are pairwise sums plus pro-rata edges)."""
 
     unit: WorkUnit
     curve: EnergyCurve  # the same interval arithmetic; its "energy" is work

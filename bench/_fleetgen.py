@@ -10,7 +10,7 @@ a node with one collector polling 8 cards once a second: 8 ``accel`` lines (ever
 field plus the serving counters and latencies, tagged vendor/model/device/service), the collector's
 ``agent`` line (collect_ok, collect_duration_s, collect_errors_total) and the batch's ``agent`` line
 (seq from 1, dropped_total, spool_bytes). Lines come from a per-node template filled with field
-strings made by agent.lineproto.encode from agent.model.Sample objects; at start the template output
+strings made by kwatt.wire.lineproto.encode from kwatt.wire.model.Sample objects; at start the template output
 is checked byte for byte against lineproto.encode of the same samples (the process exits 3 if not).
 
 All of this process's nodes share one MQTT connection (paho-mqtt, MQTT 5, many messages in flight):
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from agent import lineproto, topics
-from agent.model import Sample
+from kwatt.wire import lineproto, topics
+from kwatt.wire.model import Sample
 
 SITE = "fleet"
 DEVICES = 8

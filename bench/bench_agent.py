@@ -31,7 +31,7 @@ from pathlib import Path
 import aiomqtt
 import yaml
 
-from agent.services import Mosquitto
+from kwatt.demo.services import Mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -70,7 +70,7 @@ def node_config(root: Path, devices: int, rate_hz: float, state: Path) -> subpro
     """Start ``kwatt emulate node`` with ``devices`` RNGD cards and wait for its printed config."""
     cfg = state / f"node-{rate_hz:g}.yaml"
     emu = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", f"rngd:{devices}",
+        [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", f"rngd:{devices}",
          "--root", str(root), "--port", "0", "--period", str(min(0.5, 0.5 / rate_hz)),
          "--print-config", str(cfg), "--name", f"n{rate_hz:g}hz", "--site", "bench"],
         stdout=subprocess.PIPE, text=True, cwd=REPO,
@@ -115,7 +115,7 @@ def run_rate(
     stats_path = state / f"agent-{rate_hz:g}-stats.json"
     prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
     agent = subprocess.Popen(
-        [sys.executable, *prof, "-m", "agent.cli", "agent", "--config", str(cfg_path),
+        [sys.executable, *prof, "-m", "kwatt.cli", "agent", "--config", str(cfg_path),
          "--stats-file", str(stats_path), "--log-level", "warning"],
         cwd=REPO,
     )  # fmt: skip

@@ -4,11 +4,11 @@
 the same shape; 1% of the devices miss samples (NaN) and 1% have a counter reset, so the slow paths
 run too. Timed (excluding the generation, i.e. the fetch):
 
-* ``matrix``: :func:`analytics.energy.power_energy_matrix` + :func:`analytics.work.counter_increase_matrix`
+* ``matrix``: :func:`kwatt.analytics.energy.power_energy_matrix` + :func:`kwatt.analytics.work.counter_increase_matrix`
   + work / energy: the fast path for devices sampled at the same instants;
-* ``curves``: one :func:`analytics.energy.power_curve` per device and a window query (the path
+* ``curves``: one :func:`kwatt.analytics.energy.power_curve` per device and a window query (the path
   ``analyze`` takes for series with their own timestamps);
-* ``analyze``: :func:`analytics.ppw.analyze` on the same data as 1,000 ``accel`` power series and one
+* ``analyze``: :func:`kwatt.analytics.ppw.analyze` on the same data as 1,000 ``accel`` power series and one
   ``serving`` token counter per 10-device node (device, node, class, service and fleet rows, 30 chart
   windows): what ``kwatt report`` runs after the fetch;
 * ``floor``: one numpy pass over the same arrays (``np.sum`` of each), the memory-bandwidth floor.
@@ -28,10 +28,10 @@ import time
 
 import numpy as np
 
-from analytics.energy import power_curve, power_energy_matrix
-from analytics.load import Series, SeriesKey, SeriesSet
-from analytics.ppw import Level, analyze
-from analytics.work import counter_increase_matrix
+from kwatt.analytics.energy import power_curve, power_energy_matrix
+from kwatt.analytics.load import Series, SeriesKey, SeriesSet
+from kwatt.analytics.ppw import Level, analyze
+from kwatt.analytics.work import counter_increase_matrix
 
 
 def make(devices: int, seconds: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,8 +24,8 @@ from typing import TypeVar
 from influxdb_client.client.write.point import Point as InfluxPoint
 from influxdb_client.domain.write_precision import WritePrecision
 
-from agent.lineproto import encode, parse_payload
-from agent.model import Sample
+from kwatt.wire.lineproto import encode, parse_payload
+from kwatt.wire.model import Sample
 
 SITE, NODE = "seoul-dc1", "npu-node-07"
 T = TypeVar("T")

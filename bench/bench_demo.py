@@ -39,7 +39,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "agent.cli",
+                "kwatt.cli",
                 "demo",
                 "--nodes",
                 nodes,

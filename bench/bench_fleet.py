@@ -4,14 +4,14 @@
         [--workers 1] [--ingest-protocol 5] [--ingest-max-points N] [--generators 1]
         [--state-dir /dev/shm] [--profile-ingest DIR] [--all] [--keep]
 
-Per fleet size, everything fresh: a private Mosquitto and a private influxd (agent.services, their
+Per fleet size, everything fresh: a private Mosquitto and a private influxd (kwatt.demo.services, their
 default configurations), ``kwatt ingest`` as W separate worker processes sharing one ``$share``
 group (each its own client id; otherwise the config defaults of examples/ingest.yaml: MQTT 5, batch
 5000 points / 200 ms, 10000 unacked messages; ``--ingest-protocol 3`` and ``--ingest-max-points``
 change those two, and are printed), and G load-generator processes (bench/_fleetgen.py) that publish,
 for every node and every second, the one QoS-1 message a kwatt agent with one collector and 8 cards
 publishes (8 ``accel`` lines with every DESIGN §3 field, the collector's and the batch's ``agent``
-lines, ``seq`` counting from 1), encoded through agent.lineproto and spread evenly over the second.
+lines, ``seq`` counting from 1), encoded through kwatt.wire.lineproto and spread evenly over the second.
 After ``--duration`` seconds the generators stop; the ingest gets a bounded time to drain
 (``--drain-timeout``); then InfluxDB is counted (``count(power_w)`` over ``accel``, ``count(seq)`` and
 ``count(collect_ok)`` over ``agent``: every generated line has its field) and compared with what the
@@ -64,7 +64,7 @@ from typing import Any
 
 import yaml
 
-from agent.services import Influxd, Mosquitto
+from kwatt.demo.services import Influxd, Mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 GEN = Path(__file__).resolve().parent / "_fleetgen.py"
@@ -202,7 +202,7 @@ def run_size(args: argparse.Namespace, nodes: int, root: Path) -> dict[str, Any]
                 out = Path(args.profile_ingest) / f"ingest-{nodes}.prof"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 prof = ["-m", "cProfile", "-o", str(out)]
-            argv = [sys.executable, *prof, "-m", "agent.cli", "ingest", "--config", str(cfg_path)]
+            argv = [sys.executable, *prof, "-m", "kwatt.cli", "ingest", "--config", str(cfg_path)]
             argv += ["--stats-file", str(stats_path)]
             workers.append((spawn(argv, f"ingest-{w}.log"), stats_path))
         # wait until every worker has subscribed (else MQTT 5 PUBACKs say "no subscribers")

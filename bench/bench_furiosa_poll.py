@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from collectors import furiosa
-from emulators.node import Node, NodeOptions, parse_devices
+from kwatt.collectors import furiosa
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
 
 
 async def main(polls: int) -> None:

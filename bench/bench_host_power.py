@@ -20,12 +20,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from collectors import hwmon, ipmi_dcmi, rapl, redfish
-from collectors.base import run_tool
-from emulators.host import HostSurface, RedfishOptions
-from emulators.redfish import TlsFiles
-from emulators.state import HostState, Snapshot, write_snapshot
-from emulators.surfaces import SurfaceContext
+from kwatt.collectors import hwmon, ipmi_dcmi, rapl, redfish
+from kwatt.collectors.base import run_tool
+from kwatt.emulators.host import HostSurface, RedfishOptions
+from kwatt.emulators.redfish import TlsFiles
+from kwatt.emulators.state import HostState, Snapshot, write_snapshot
+from kwatt.emulators.surfaces import SurfaceContext
 
 
 def snapshot(t_s: float) -> Snapshot:

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/bench_ingest.py [--points 300000] [--nodes 500] [--repeat 1]
 
-One run starts a private Mosquitto and a private influxd (agent/services.py) and pre-generates the
+One run starts a private Mosquitto and a private influxd (demo/services.py) and pre-generates the
 data: ``--points`` points (rounded up to whole payloads) of 500 nodes × 8 RNGD cards polled once a
 second, as ``accel`` lines carrying every DESIGN §3 device field, one MQTT payload per node per
-second encoded by ``agent.lineproto.encode`` from ``agent.model.Sample`` objects, each closed by
+second encoded by ``kwatt.wire.lineproto.encode`` from ``kwatt.wire.model.Sample`` objects, each closed by
 the agent's batch line (``agent`` measurement: ``seq``, ``dropped_total``, ``spool_bytes``):
 byte for byte what ``kwatt agent`` publishes on ``kwatt/v1/<site>/<node>/metrics``. Every line
 counts as a point.
@@ -64,11 +64,11 @@ from typing import Any
 
 import yaml
 
-from agent import lineproto, topics
-from agent.config import InfluxConfig
-from agent.influx import InfluxQL
-from agent.model import Sample
-from agent.services import Influxd, Mosquitto
+from kwatt.demo.services import Influxd, Mosquitto
+from kwatt.wire import lineproto, topics
+from kwatt.wire.influx import InfluxQL
+from kwatt.wire.model import Sample
+from kwatt.wire.settings import InfluxConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -279,7 +279,7 @@ def publisher_main(path: str, host: str, port: int) -> int:
 
 def kwatt_argv() -> list[str]:
     exe = Path(sys.executable).parent / "kwatt"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "kwatt.cli"]
 
 
 def terminate(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
@@ -329,14 +329,14 @@ def ingest_run(
     stats_path = state / f"ingest-{run}-stats.json"
     argv = [*kwatt_argv(), "ingest", "--config", str(cfg_path), "--stats-file", str(stats_path)]
     if profile is not None:
-        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "agent.cli", *argv[-5:]]
+        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "kwatt.cli", *argv[-5:]]
     points = meta["points"]
     procs: list[subprocess.Popen[Any]] = []
     with log_path.open("wb") as log:
         try:
             env = None
             if src is not None:  # another checkout's ingest (A/B comparisons)
-                argv = [sys.executable, "-m", "agent.cli", *argv[-5:]]
+                argv = [sys.executable, "-m", "kwatt.cli", *argv[-5:]]
                 env = {**os.environ, "PYTHONPATH": str(src)}
             ingest = subprocess.Popen(argv, cwd=src or REPO, stdout=log, stderr=log, env=env)
             procs.append(ingest)

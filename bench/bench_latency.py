@@ -3,7 +3,7 @@ InfluxDB.
 
     .venv/bin/python bench/bench_latency.py [--duration 60] [--devices 8]
 
-Starts a private Mosquitto and a private influxd (agent/services.py), one `kwatt ingest` process
+Starts a private Mosquitto and a private influxd (demo/services.py), one `kwatt ingest` process
 (default batch settings: a write per 5000 points or every 200 ms), one emulated node
 (`kwatt emulate node --devices rngd:8`, which writes the agent config that reads it) and one
 `kwatt agent` process on that config, with the agent's defaults: every collector polled each 1 s,
@@ -53,9 +53,9 @@ from typing import IO, Any
 
 import yaml
 
-from agent.config import InfluxConfig
-from agent.influx import InfluxQL
-from agent.services import Influxd, Mosquitto
+from kwatt.demo.services import Influxd, Mosquitto
+from kwatt.wire.influx import InfluxQL
+from kwatt.wire.settings import InfluxConfig
 
 REPO = Path(__file__).resolve().parent.parent
 POLL_S = 0.05
@@ -67,7 +67,7 @@ DB = "latency"
 
 def kwatt_argv() -> list[str]:
     exe = Path(sys.executable).parent / "kwatt"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "kwatt.cli"]
 
 
 def terminate(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:

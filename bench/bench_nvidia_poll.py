@@ -26,12 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from collectors import nvidia_smi, nvml
-from collectors.base import Collector
-from emulators import libnvml
-from emulators.nvidia import NvidiaSurface
-from emulators.state import DeviceState, Snapshot, write_snapshot
-from emulators.surfaces import SurfaceContext
+from kwatt.collectors import nvidia_smi, nvml
+from kwatt.collectors.base import Collector
+from kwatt.emulators import libnvml
+from kwatt.emulators.nvidia import NvidiaSurface
+from kwatt.emulators.state import DeviceState, Snapshot, write_snapshot
+from kwatt.emulators.surfaces import SurfaceContext
 
 
 def _devices(n: int) -> tuple[DeviceState, ...]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from emulators import libnvml
+from kwatt.emulators import libnvml
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICES = "rngd:2,warboy:1,atom:1,atom-max:1,rebel-quad:1,x220-compact:1,x330:1,h100:1,t4:1"
@@ -63,8 +63,8 @@ async def _time(collect: object, polls: int) -> dict[str, float]:
 
 
 async def measure(doc: dict[str, list[dict[str, object]]], polls: int) -> list[dict[str, object]]:
-    import collectors
-    from agent.config import agent_config_from
+    from kwatt import collectors
+    from kwatt.agent.config import agent_config_from
 
     entries = list(doc["collectors"])
     for e in list(entries):  # the tool fallbacks, timed apart
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kwatt-bench-poll-") as tmp:
         cfg = Path(tmp) / "agent.yaml"
         emu = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", args.devices,
+            [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", args.devices,
              "--service", "chatbot,traffic", "--root", f"{tmp}/root", "--port", "0",
              "--period", "0.5", "--print-config", str(cfg)],
             stdout=subprocess.PIPE, text=True, cwd=REPO,

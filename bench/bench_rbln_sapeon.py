@@ -27,11 +27,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from collectors import rebellions, sapeon
-from emulators.rebellions import RebellionsSurface
-from emulators.sapeon import SapeonSurface
-from emulators.state import DeviceState, Snapshot, write_snapshot
-from emulators.surfaces import SurfaceContext
+from kwatt.collectors import rebellions, sapeon
+from kwatt.emulators.rebellions import RebellionsSurface
+from kwatt.emulators.sapeon import SapeonSurface
+from kwatt.emulators.state import DeviceState, Snapshot, write_snapshot
+from kwatt.emulators.surfaces import SurfaceContext
 
 
 def _dev(index: int, model: str, vendor: str, bus: int, card: int) -> DeviceState:

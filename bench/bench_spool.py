@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.batch import Batch
-from agent.runtime import MemoryOutbox, Outbox
-from agent.spool import Spool
+from kwatt.agent.batch import Batch
+from kwatt.agent.runtime import MemoryOutbox, Outbox
+from kwatt.agent.spool import Spool
 
 
 async def one_run(outbox: Outbox, batches: int, payload: bytes) -> float:

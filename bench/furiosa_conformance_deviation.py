@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from emulators.faults import pause, resume
-from emulators.state import read_snapshot
+from kwatt.emulators.faults import pause, resume
+from kwatt.emulators.state import read_snapshot
 
 conformance = importlib.import_module("test_furiosa_conformance")
 probe, rngds = conformance.probe, conformance.rngds

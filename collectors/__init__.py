@@ -11,17 +11,17 @@ import importlib
 from types import ModuleType
 
 REGISTRY: dict[str, str] = {
-    "furiosa": "collectors.furiosa",
-    "rebellions": "collectors.rebellions",
-    "sapeon": "collectors.sapeon",
-    "serving": "collectors.serving",
-    "rapl": "collectors.rapl",
-    "hwmon": "collectors.hwmon",
-    "ipmi_dcmi": "collectors.ipmi_dcmi",
-    "redfish": "collectors.redfish",
-    "nvml": "collectors.nvml",
-    "nvidia_smi": "collectors.nvidia_smi",
-    "command": "collectors.command",
+    "furiosa": "kwatt.collectors.furiosa",
+    "rebellions": "kwatt.collectors.rebellions",
+    "sapeon": "kwatt.collectors.sapeon",
+    "serving": "kwatt.collectors.serving",
+    "rapl": "kwatt.collectors.rapl",
+    "hwmon": "kwatt.collectors.hwmon",
+    "ipmi_dcmi": "kwatt.collectors.ipmi_dcmi",
+    "redfish": "kwatt.collectors.redfish",
+    "nvml": "kwatt.collectors.nvml",
+    "nvidia_smi": "kwatt.collectors.nvidia_smi",
+    "command": "kwatt.collectors.command",
 }
 
 

@@ -3,7 +3,7 @@
 A collector module holds a frozen ``Config`` dataclass (its options, validated from YAML by the agent's
 config loader by introspection) and a class implementing :class:`Collector`. Its parsing is a pure
 function of the raw bytes/text, separate from the I/O that fetched them (reference/style.md §2.4).
-Collectors import only ``agent.model`` and ``agent.units`` from kwatt (DESIGN §2).
+Collectors import only ``kwatt.wire.model`` and ``kwatt.wire.units`` from kwatt (DESIGN §2).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
-from agent.model import DeviceInfo, Sample
+from kwatt.wire.model import DeviceInfo, Sample
 
 __all__ = [
     "Collector",

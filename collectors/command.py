@@ -18,7 +18,7 @@ the list of devices at ``devices`` and, in each device object, the values named 
 
 Paths are dot-separated object keys; a segment of digits indexes a list (``temp.npu.0``). A key that
 contains a dot cannot be reached. ``unit`` is the unit of the tool's numbers (any unit
-:func:`agent.units.parse_quantity` knows for the field's SI unit, plus ``mC``/``m°C``; none = already
+:func:`kwatt.wire.units.parse_quantity` knows for the field's SI unit, plus ``mC``/``m°C``; none = already
 SI), ``scale`` multiplies the number first (e.g. ``0.1`` for a tool that prints tenths). A value may be a
 JSON number, ``true``/``false`` (``throttled`` only), or a string: a bare number (in ``unit``) or a
 number with its own unit (``"38.4 W"``, which wins over ``unit``). ``null``, ``NaN``, a missing key and
@@ -43,7 +43,8 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from agent.model import (
+from kwatt.collectors.base import ParseError, run_tool
+from kwatt.wire.model import (
     FIELDS,
     MEASUREMENTS,
     DeviceInfo,
@@ -53,8 +54,7 @@ from agent.model import (
     Sample,
     validate_tag_value,
 )
-from agent.units import NOT_AVAILABLE, QuantityError, parse_quantity
-from collectors.base import ParseError, run_tool
+from kwatt.wire.units import NOT_AVAILABLE, QuantityError, parse_quantity
 
 __all__ = [
     "CommandCollector",

@@ -103,17 +103,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal, TypeVar
 
-from agent.model import DeviceInfo, Sample
-from agent.units import (
-    QuantityError,
-    c_to_c,
-    mhz_to_hz,
-    millic_to_c,
-    mw_to_w,
-    parse_quantity,
-    uw_to_w,
-)
-from collectors.base import (
+from kwatt.collectors.base import (
     CollectorError,
     CollectorTimeout,
     CollectorUnavailable,
@@ -121,6 +111,16 @@ from collectors.base import (
     not_a_number,
     read_text,
     run_tool,
+)
+from kwatt.wire.model import DeviceInfo, Sample
+from kwatt.wire.units import (
+    QuantityError,
+    c_to_c,
+    mhz_to_hz,
+    millic_to_c,
+    mw_to_w,
+    parse_quantity,
+    uw_to_w,
 )
 
 __all__ = [

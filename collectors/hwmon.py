@@ -51,9 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.model import DeviceInfo, Sample, validate_tag_value
-from agent.units import millic_to_c, uj_to_j, uw_to_w
-from collectors.base import (
+from kwatt.collectors.base import (
     CollectorError,
     CollectorUnavailable,
     ParseError,
@@ -61,6 +59,8 @@ from collectors.base import (
     read_small,
     sysfs_read,
 )
+from kwatt.wire.model import DeviceInfo, Sample, validate_tag_value
+from kwatt.wire.units import millic_to_c, uj_to_j, uw_to_w
 
 __all__ = [
     "KNOWN_DEVICES",

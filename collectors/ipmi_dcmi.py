@@ -44,8 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.model import DeviceInfo, Sample
-from collectors.base import ParseError, run_tool
+from kwatt.collectors.base import ParseError, run_tool
+from kwatt.wire.model import DeviceInfo, Sample
 
 __all__ = [
     "Config",

@@ -12,8 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from agent.model import DeviceInfo, Sample
-from collectors.base import ParseError
+from kwatt.collectors.base import ParseError
+from kwatt.wire.model import DeviceInfo, Sample
 
 __all__ = [
     "THROTTLE_MASK",

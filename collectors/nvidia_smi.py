@@ -21,8 +21,8 @@ Use it where nvidia-ml-py is not installed. Two modes (reference/device-interfac
 
 nvidia-smi has no energy counter (§8): energy comes from integrating ``power_w`` downstream, which is
 why ``nvml`` (mJ counter) is preferred. Parsing is pure (:func:`parse_csv`, :func:`parse_xml`: bytes →
-:class:`~collectors.nvidia_common.GpuRecord` or :class:`ParseError`); the tool runs under
-``timeout_s`` and is killed when it hangs (:func:`collectors.base.run_tool`).
+:class:`~kwatt.collectors.nvidia_common.GpuRecord` or :class:`ParseError`); the tool runs under
+``timeout_s`` and is killed when it hangs (:func:`kwatt.collectors.base.run_tool`).
 
 Cost per poll, measured with ``.venv/bin/python bench/bench_nvidia_poll.py --gpus 2 --polls 30``
 (the emulated ``nvidia-smi``, this repository's 2-core dev container, 2026-11-21): 74 ms per poll for
@@ -40,10 +40,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.model import DeviceInfo, Sample
-from agent.units import NOT_AVAILABLE, QuantityError, parse_quantity
-from collectors.base import ParseError, run_tool
-from collectors.nvidia_common import GpuRecord, device_info, is_throttled, to_sample
+from kwatt.collectors.base import ParseError, run_tool
+from kwatt.collectors.nvidia_common import GpuRecord, device_info, is_throttled, to_sample
+from kwatt.wire.model import DeviceInfo, Sample
+from kwatt.wire.units import NOT_AVAILABLE, QuantityError, parse_quantity
 
 __all__ = [
     "QUERY_FIELDS",

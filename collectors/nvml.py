@@ -52,10 +52,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
-from agent.model import DeviceInfo, Sample
-from agent.units import c_to_c, mhz_to_hz, mj_to_j, mw_to_w, pct_to_ratio
-from collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
-from collectors.nvidia_common import GpuRecord, device_info, is_throttled, to_sample
+from kwatt.collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.collectors.nvidia_common import GpuRecord, device_info, is_throttled, to_sample
+from kwatt.wire.model import DeviceInfo, Sample
+from kwatt.wire.units import c_to_c, mhz_to_hz, mj_to_j, mw_to_w, pct_to_ratio
 
 __all__ = [
     "ERRORS",

@@ -16,7 +16,7 @@ Sources, reference/device-interfaces.md §2:
 Fields: ``power_w``, ``temp_c``, ``util_ratio``, ``mem_used_bytes``, ``mem_total_bytes`` and
 ``throttled`` (1 in P-states P10 "Thermal Throttling" and P12 "System Abort", §2.1); ``N/A``, ``-``,
 a NaN (``nan``, ``nanW``: a sensor without a valid value) and missing keys are absent, never 0.
-Conversions go through :mod:`agent.units`.
+Conversions go through :mod:`kwatt.wire.units`.
 
 Device identity (the ``device`` tag), stable across re-enumeration (``rblnN``/``npu`` may change, §2.0):
 
@@ -56,8 +56,16 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.model import DeviceInfo, Measurement, Sample
-from agent.units import (
+from kwatt.collectors.base import (
+    CollectorError,
+    CollectorTimeout,
+    CollectorUnavailable,
+    ParseError,
+    read_text,
+    run_tool,
+)
+from kwatt.wire.model import DeviceInfo, Measurement, Sample
+from kwatt.wire.units import (
     NOT_AVAILABLE,
     QuantityError,
     c_to_c,
@@ -65,14 +73,6 @@ from agent.units import (
     parse_quantity,
     parse_rbln_memory,
     pct_to_ratio,
-)
-from collectors.base import (
-    CollectorError,
-    CollectorTimeout,
-    CollectorUnavailable,
-    ParseError,
-    read_text,
-    run_tool,
 )
 
 __all__ = [

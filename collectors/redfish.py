@@ -57,9 +57,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
-from agent.model import DeviceInfo, Sample, validate_tag_value
-from agent.units import kwh_to_j
-from collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.wire.model import DeviceInfo, Sample, validate_tag_value
+from kwatt.wire.units import kwh_to_j
 
 __all__ = [
     "Config",

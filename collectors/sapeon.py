@@ -2,7 +2,7 @@
 
 reference/device-interfaces.md §3: Sapeon publishes no monitoring interface at all (CLI, API, sysfs,
 exporter: all UNCONFIRMED). This collector reads the interface kwatt *assumes* and documents in
-:mod:`emulators.sapeon` (kept to generic Linux conventions so a real driver that follows them would
+:mod:`kwatt.emulators.sapeon` (kept to generic Linux conventions so a real driver that follows them would
 work unchanged); on a real Sapeon host without it, rely on host power (§5) and the generic ``hwmon``
 collector. Nothing here was checked against hardware.
 
@@ -43,9 +43,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.model import DeviceInfo, Measurement, Sample, validate_tag_value
-from agent.units import mhz_to_hz, millic_to_c, mj_to_j, mw_to_w, pct_to_ratio, uj_to_j, uw_to_w
-from collectors.base import CollectorUnavailable, ParseError, read_text, run_tool
+from kwatt.collectors.base import CollectorUnavailable, ParseError, read_text, run_tool
+from kwatt.wire.model import DeviceInfo, Measurement, Sample, validate_tag_value
+from kwatt.wire.units import (
+    mhz_to_hz,
+    millic_to_c,
+    mj_to_j,
+    mw_to_w,
+    pct_to_ratio,
+    uj_to_j,
+    uw_to_w,
+)
 
 __all__ = [
     "HWMON_FILES",

@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from agent.model import DeviceInfo, Sample, validate_tag_value
-from collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.wire.model import DeviceInfo, Sample, validate_tag_value
 
 __all__ = [
     "RUNTIME_PREFIXES",

@@ -5,15 +5,15 @@ runtime would, and logs its ground truth, so collectors are exercised through th
 paths. Nothing here imports kwatt's parsing code (``collectors/``): an emulator must never share a
 parser with the collector that reads it (DESIGN §2).
 
-- :mod:`emulators.rngd`: FuriosaAI RNGD device physics and its sysfs/hwmon tree.
-- :mod:`emulators.serving`: a furiosa-llm serving model and its Prometheus ``/metrics`` endpoint.
-- :mod:`emulators.node`: an emulated node. ``Node``: devices of any catalogue model, the K-Cloud
+- :mod:`kwatt.emulators.rngd`: FuriosaAI RNGD device physics and its sysfs/hwmon tree.
+- :mod:`kwatt.emulators.serving`: a furiosa-llm serving model and its Prometheus ``/metrics`` endpoint.
+- :mod:`kwatt.emulators.node`: an emulated node. ``Node``: devices of any catalogue model, the K-Cloud
   services, every vendor surface, ground truth and faults (``kwatt emulate node|fleet|fault``);
-  ``EmulatedNode``: the original N RNGD cards + one serving endpoint (``python -m emulators.node
+  ``EmulatedNode``: the original N RNGD cards + one serving endpoint (``python -m kwatt.emulators.node
   --root DIR``).
-- :mod:`emulators.catalogue` (+ ``catalogue.yaml``), :mod:`emulators.workloads`,
-  :mod:`emulators.physics`, :mod:`emulators.faults`, :mod:`emulators.fleet`: the model behind ``Node``.
-- :mod:`emulators.surfaces`: the ``Surface`` protocol and the vendor registry;
-  :mod:`emulators.furiosa_surface` (with :mod:`emulators.warboy`, :mod:`emulators.rngd` and
+- :mod:`kwatt.emulators.catalogue` (+ ``catalogue.yaml``), :mod:`kwatt.emulators.workloads`,
+  :mod:`kwatt.emulators.physics`, :mod:`kwatt.emulators.faults`, :mod:`kwatt.emulators.fleet`: the model behind ``Node``.
+- :mod:`kwatt.emulators.surfaces`: the ``Surface`` protocol and the vendor registry;
+  :mod:`kwatt.emulators.furiosa_surface` (with :mod:`kwatt.emulators.warboy`, :mod:`kwatt.emulators.rngd` and
   ``tools/furiosa_smi.py``) renders FuriosaAI devices. See docs/emulators.md.
 """

@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from emulators.state import HostState, write_atomic
+from kwatt.emulators.state import HostState, write_atomic
 
 __all__ = ["PowerStats", "PowerStatsTracker", "read_stats", "stats_path", "write_stats"]
 

@@ -1,5 +1,5 @@
 """What every emulated vendor executable shares: its launcher script, its ``--root`` option and the
-tool faults applied to its output (:class:`emulators.state.ToolFaults`)."""
+tool faults applied to its output (:class:`kwatt.emulators.state.ToolFaults`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emulators.state import ToolFaults, write_atomic
+from kwatt.emulators.state import ToolFaults, write_atomic
 
 __all__ = ["faulty_output", "install_executable", "split_root"]
 

@@ -56,7 +56,7 @@ from pathlib import Path
 
 import yaml
 
-from emulators.state import DeviceState, ToolFaults, write_atomic
+from kwatt.emulators.state import DeviceState, ToolFaults, write_atomic
 
 __all__ = [
     "FAULT_KINDS",

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from emulators.node import ConfigCheck, Node, _node_parser, agent_config, node_options
-from emulators.state import write_atomic
+from kwatt.emulators.node import ConfigCheck, Node, _node_parser, agent_config, node_options
+from kwatt.emulators.state import write_atomic
 
 __all__ = ["Fleet", "main"]
 

@@ -1,11 +1,11 @@
 """FuriosaAI driver surface of an emulated node: Warboy and RNGD sysfs/hwmon trees and ``furiosa-smi``.
 
-Renders every ``vendor == "furiosa"`` :class:`~emulators.state.DeviceState` (contract:
-:mod:`emulators.surfaces`):
+Renders every ``vendor == "furiosa"`` :class:`~kwatt.emulators.state.DeviceState` (contract:
+:mod:`kwatt.emulators.surfaces`):
 
-- RNGD: ``rngd_mgmt`` tree, per-PE ``metrics``/``alloc_status``, hwmon (``emulators.rngd``, §1.3);
-- Warboy: ``npu_mgmt`` tree, ``perf_regs`` with 32-bit wrapping counters, hwmon (``emulators.warboy``);
-- ``ROOT/bin/furiosa-smi``: a script running :mod:`emulators.tools.furiosa_smi` on the node's snapshot.
+- RNGD: ``rngd_mgmt`` tree, per-PE ``metrics``/``alloc_status``, hwmon (``kwatt.emulators.rngd``, §1.3);
+- Warboy: ``npu_mgmt`` tree, ``perf_regs`` with 32-bit wrapping counters, hwmon (``kwatt.emulators.warboy``);
+- ``ROOT/bin/furiosa-smi``: a script running :mod:`kwatt.emulators.tools.furiosa_smi` on the node's snapshot.
 
 Faults: a device with ``present=False`` loses its whole tree (class links, mgmt, PE and PCI
 directories); when it comes back with another index its tree is written under the new names while its
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulators import rngd, warboy
-from emulators.executables import install_executable
-from emulators.rngd import SysfsWriter
-from emulators.state import DeviceState, Snapshot, write_atomic
-from emulators.surfaces import SurfaceContext, register
+from kwatt.emulators import rngd, warboy
+from kwatt.emulators.executables import install_executable
+from kwatt.emulators.rngd import SysfsWriter
+from kwatt.emulators.state import DeviceState, Snapshot, write_atomic
+from kwatt.emulators.surfaces import SurfaceContext, register
 
 __all__ = [
     "DEFAULT_TOOL_VERSION",
@@ -115,8 +115,8 @@ def _device(doc: dict[str, Any]) -> DeviceState:
 
 
 def install_tool(root: Path, python: str = sys.executable) -> Path:
-    """Write ``ROOT/bin/furiosa-smi``: runs ``emulators.tools.furiosa_smi --root ROOT``."""
-    return install_executable(root, TOOL, "emulators.tools.furiosa_smi", python=python)
+    """Write ``ROOT/bin/furiosa-smi``: runs ``kwatt.emulators.tools.furiosa_smi --root ROOT``."""
+    return install_executable(root, TOOL, "kwatt.emulators.tools.furiosa_smi", python=python)
 
 
 @dataclass(slots=True)

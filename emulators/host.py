@@ -1,6 +1,6 @@
 """The host-power surface of an emulated node: RAPL powercap, host hwmon, IPMI DCMI tools, Redfish.
 
-Rendered from ``Snapshot.host`` (:class:`~emulators.state.HostState`) at every step:
+Rendered from ``Snapshot.host`` (:class:`~kwatt.emulators.state.HostState`) at every step:
 
 * **RAPL** (reference/device-interfaces.md §5.1): ``sys/devices/virtual/powercap/intel-rapl/
   intel-rapl:N`` per CPU package (``name`` ``package-N``) with a ``intel-rapl:N:0`` subzone ``dram``
@@ -16,10 +16,10 @@ Rendered from ``Snapshot.host`` (:class:`~emulators.state.HostState`) at every s
   energy of §5.1's ``amd_energy``/``zenergy``; 64-bit, no wrap), under ``sys/devices/...`` and linked
   from ``sys/class/hwmon/``, each with a ``device`` link to its (non-PCI) parent.
 * **IPMI DCMI** (§5.3): ``ROOT/bin/ipmitool`` and ``ROOT/bin/ipmi-dcmi`` scripts running
-  :mod:`emulators.tools.ipmitool` and :mod:`emulators.tools.ipmi_dcmi_freeipmi` on this root; the
+  :mod:`kwatt.emulators.tools.ipmitool` and :mod:`kwatt.emulators.tools.ipmi_dcmi_freeipmi` on this root; the
   BMC's min/max/average statistics are written to ``ROOT/.kwatt-emulator/bmc.json``
-  (:mod:`emulators.bmc`).
-* **Redfish** (§5.4): an :class:`~emulators.redfish.RedfishServer` on a loopback port (endpoint
+  (:mod:`kwatt.emulators.bmc`).
+* **Redfish** (§5.4): an :class:`~kwatt.emulators.redfish.RedfishServer` on a loopback port (endpoint
   ``redfish``), optionally HTTPS and Basic auth.
 
 Every file is replaced atomically (temp file, ``chmod``, rename), so a reader never sees half a value
@@ -35,11 +35,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators.bmc import PowerStats, PowerStatsTracker, write_stats
-from emulators.executables import install_executable
-from emulators.redfish import RedfishServer, TlsFiles
-from emulators.state import DeviceState, HostState, Snapshot
-from emulators.surfaces import HOST, SurfaceContext, register
+from kwatt.emulators.bmc import PowerStats, PowerStatsTracker, write_stats
+from kwatt.emulators.executables import install_executable
+from kwatt.emulators.redfish import RedfishServer, TlsFiles
+from kwatt.emulators.state import DeviceState, HostState, Snapshot
+from kwatt.emulators.surfaces import HOST, SurfaceContext, register
 
 __all__ = [
     "DEFAULT_MAX_ENERGY_RANGE_UJ",
@@ -223,8 +223,8 @@ def install_dcmi_tools(root: Path, python: str = sys.executable) -> list[Path]:
     return [
         install_executable(root, name, module, python=python)
         for name, module in (
-            ("ipmitool", "emulators.tools.ipmitool"),
-            ("ipmi-dcmi", "emulators.tools.ipmi_dcmi_freeipmi"),
+            ("ipmitool", "kwatt.emulators.tools.ipmitool"),
+            ("ipmi-dcmi", "kwatt.emulators.tools.ipmi_dcmi_freeipmi"),
         )
     ]
 
@@ -242,7 +242,7 @@ class RedfishOptions:
 
 
 class HostSurface:
-    """The host-power surface of one node (contract: :mod:`emulators.surfaces`)."""
+    """The host-power surface of one node (contract: :mod:`kwatt.emulators.surfaces`)."""
 
     def __init__(
         self,

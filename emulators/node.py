@@ -10,7 +10,7 @@ of ground truth:
 "throttle_reason", "mem_used_bytes"}], "serving": {"requests_total", "tokens_total" (generated),
 "prompt_tokens_total", "latencies_s" (requests completed in this step)}}``
 
-Run it as ``python -m emulators.node --root DIR``: it prints ``{"root": ..., "serving_url": ...}``
+Run it as ``python -m kwatt.emulators.node --root DIR``: it prints ``{"root": ..., "serving_url": ...}``
 on one line once the tree and the endpoint are ready, and stops on SIGTERM/SIGINT or ``--duration``.
 """
 
@@ -33,9 +33,9 @@ from typing import IO, Any
 
 import yaml
 
-from emulators import rngd
-from emulators.catalogue import ModelSpec, load_catalogue, model
-from emulators.faults import (
+from kwatt.emulators import rngd
+from kwatt.emulators.catalogue import ModelSpec, load_catalogue, model
+from kwatt.emulators.faults import (
     FAULT_KINDS,
     Fault,
     FaultEngine,
@@ -46,13 +46,19 @@ from emulators.faults import (
     parse_fault,
     send,
 )
-from emulators.physics import DeviceIdentity, DevicePhysics, Latency
-from emulators.pim import PIM_VENDORS, pim_command_entry
-from emulators.rngd import PE_COUNT, RngdDevice, RngdSysfs, SysfsWriter
-from emulators.serving import RUNTIMES, TRITON_MODELS, MetricsServer, ServingModel, TritonModel
-from emulators.state import DeviceState, HostState, Snapshot, write_atomic, write_snapshot
-from emulators.surfaces import HOST, Surface, SurfaceContext, load_builtin
-from emulators.workloads import WORKLOADS, WorkloadParams, make_workload, work_class_of
+from kwatt.emulators.physics import DeviceIdentity, DevicePhysics, Latency
+from kwatt.emulators.pim import PIM_VENDORS, pim_command_entry
+from kwatt.emulators.rngd import PE_COUNT, RngdDevice, RngdSysfs, SysfsWriter
+from kwatt.emulators.serving import (
+    RUNTIMES,
+    TRITON_MODELS,
+    MetricsServer,
+    ServingModel,
+    TritonModel,
+)
+from kwatt.emulators.state import DeviceState, HostState, Snapshot, write_atomic, write_snapshot
+from kwatt.emulators.surfaces import HOST, Surface, SurfaceContext, load_builtin
+from kwatt.emulators.workloads import WORKLOADS, WorkloadParams, make_workload, work_class_of
 
 __all__ = [
     "DeviceSpec",
@@ -221,7 +227,7 @@ class EmulatedNode:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m emulators.node",
+        prog="python -m kwatt.emulators.node",
         description="Emulate a node with FuriosaAI RNGD cards and a furiosa-llm /metrics endpoint.",
     )
     p.add_argument("--root", type=Path, required=True, help="directory to write ROOT/sys under")
@@ -1121,7 +1127,7 @@ def main(argv: list[str] | None = None, *, config_check: ConfigCheck | None = No
         if cmd == "fault":
             return _send_fault(_fault_parser().parse_args(rest))
         if cmd == "fleet":
-            from emulators.fleet import main as fleet_main
+            from kwatt.emulators.fleet import main as fleet_main
 
             return fleet_main(rest, config_check=config_check)
         args = _node_parser().parse_args(rest)

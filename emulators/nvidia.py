@@ -1,11 +1,11 @@
 """NVIDIA driver surface of an emulated node: the ``nvidia-smi`` executable and ``libnvidia-ml.so.1``.
 
-Two surfaces render the node's :class:`~emulators.state.DeviceState` of every ``vendor == "nvidia"``
+Two surfaces render the node's :class:`~kwatt.emulators.state.DeviceState` of every ``vendor == "nvidia"``
 device (reference/device-interfaces.md §4.4):
 
-- ``ROOT/bin/nvidia-smi``: a script that runs :mod:`emulators.tools.nvidia_smi` on ``ROOT``
+- ``ROOT/bin/nvidia-smi``: a script that runs :mod:`kwatt.emulators.tools.nvidia_smi` on ``ROOT``
   (``--query-gpu`` CSV and ``-q -x`` XML, §4.2), reading the snapshot through :func:`load_view`;
-- NVML: an emulated ``libnvidia-ml.so.1`` (C, :mod:`emulators.libnvml`, compiled against NVIDIA's
+- NVML: an emulated ``libnvidia-ml.so.1`` (C, :mod:`kwatt.emulators.libnvml`, compiled against NVIDIA's
   ``nvml.h``) copied into ``ROOT/.kwatt-emulator/nvml/``. At every step :class:`NvidiaSurface`
   writes every value NVML returns to ``ROOT/.kwatt-emulator/nvml/state`` (:func:`render_nvml_state`,
   atomically); the library re-reads it when it changed. Any NVML client, the real nvidia-ml-py
@@ -55,10 +55,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulators import libnvml
-from emulators.executables import install_executable
-from emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
-from emulators.surfaces import SurfaceContext, register
+from kwatt.emulators import libnvml
+from kwatt.emulators.executables import install_executable
+from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
+from kwatt.emulators.surfaces import SurfaceContext, register
 
 __all__ = [
     "AVERAGE_WINDOW_S",
@@ -611,11 +611,11 @@ def _bdf(bus_id: str) -> tuple[int, int, int]:
 
 def install_tool(root: Path, python: str = sys.executable) -> Path:
     """Write ``ROOT/bin/nvidia-smi``: a script that runs the emulated tool on ``root``."""
-    return install_executable(root, TOOL, "emulators.tools.nvidia_smi", python=python)
+    return install_executable(root, TOOL, "kwatt.emulators.tools.nvidia_smi", python=python)
 
 
 class NvidiaSurface:
-    """The NVIDIA surface of one node (contract: :mod:`emulators.surfaces`)."""
+    """The NVIDIA surface of one node (contract: :mod:`kwatt.emulators.surfaces`)."""
 
     def __init__(self, context: SurfaceContext) -> None:
         versions = context.tool_versions or {}
@@ -637,7 +637,7 @@ class NvidiaSurface:
         return {} if self.library_dir is None else {"nvml_lib": str(self.library_dir)}
 
     def setup(self, root: Path, devices: Sequence[DeviceState]) -> None:
-        """Install ``nvidia-smi`` and the NVML library (built on first use: see :mod:`emulators.libnvml`).
+        """Install ``nvidia-smi`` and the NVML library (built on first use: see :mod:`kwatt.emulators.libnvml`).
 
         Without a C compiler or ``nvml.h`` the node runs on without NVML: :attr:`library_error`
         says what is missing (and the node prints it).

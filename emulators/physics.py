@@ -1,6 +1,6 @@
 """Device physics: offered load → utilization → clock, power, temperature, energy, counters, latency.
 
-One :class:`DevicePhysics` per visible device, built from its catalogue :class:`~emulators.catalogue.
+One :class:`DevicePhysics` per visible device, built from its catalogue :class:`~kwatt.emulators.catalogue.
 ModelSpec`. Over one step of length ``dt`` everything is constant (utilization, clock, power), so the
 true energy is integrated exactly: ``energy_j += power_w * dt``. The model (figures from the
 catalogue; the shapes are modelling choices, documented in docs/emulators.md):
@@ -30,8 +30,8 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from emulators.catalogue import ModelSpec
-from emulators.state import DeviceState
+from kwatt.emulators.catalogue import ModelSpec
+from kwatt.emulators.state import DeviceState
 
 __all__ = [
     "REFERENCE_AMBIENT_C",

@@ -3,14 +3,14 @@
 None of the PIM parts in the catalogue has a public monitoring interface: SK hynix shows the AiMX
 card (GDDR6-AiM) at Hot Chips and OCP but publishes no driver or tool; Samsung's HBM-PIM ran inside
 AMD MI100 systems of its own; IBM's HERMES PCM chip is a research chip (docs/emulators.md). As for
-Sapeon (:mod:`emulators.sapeon`), this module invents the least surprising interface and labels it so,
+Sapeon (:mod:`kwatt.emulators.sapeon`), this module invents the least surprising interface and labels it so,
 and kwatt reads it only through *generic, configurable* collectors — the ``command`` collector's JSON
 mapping and ``hwmon`` — so a real device is added by editing the agent config, not kwatt's code.
 Nothing below was seen on hardware.
 
 ASSUMED surface, for every device of a vendor in :data:`PIM_VENDORS`:
 
-1. **``pim-smi``** (``ROOT/bin/pim-smi``, running :mod:`emulators.tools.pim_smi`): ``pim-smi --json
+1. **``pim-smi``** (``ROOT/bin/pim-smi``, running :mod:`kwatt.emulators.tools.pim_smi`): ``pim-smi --json
    [--vendor V]`` prints one JSON object::
 
        {"schema": "kwatt-assumed-pim-smi/1", "driver_version": "0.1.0",
@@ -53,9 +53,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulators.executables import install_executable
-from emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
-from emulators.surfaces import SurfaceContext, register
+from kwatt.emulators.executables import install_executable
+from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
+from kwatt.emulators.surfaces import SurfaceContext, register
 
 __all__ = [
     "DRIVER_VERSION",
@@ -247,7 +247,7 @@ def pim_command_entry(root: str, vendor: str) -> dict[str, object]:
 
 def install_tool(root: Path, python: str = sys.executable) -> Path:
     """Write ``ROOT/bin/pim-smi``: a script that runs the emulated tool on ``root``."""
-    return install_executable(root, TOOL, "emulators.tools.pim_smi", python=python)
+    return install_executable(root, TOOL, "kwatt.emulators.tools.pim_smi", python=python)
 
 
 def _symlink(link: Path, target: Path) -> None:
@@ -263,7 +263,7 @@ def _symlink(link: Path, target: Path) -> None:
 
 
 class PimSurface:
-    """The assumed surface of one PIM vendor on one node (contract: :mod:`emulators.surfaces`)."""
+    """The assumed surface of one PIM vendor on one node (contract: :mod:`kwatt.emulators.surfaces`)."""
 
     def __init__(self, context: SurfaceContext, vendor: str) -> None:
         self.root = context.root
@@ -285,7 +285,7 @@ class PimSurface:
         write_atomic(_config_path(self.root, self.vendor), json.dumps(doc, separators=(",", ":")))
 
     def setup(self, root: Path, devices: Sequence[DeviceState]) -> None:
-        from emulators import catalogue
+        from kwatt.emulators import catalogue
 
         self.root = root
         install_tool(root)

@@ -1,10 +1,10 @@
 """Rebellions driver surface of an emulated node: ``rbln-smi``/``rbln-stat`` and the sysfs class.
 
-Renders every ``vendor == "rebellions"`` :class:`~emulators.state.DeviceState` the way the RBLN driver
+Renders every ``vendor == "rebellions"`` :class:`~kwatt.emulators.state.DeviceState` the way the RBLN driver
 package shows it (reference/device-interfaces.md §2, checklist §2.5 items 1, 2 and 5):
 
 - ``ROOT/bin/rbln-smi`` and ``ROOT/bin/rbln-stat`` (the deprecated name, same tool, §2.1): scripts that
-  run :mod:`emulators.tools.rbln_smi` on ``ROOT``. Without options they print the text table of §2.1,
+  run :mod:`kwatt.emulators.tools.rbln_smi` on ``ROOT``. Without options they print the text table of §2.1,
   with ``-j``/``--json`` the JSON document of §2.1 (``-g``/``--group`` adds ``group_id``).
 - ``ROOT/sys/class/rebellions/rbln{N}/status`` (the 0–4 enum of §2.0, or the future KMD layout with
   PROBING at 2), ``kernel_version``, and ``device`` → ``ROOT/sys/bus/pci/devices/<bdf>`` with PCI
@@ -52,9 +52,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulators.executables import install_executable
-from emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
-from emulators.surfaces import SurfaceContext, register
+from kwatt.emulators.executables import install_executable
+from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
+from kwatt.emulators.surfaces import SurfaceContext, register
 
 __all__ = [
     "ATOM_MAX",
@@ -167,7 +167,7 @@ _NAMES: dict[str, str] = {}
 def product_name(dev: DeviceState) -> str:
     """``RBLN-CA12``, ``RBLN-CA25``, … from the device's catalogue model."""
     if dev.model not in _NAMES:
-        from emulators import catalogue
+        from kwatt.emulators import catalogue
 
         _NAMES[dev.model] = catalogue.model(dev.model).name
     return _NAMES[dev.model]
@@ -532,13 +532,13 @@ def render_text(v: RblnView) -> str:
 def install_tools(root: Path, python: str = sys.executable) -> list[Path]:
     """Write ``ROOT/bin/rbln-smi`` and ``ROOT/bin/rbln-stat``: scripts running the emulated tool."""
     return [
-        install_executable(root, name, "emulators.tools.rbln_smi", ("--prog", name), python)
+        install_executable(root, name, "kwatt.emulators.tools.rbln_smi", ("--prog", name), python)
         for name in (TOOL, TOOL_LEGACY)
     ]
 
 
 class RebellionsSurface:
-    """The Rebellions surface of one node (contract: :mod:`emulators.surfaces`).
+    """The Rebellions surface of one node (contract: :mod:`kwatt.emulators.surfaces`).
 
     ``probing_layout`` renders the sysfs ``status`` of the future KMD (PROBING inserted at 2, §2.0).
     """

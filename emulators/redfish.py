@@ -45,8 +45,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from emulators.bmc import PowerStats
-from emulators.state import Snapshot
+from kwatt.emulators.bmc import PowerStats
+from kwatt.emulators.state import Snapshot
 
 __all__ = [
     "SUPPLIES",

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators.state import DeviceState
+from kwatt.emulators.state import DeviceState
 
 __all__ = [
     "DRIVER_NAME",
@@ -283,7 +283,7 @@ class RngdDevice:
         self.power_w = max(0.0, power + self._rng.gauss(0.0, POWER_NOISE_W))
 
     def state(self, t_s: float | None = None) -> DeviceState:
-        """This card as a :class:`~emulators.state.DeviceState` (what the surfaces render)."""
+        """This card as a :class:`~kwatt.emulators.state.DeviceState` (what the surfaces render)."""
         ident = self.identity
         return DeviceState(
             index=ident.index,
@@ -441,11 +441,11 @@ def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
 
 # ------------------------------------------------------------------ rendering from a DeviceState
 #
-# The generalized node (emulators.node.Node) computes the physics in emulators.physics and hands each
+# The generalized node (kwatt.emulators.node.Node) computes the physics in kwatt.emulators.physics and hands each
 # surface a DeviceState; the functions below render an RNGD from it, in exactly the layout and units
 # of RngdSysfs above (reference §1.3, §1.7 item 1). Per-PE quantities the state does not carry are
 # derived: PE temperatures sit below PEAK by a fixed per-PE offset (the hottest PE = PEAK), and the
-# per-PE busy cycles are integrated by the caller from ``core_util`` (see emulators.furiosa_surface).
+# per-PE busy cycles are integrated by the caller from ``core_util`` (see kwatt.emulators.furiosa_surface).
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ reference/device-interfaces.md §3: Sapeon (X220, X330) publishes no monitoring 
 layout or exporter; every Sapeon telemetry format is UNCONFIRMED. The reference recommends treating
 Sapeon as a device without vendor telemetry and labelling any invented interface as synthetic. This
 module is that invented interface, kept to the generic Linux conventions so that the generic
-collectors (hwmon) cover it as well as :mod:`collectors.sapeon`. Nothing below was seen on hardware.
+collectors (hwmon) cover it as well as :mod:`kwatt.collectors.sapeon`. Nothing below was seen on hardware.
 
-ASSUMED surface, for every ``vendor == "sapeon"`` :class:`~emulators.state.DeviceState`:
+ASSUMED surface, for every ``vendor == "sapeon"`` :class:`~kwatt.emulators.state.DeviceState`:
 
 1. **hwmon** (Linux ABI, §5.2 units): ``ROOT/sys/devices/pci0000:00/<bdf>/hwmon/hwmon<K>/`` (the PCI
    function, linked from ``ROOT/sys/bus/pci/devices/<bdf>`` as on a real host), linked from
@@ -24,7 +24,7 @@ ASSUMED surface, for every ``vendor == "sapeon"`` :class:`~emulators.state.Devic
    ``K`` starts at :data:`FIRST_HWMON_INDEX` (a block no other emulated surface uses) in PCI order.
    A field under the fault ``na`` has no file (the kernel's ``-ENODATA``: absent); under ``nan`` it
    holds ``nan``. A device that disappears loses its hwmon directory.
-2. **``sapeon-smi``** (``ROOT/bin/sapeon-smi``, running :mod:`emulators.tools.sapeon_smi`):
+2. **``sapeon-smi``** (``ROOT/bin/sapeon-smi``, running :mod:`kwatt.emulators.tools.sapeon_smi`):
    ``sapeon-smi --json`` (or ``-j``) prints one JSON object::
 
        {"schema": "kwatt-assumed-sapeon-smi/1", "driver_version": "1.0.0",
@@ -57,9 +57,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulators.executables import install_executable
-from emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
-from emulators.surfaces import SurfaceContext, register
+from kwatt.emulators.executables import install_executable
+from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
+from kwatt.emulators.surfaces import SurfaceContext, register
 
 __all__ = [
     "DRIVER_VERSION",
@@ -98,7 +98,7 @@ _LABELS: dict[str, str] = {}
 def model_label(dev: DeviceState) -> str:
     """``X220-compact``, ``X330``: the catalogue name without the ``SAPEON`` prefix."""
     if dev.model not in _LABELS:
-        from emulators import catalogue
+        from kwatt.emulators import catalogue
 
         _LABELS[dev.model] = catalogue.model(dev.model).name.removeprefix("SAPEON").strip()
     return _LABELS[dev.model]
@@ -227,7 +227,7 @@ def render_summary(v: SapeonView) -> str:
 
 def install_tool(root: Path, python: str = sys.executable) -> Path:
     """Write ``ROOT/bin/sapeon-smi``: a script that runs the emulated tool on ``root``."""
-    return install_executable(root, TOOL, "emulators.tools.sapeon_smi", python=python)
+    return install_executable(root, TOOL, "kwatt.emulators.tools.sapeon_smi", python=python)
 
 
 def _symlink(link: Path, target: Path) -> None:
@@ -243,7 +243,7 @@ def _symlink(link: Path, target: Path) -> None:
 
 
 class SapeonSurface:
-    """The assumed Sapeon surface of one node (contract: :mod:`emulators.surfaces`)."""
+    """The assumed Sapeon surface of one node (contract: :mod:`kwatt.emulators.surfaces`)."""
 
     def __init__(self, context: SurfaceContext) -> None:
         self.root = context.root

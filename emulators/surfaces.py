@@ -1,7 +1,7 @@
 """The registry of vendor driver surfaces an emulated node renders its device states through.
 
-The physics of :mod:`emulators.node` produces one :class:`~emulators.state.DeviceState` per device and
-one :class:`~emulators.state.HostState` per node at every step. A *surface* turns those states into what
+The physics of :mod:`kwatt.emulators.node` produces one :class:`~kwatt.emulators.state.DeviceState` per device and
+one :class:`~kwatt.emulators.state.HostState` per node at every step. A *surface* turns those states into what
 a real host shows: a sysfs tree, an HTTP endpoint, the snapshot an emulated executable reads. Each vendor
 module registers one factory here; the node creates one surface per vendor present on the node (and the
 host surface, ``"host"``, on every node) and calls it at every step.
@@ -11,11 +11,11 @@ Contract (stable; other modules implement it):
 - ``setup(root, devices)`` once, before the first step, with the *initial* states of this vendor's
   devices (the host surface gets every device): write static files (identity, labels) and anything an
   executable needs to exist (``ROOT/bin/<tool>`` scripts).
-- ``render(snap)`` at every step with the node's whole :class:`~emulators.state.Snapshot`; a surface
+- ``render(snap)`` at every step with the node's whole :class:`~kwatt.emulators.state.Snapshot`; a surface
   picks its own devices by ``DeviceState.vendor`` (and reads ``snap.host`` for host power). The node
-  has already written ``ROOT/.kwatt-emulator/state.json`` (:func:`~emulators.state.write_snapshot`)
+  has already written ``ROOT/.kwatt-emulator/state.json`` (:func:`~kwatt.emulators.state.write_snapshot`)
   before it calls ``render``, so executables see the same step. Files must be replaced atomically
-  (:func:`~emulators.state.write_atomic`). ``render`` runs in a worker thread: no asyncio calls there.
+  (:func:`~kwatt.emulators.state.write_atomic`). ``render`` runs in a worker thread: no asyncio calls there.
   A device with ``present=False`` must vanish from the surface (files removed or the tool omits it);
   ``stuck=True`` means the surface repeats the values it showed when the device got stuck; devices can
   re-enumerate (``index`` changes, ``serial``/``uuid``/``bus_id`` stay).
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from emulators.state import DeviceState, Snapshot
+from kwatt.emulators.state import DeviceState, Snapshot
 
 __all__ = [
     "HOST",
@@ -106,10 +106,10 @@ def load_builtin() -> dict[str, SurfaceFactory]:
     import importlib
     import pkgutil
 
-    import emulators
+    from kwatt import emulators
 
     for info in pkgutil.iter_modules(emulators.__path__):
         if info.name.startswith("_") or info.name in _NOT_SURFACES:
             continue
-        importlib.import_module(f"emulators.{info.name}")
+        importlib.import_module(f"{emulators.__name__}.{info.name}")
     return SURFACES

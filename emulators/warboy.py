@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators.rngd import pe_temperatures
-from emulators.state import DeviceState
+from kwatt.emulators.rngd import pe_temperatures
+from kwatt.emulators.state import DeviceState
 
 __all__ = [
     "ATR_ERRORS",

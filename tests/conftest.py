@@ -1,4 +1,4 @@
-"""Shared fixtures: real Mosquitto, influxd and VictoriaMetrics processes (agent/services.py).
+"""Shared fixtures: real Mosquitto, influxd and VictoriaMetrics processes (demo/services.py).
 
 Session-scoped servers are shared by every test that asks for them (tests must therefore use unique
 topics, client ids, databases and label values); ``fresh_mosquitto`` is a private broker, with
@@ -17,12 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from agent.services import (
-    Influxd,
-    MissingBinaryError,
-    Mosquitto,
-    VictoriaMetrics,
-)
+from kwatt.demo.services import Influxd, MissingBinaryError, Mosquitto, VictoriaMetrics
 
 S = TypeVar("S", Mosquitto, Influxd, VictoriaMetrics)
 

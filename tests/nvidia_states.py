@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import in_ci
 
-from emulators import libnvml
-from emulators.nvidia import NvidiaSurface
-from emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
-from emulators.surfaces import SurfaceContext
+from kwatt.emulators import libnvml
+from kwatt.emulators.nvidia import NvidiaSurface
+from kwatt.emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
+from kwatt.emulators.surfaces import SurfaceContext
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvidia"
 #: The wall time the golden outputs were rendered at.

@@ -3,9 +3,9 @@
 Real processes only: ``kwatt emulate node`` with every catalogue model, ``kwatt agent`` with the
 config the node printed (poll interval and timeout changed, nothing else), a real Mosquitto (the
 ``mosquitto`` fixture) and an MQTT subscriber here that parses every payload with
-:func:`agent.lineproto.parse_payload` (the ingest's strict parser: a NaN or a wrong type is an error).
+:func:`kwatt.wire.lineproto.parse_payload` (the ingest's strict parser: a NaN or a wrong type is an error).
 Faults go in through the node's control directory, by ``kwatt emulate fault`` and by
-:func:`emulators.faults.send`.
+:func:`kwatt.emulators.faults.send`.
 
 What is checked (DESIGN §3, §4, §6; docs/emulators.md "Faults"):
 
@@ -57,13 +57,13 @@ import pytest
 import yaml
 from pipeline_helpers import uniq
 
-from agent import lineproto
-from agent.services import Mosquitto
-from analytics.energy import counter_curve
-from emulators.catalogue import ModelSpec, load_catalogue
-from emulators.faults import Fault, send
-from emulators.serving import E2E_LATENCY_BUCKETS_S
-from emulators.state import DeviceState, read_snapshot
+from kwatt.analytics.energy import counter_curve
+from kwatt.demo.services import Mosquitto
+from kwatt.emulators.catalogue import ModelSpec, load_catalogue
+from kwatt.emulators.faults import Fault, send
+from kwatt.emulators.serving import E2E_LATENCY_BUCKETS_S
+from kwatt.emulators.state import DeviceState, read_snapshot
+from kwatt.wire import lineproto
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -317,7 +317,7 @@ def si_problems(points: Iterable[lineproto.Point]) -> list[str]:
 
 # ---------------------------------------------------------------- processes and the wire
 def kwatt(*args: str) -> list[str]:
-    return [sys.executable, "-m", "agent.cli", *args]
+    return [sys.executable, "-m", "kwatt.cli", *args]
 
 
 def read_line(stream: IO[str], timeout_s: float, what: str) -> str:

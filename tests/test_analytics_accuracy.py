@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.lineproto import encode
-from analytics.energy import EnergyMethod, energy_from_counter, energy_from_power
-from analytics.load import load_lp_file
-from analytics.ppw import Level, Options, analyze
-from analytics.work import WorkUnit, counter_increase
-from collectors import furiosa, serving
-from emulators.node import EmulatedNode
+from kwatt.analytics.energy import EnergyMethod, energy_from_counter, energy_from_power
+from kwatt.analytics.load import load_lp_file
+from kwatt.analytics.ppw import Level, Options, analyze
+from kwatt.analytics.work import WorkUnit, counter_increase
+from kwatt.collectors import furiosa, serving
+from kwatt.emulators.node import EmulatedNode
+from kwatt.wire.lineproto import encode
 
 T0_S = 1_750_000_000
 SAMPLE_S = 1.0

@@ -1,4 +1,4 @@
-"""analytics.energy and analytics.work: integration, counters (wrap, reset, spikes), gaps, windows."""
+"""kwatt.analytics.energy and kwatt.analytics.work: integration, counters (wrap, reset, spikes), gaps, windows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.energy import (
+from kwatt.analytics.energy import (
     EnergyMethod,
     counter_curve,
     energy_from_counter,
@@ -15,7 +15,7 @@ from analytics.energy import (
     power_curve,
     power_energy_matrix,
 )
-from analytics.work import WorkUnit, counter_increase, counter_increase_matrix
+from kwatt.analytics.work import WorkUnit, counter_increase, counter_increase_matrix
 
 T = np.arange(0.0, 11.0)
 
@@ -169,7 +169,7 @@ def test_work_counter_reset_aware() -> None:
     st.lists(st.integers(-3, 45), min_size=1, max_size=10),
 )
 def test_prefix_at_equals_plain_sums(xs: list[float], js: list[int]) -> None:
-    from analytics.energy import prefix_at
+    from kwatt.analytics.energy import prefix_at
 
     x = np.asarray(xs, dtype=np.float64)
     j = np.asarray(js, dtype=np.intp)

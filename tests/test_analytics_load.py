@@ -1,4 +1,4 @@
-"""analytics.load: line-protocol files into typed numpy series; times for --since/--until."""
+"""kwatt.analytics.load: line-protocol files into typed numpy series; times for --since/--until."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.load import LoadError, load_lp_file, parse_time
+from kwatt.analytics.load import LoadError, load_lp_file, parse_time
 
 NOW = 1_800_000_000 * 10**9
 LINE = "accel,device=d0,model=rngd,node=n1,site=s,vendor=furiosa power_w={p},util_ratio=0.5 {ts}"

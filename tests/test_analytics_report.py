@@ -1,4 +1,4 @@
-"""analytics.ppw, verdict and report on a synthetic fleet whose perf-per-watt is known exactly;
+"""kwatt.analytics.ppw, verdict and report on a synthetic fleet whose perf-per-watt is known exactly;
 ``kwatt report`` end to end (file and InfluxDB), the efficiency measurement, bad input."""
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main as kwatt
-from agent.lineproto import parse_line
-from agent.services import Influxd
-from analytics.load import from_points, load_influx, load_lp_file
-from analytics.ppw import Level, Options, analyze
-from analytics.report import (
+from kwatt.analytics.load import from_points, load_influx, load_lp_file
+from kwatt.analytics.ppw import Level, Options, analyze
+from kwatt.analytics.report import (
     build_report,
     efficiency_lines,
     render_html,
@@ -24,8 +21,11 @@ from analytics.report import (
     render_markdown,
     render_table,
 )
-from analytics.targets import load_targets
-from analytics.verdict import cost_of, verdicts
+from kwatt.analytics.targets import load_targets
+from kwatt.analytics.verdict import cost_of, verdicts
+from kwatt.cli import main as kwatt
+from kwatt.demo.services import Influxd
+from kwatt.wire.lineproto import parse_line
 
 T0 = 1_760_000_000
 

@@ -1,4 +1,4 @@
-"""analytics.targets: the shipped targets.yaml (from reference/targets.md §4), overrides, errors."""
+"""kwatt.analytics.targets: the shipped targets.yaml (from reference/targets.md §4), overrides, errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analytics.targets import PHASES, STATUSES, TargetsError, default_targets_text, load_targets
-from analytics.work import WorkUnit
+from kwatt.analytics.targets import (
+    PHASES,
+    STATUSES,
+    TargetsError,
+    default_targets_text,
+    load_targets,
+)
+from kwatt.analytics.work import WorkUnit
 
 NUMBER_KEYS = {"value", "min_ratio_vs_baseline", "min_tflops_per_w"}
 

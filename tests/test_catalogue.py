@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emulators.catalogue import (
+from kwatt.emulators.catalogue import (
     CATALOGUE_PATH,
     STATUSES,
     WORK_CLASSES,

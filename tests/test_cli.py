@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import build_parser, main
+from kwatt.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ def subcommands() -> list[str]:
 
 def test_help_lists_every_subcommand():
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--help"], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-m", "kwatt.cli", "--help"], capture_output=True, text=True, cwd=REPO
     )
     assert out.returncode == 0
     names = subcommands()
@@ -36,7 +36,7 @@ def test_help_lists_every_subcommand():
 @pytest.mark.parametrize("name", subcommands())
 def test_each_subcommand_has_its_own_help(name):
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", name, "--help"],
+        [sys.executable, "-m", "kwatt.cli", name, "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,

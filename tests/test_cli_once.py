@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import lineproto
-from emulators.state import DeviceState, read_snapshot
+from kwatt.emulators.state import DeviceState, read_snapshot
+from kwatt.wire import lineproto
 
 pytestmark = [pytest.mark.slow]
 
@@ -70,7 +70,7 @@ def device_tag(dev: DeviceState) -> str:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     tmp = tmp_path_factory.mktemp("once")
     root, printed = tmp / "root", tmp / "printed.yaml"
-    cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", DEVICES,
+    cmd = [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", DEVICES,
            "--service", "chatbot,traffic", "--root", str(root), "--period", "0.25",
            "--name", "once0", "--print-config", str(printed)]  # fmt: skip
     with (tmp / "node.log").open("wb") as log:
@@ -115,7 +115,7 @@ def write_config(path: Path, doc: dict[str, Any]) -> Path:
 
 def once(config: Path, *extra: str) -> Once:
     r = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "agent", "--config", str(config), "--once", *extra],
+        [sys.executable, "-m", "kwatt.cli", "agent", "--config", str(config), "--once", *extra],
         cwd=REPO, env=ENV, capture_output=True, timeout=180,
     )  # fmt: skip
     parsed = lineproto.ParseResult()
@@ -214,7 +214,7 @@ def test_once_exits_1_when_a_collector_fails(node: Node, broker: socket.socket) 
 def test_once_runs_the_config_kwatt_doctor_suggests(node: Node, broker: socket.socket) -> None:
     suggested = node.tmp / "doctor.yaml"
     doctor = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "doctor", "--root", str(node.root), "--node", "once0",
+        [sys.executable, "-m", "kwatt.cli", "doctor", "--root", str(node.root), "--node", "once0",
          "--broker", f"mqtt://127.0.0.1:{broker.getsockname()[1]}", "--print-config", str(suggested)],
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=180,
     )  # fmt: skip

@@ -12,15 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import ConfigError, agent_config_from
-from agent.model import Sample
-from collectors import REGISTRY, load
-from collectors.base import Collector, CollectorError, CollectorTimeout, ParseError
-from collectors.command import Config, FieldMap, create, parse, parse_devices, unit_factor
-from collectors.sapeon import parse_json as sapeon_parse_json
-from emulators import sapeon as emu
-from emulators.state import DeviceState, Snapshot, write_snapshot
-from emulators.surfaces import SurfaceContext
+from kwatt.agent.config import agent_config_from
+from kwatt.collectors import REGISTRY, load
+from kwatt.collectors.base import Collector, CollectorError, CollectorTimeout, ParseError
+from kwatt.collectors.command import Config, FieldMap, create, parse, parse_devices, unit_factor
+from kwatt.collectors.sapeon import parse_json as sapeon_parse_json
+from kwatt.emulators import sapeon as emu
+from kwatt.emulators.state import DeviceState, Snapshot, write_snapshot
+from kwatt.emulators.surfaces import SurfaceContext
+from kwatt.wire.model import Sample
+from kwatt.wire.settings import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "command"
 CAT = str(FIXTURES / "cat_json.sh")
@@ -71,7 +72,7 @@ def by_device(samples: list[Sample]) -> dict[str, Sample]:
 
 
 def test_registered() -> None:
-    assert REGISTRY["command"] == "collectors.command"
+    assert REGISTRY["command"] == "kwatt.collectors.command"
     assert load("command").Config is Config
 
 

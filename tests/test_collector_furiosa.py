@@ -10,11 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.config import from_mapping
-from agent.model import Sample
-from collectors import furiosa
-from collectors.base import Collector, CollectorUnavailable, ParseError
-from collectors.furiosa import (
+from kwatt.collectors import furiosa
+from kwatt.collectors.base import Collector, CollectorUnavailable, ParseError
+from kwatt.collectors.furiosa import (
     Config,
     card_utilization,
     is_throttled,
@@ -27,7 +25,9 @@ from collectors.furiosa import (
     parse_throttle_reason,
     utilization,
 )
-from emulators.node import EmulatedNode
+from kwatt.emulators.node import EmulatedNode
+from kwatt.wire.model import Sample
+from kwatt.wire.settings import from_mapping
 
 FIXTURE = Path(__file__).parent / "fixtures" / "furiosa" / "rngd-2cards-synthetic"
 CARD0 = "007741DA-70B7-4996-AAC0-7E8E46FFC817"

@@ -30,11 +30,9 @@ from test_furiosa_conformance import (
     stop,
 )
 
-from agent.config import ConfigError, from_mapping
-from agent.model import Sample
-from collectors import furiosa
-from collectors.base import ParseError
-from collectors.furiosa import (
+from kwatt.collectors import furiosa
+from kwatt.collectors.base import ParseError
+from kwatt.collectors.furiosa import (
     BindingDevice,
     BindingReading,
     Config,
@@ -43,9 +41,11 @@ from collectors.furiosa import (
     binding_sample,
     parse_binding,
 )
-from emulators import rngd
-from emulators.faults import Fault, pause, resume, send
-from emulators.state import DeviceState, read_snapshot
+from kwatt.emulators import rngd
+from kwatt.emulators.faults import Fault, pause, resume, send
+from kwatt.emulators.state import DeviceState, read_snapshot
+from kwatt.wire.model import Sample
+from kwatt.wire.settings import ConfigError, from_mapping
 
 REPO = Path(__file__).resolve().parent.parent
 UUID = "007741DA-70B7-4996-AAC0-7E8E46FFC817"
@@ -252,7 +252,7 @@ POLL = r"""
 import asyncio, json, os, sys
 out = os.fdopen(os.dup(1), "w")  # the JSON channel; the native library's own prints go to stderr
 os.dup2(2, 1)
-from collectors import furiosa
+from kwatt.collectors import furiosa
 c = furiosa.create("npu", furiosa.Config(source="bindings", bindings_module=sys.argv[1],
                                          timeout_s=60))
 async def main():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.furiosa import (
+from kwatt.collectors.furiosa import (
     SmiDevice,
     merge_smi,
     parse_smi_info_table,

@@ -20,10 +20,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.model import Sample
-from collectors import furiosa
-from collectors.base import CollectorTimeout, CollectorUnavailable, ParseError
-from collectors.furiosa import (
+from kwatt.collectors import furiosa
+from kwatt.collectors.base import CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.collectors.furiosa import (
     U32,
     Config,
     PerfRegs,
@@ -38,8 +37,9 @@ from collectors.furiosa import (
     parse_table,
     warboy_utilization,
 )
-from emulators.node import Node, NodeOptions, parse_devices
-from emulators.state import DeviceState, read_snapshot
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
+from kwatt.emulators.state import DeviceState, read_snapshot
+from kwatt.wire.model import Sample
 
 SMI = Path(__file__).parent / "fixtures" / "emulators" / "furiosa-smi"
 VERSIONS = ("2024.1.0", "2025.1.0", "2025.2.0", "2026.3.0")
@@ -486,9 +486,9 @@ def test_smi_device_tag_prefers_uuid() -> None:
 
 def test_the_printed_config_reads_warboy_once(tmp_path: Path) -> None:
     """furiosa reads the Warboy now: hwmon must leave its chip alone (no double counting)."""
-    import collectors
-    from agent.config import agent_config_from
-    from emulators.node import agent_config
+    from kwatt import collectors
+    from kwatt.agent.config import agent_config_from
+    from kwatt.emulators.node import agent_config
 
     async def go() -> dict[str, set[tuple[str | None, str | None]]]:
         async with Node(tmp_path, node_options()) as node:

@@ -11,16 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.config import from_mapping
-from collectors import serving
-from collectors.base import (
+from kwatt.collectors import serving
+from kwatt.collectors.base import (
     Collector,
     CollectorError,
     CollectorTimeout,
     CollectorUnavailable,
     ParseError,
 )
-from collectors.serving import (
+from kwatt.collectors.serving import (
     Config,
     histogram_delta,
     histogram_quantile,
@@ -28,8 +27,9 @@ from collectors.serving import (
     parse_exposition,
     snapshot,
 )
-from emulators.node import EmulatedNode
-from emulators.serving import E2E_LATENCY_BUCKETS_S
+from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.serving import E2E_LATENCY_BUCKETS_S
+from kwatt.wire.settings import from_mapping
 
 FIXTURES = Path(__file__).parent / "fixtures" / "serving"
 INF = math.inf
@@ -379,7 +379,7 @@ def test_a_silent_server_times_out() -> None:
 
 
 def test_keep_parses_only_the_metrics_used_but_still_rejects_garbage() -> None:
-    from collectors.serving import WANTED_NAMES, parse_exposition
+    from kwatt.collectors.serving import WANTED_NAMES, parse_exposition
 
     text = (
         "# TYPE vllm:num_requests_running gauge\n"

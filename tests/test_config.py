@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import (
-    ConfigError,
-    load_agent_config,
-    load_ingest_config,
-    parse_duration,
-    read_secret,
-)
+from kwatt.agent.config import load_agent_config
+from kwatt.ingest.config import load_ingest_config
+from kwatt.wire.settings import ConfigError, parse_duration, read_secret
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.model import MEASUREMENTS
+from kwatt.wire.model import MEASUREMENTS
 
 REPO = Path(__file__).resolve().parent.parent
 DASH_DIR = REPO / "dashboards" / "json"
@@ -279,17 +279,13 @@ def uniq(prefix: str) -> str:
 def fleet(mosquitto: Any, influxd: Any, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     """Two emulated nodes with real agents → Mosquitto → ingest → influxd for ~6 s; plus the
     points no collector writes yet: `efficiency` (the analytics writer) and `host` (RAPL/DCMI)."""
-    import collectors
-    from agent.config import (
-        BatchConfig,
-        InfluxConfig,
-        IngestConfig,
-        MqttConfig,
-        agent_config_from,
-    )
-    from agent.ingest import Ingest
-    from agent.runtime import Agent
-    from emulators.node import EmulatedNode
+    from kwatt import collectors
+    from kwatt.agent.config import agent_config_from
+    from kwatt.agent.runtime import Agent
+    from kwatt.emulators.node import EmulatedNode
+    from kwatt.ingest.config import BatchConfig, IngestConfig
+    from kwatt.ingest.worker import Ingest
+    from kwatt.wire.settings import InfluxConfig, MqttConfig
 
     tmp = tmp_path_factory.mktemp("dash")
     site, db = uniq("dsite"), uniq("dash")

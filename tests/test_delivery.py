@@ -34,20 +34,15 @@ from hypothesis import strategies as st
 from pipeline_helpers import build_agent as _build_agent
 from pipeline_helpers import uniq, wait_for
 
-from agent.config import (
-    AgentConfig,
-    BatchConfig,
-    InfluxConfig,
-    IngestConfig,
-    MqttConfig,
-    agent_config_from,
-)
-from agent.influx import InfluxQL
-from agent.ingest import Ingest
-from agent.runtime import Agent
-from agent.services import Influxd, Mosquitto
-from agent.spool import read_spool
-from emulators.node import EmulatedNode
+from kwatt.agent.config import AgentConfig, agent_config_from
+from kwatt.agent.runtime import Agent
+from kwatt.agent.spool import read_spool
+from kwatt.demo.services import Influxd, Mosquitto
+from kwatt.emulators.node import EmulatedNode
+from kwatt.ingest.config import BatchConfig, IngestConfig
+from kwatt.ingest.worker import Ingest
+from kwatt.wire.influx import InfluxQL
+from kwatt.wire.settings import InfluxConfig, MqttConfig
 
 pytestmark = pytest.mark.services
 
@@ -294,7 +289,7 @@ def start_worker(
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "kwatt.cli",
             "ingest",
             "--config",
             str(path),
@@ -398,7 +393,15 @@ def test_agent_sigkilled_and_restarted_spool_replays(fresh_mosquitto, influxd, t
     root = tmp_path / "n1"
     procs: list[subprocess.Popen[bytes]] = []
     emu = subprocess.Popen(
-        [sys.executable, "-m", "emulators.node", "--root", str(root), "--devices=2", "--port=0"],
+        [
+            sys.executable,
+            "-m",
+            "kwatt.emulators.node",
+            "--root",
+            str(root),
+            "--devices=2",
+            "--port=0",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -416,7 +419,7 @@ def test_agent_sigkilled_and_restarted_spool_replays(fresh_mosquitto, influxd, t
             )
         )
         stats_path = tmp_path / "agent.stats.json"
-        argv = [sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg_path)]
+        argv = [sys.executable, "-m", "kwatt.cli", "agent", "--config", str(cfg_path)]
         agent = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.DEVNULL)
         procs.append(agent)
         deadline = time.monotonic() + 20

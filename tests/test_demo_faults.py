@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo import Fault, parse_fault
-from agent.services import Influxd, Mosquitto
+from kwatt.demo.run import Fault, parse_fault
+from kwatt.demo.services import Influxd, Mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def test_parse_fault() -> None:
 
 def _demo(*extra: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "demo", "--no-live", "--json", *extra],
+        [sys.executable, "-m", "kwatt.cli", "demo", "--no-live", "--json", *extra],
         capture_output=True, text=True, timeout=timeout, cwd=REPO,
     )  # fmt: skip
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import yaml
 
-from agent.demo import DEFAULT_FLEET, NodeSpec, demo_collectors, fleet_specs, parse_fleet
-from agent.demo_figures import aligned_window, common_window, read_truth, truth_over
-from agent.services import Influxd, Mosquitto
-from analytics.load import Series, SeriesKey, SeriesSet
-from emulators.node import Node, NodeOptions, agent_config, parse_devices
+from kwatt.analytics.load import Series, SeriesKey, SeriesSet
+from kwatt.demo.figures import aligned_window, common_window, read_truth, truth_over
+from kwatt.demo.run import DEFAULT_FLEET, NodeSpec, demo_collectors, fleet_specs, parse_fleet
+from kwatt.demo.services import Influxd, Mosquitto
+from kwatt.emulators.node import Node, NodeOptions, agent_config, parse_devices
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_default_fleet_pairs_every_phase1_service_with_a_gpu_baseline() -> None:
-    from emulators.catalogue import model
+    from kwatt.emulators.catalogue import model
 
     by_service: dict[str, set[str]] = {}
     for spec in DEFAULT_FLEET:
@@ -155,7 +155,7 @@ def test_demo_then_report_npu_vs_measured_gpu_with_small_errors(
     reports its own error against the emulators' ground truth."""
     db = f"demo_report_{uuid.uuid4().hex[:8]}"
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "demo", "--nodes", "8", "--devices", "4",
+        [sys.executable, "-m", "kwatt.cli", "demo", "--nodes", "8", "--devices", "4",
          "--duration", "24", "--no-live", "--json", "--broker", mosquitto.url,
          "--influx", influxd.url, "--database", db, "--state-dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=240, cwd=REPO,
@@ -186,7 +186,7 @@ def test_demo_then_report_npu_vs_measured_gpu_with_small_errors(
         )
 
     rep = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "report", "--influx", influxd.url, "--database", db,
+        [sys.executable, "-m", "kwatt.cli", "report", "--influx", influxd.url, "--database", db,
          "--since", str(window["start_s"]), "--until", str(window["end_s"]),
          "--min-window", "10", "--max-skew", "1.0", "--format", "json"],
         capture_output=True, text=True, timeout=120, cwd=REPO,

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import doctor
-from agent.cli import main as cli_main
-from agent.config import load_agent_config
-from agent.model import Sample
-from agent.runtime import Agent, _PollState
-from collectors.base import CollectorUnavailable
-from emulators import libnvml
-from emulators.faults import Fault
-from emulators.node import Node, NodeOptions, parse_devices
+from kwatt.agent import doctor
+from kwatt.agent.config import load_agent_config
+from kwatt.agent.runtime import Agent, _PollState
+from kwatt.cli import main as cli_main
+from kwatt.collectors.base import CollectorUnavailable
+from kwatt.emulators import libnvml
+from kwatt.emulators.faults import Fault
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
+from kwatt.wire.model import Sample
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICES = "rngd:1,atom:1,h100:1,x220-compact:1,warboy:1"
@@ -45,7 +45,7 @@ def node_at(root: Path, devices: str = DEVICES) -> Node:
 
 def kwatt(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
+        [sys.executable, "-m", "kwatt.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -57,7 +57,7 @@ def kwatt(*args: str) -> subprocess.CompletedProcess[str]:
 
 async def poll_every_collector(config: Path) -> dict[str, list[Sample]]:
     """One poll of each collector through the agent's own poll path: samples per collector."""
-    import collectors
+    from kwatt import collectors
 
     cfg = load_agent_config(config)
     built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in cfg.collectors]

@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.config import agent_config_from
-from collectors import furiosa
-from collectors.furiosa import Config as FuriosaConfig
-from emulators import libnvml
-from emulators.catalogue import load_catalogue
-from emulators.faults import Fault, FaultError, load_schedule, parse_fault, send
-from emulators.node import Node, NodeOptions, agent_config, parse_devices
-from emulators.state import read_snapshot
+from kwatt.agent.config import agent_config_from
+from kwatt.collectors import furiosa
+from kwatt.collectors.furiosa import Config as FuriosaConfig
+from kwatt.emulators import libnvml
+from kwatt.emulators.catalogue import load_catalogue
+from kwatt.emulators.faults import Fault, FaultError, load_schedule, parse_fault, send
+from kwatt.emulators.node import Node, NodeOptions, agent_config, parse_devices
+from kwatt.emulators.state import read_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 EVERY_MODEL = ",".join(load_catalogue())
@@ -332,7 +332,7 @@ def test_agent_config_validates_and_points_at_the_node(tmp_path: Path) -> None:
             return agent_config(node)
 
     doc = yaml.safe_load(asyncio.run(go()))
-    import collectors
+    from kwatt import collectors
 
     doc["collectors"] = [c for c in doc["collectors"] if c["type"] in collectors.REGISTRY]
     cfg = agent_config_from(doc, where="printed")
@@ -346,7 +346,7 @@ def test_agent_config_validates_and_points_at_the_node(tmp_path: Path) -> None:
 def test_kwatt_emulate_node_cli_prints_a_checked_config(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     root = tmp_path / "root"
-    cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", "rngd,warboy", "--service", "chatbot,food",
+    cmd = [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", "rngd,warboy", "--service", "chatbot,food",
            "--root", str(root), "--seed", "3", "--speed", "10", "--print-config", str(cfg), "--duration", "30"]  # fmt: skip
     with subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -356,7 +356,7 @@ def test_kwatt_emulate_node_cli_prints_a_checked_config(tmp_path: Path) -> None:
             ready = json.loads(proc.stdout.readline())
             assert ready["root"] == str(root.resolve())
             assert ready["serving"].startswith("http://127.0.0.1:")
-            check = subprocess.run([sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg), "--check"],
+            check = subprocess.run([sys.executable, "-m", "kwatt.cli", "agent", "--config", str(cfg), "--check"],
                                    cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
             assert check.returncode == 0, check.stdout + check.stderr
             t0 = read_snapshot(root).t_s
@@ -364,7 +364,7 @@ def test_kwatt_emulate_node_cli_prints_a_checked_config(tmp_path: Path) -> None:
             assert read_snapshot(root).t_s >= t0 + 5.0  # --speed 10
             info = smi(root, "info")
             assert "| rngd   | npu0 " in info and "| warboy | npu1 " in info
-            send_cmd = [sys.executable, "-m", "emulators.node", "fault", "--root", str(root),
+            send_cmd = [sys.executable, "-m", "kwatt.emulators.node", "fault", "--root", str(root),
                         "--kind", "disappear", "--device", "furiosa:0", "--duration", "1000"]  # fmt: skip
             subprocess.run(send_cmd, cwd=REPO, check=True, capture_output=True, timeout=30)
             deadline = time.monotonic() + 10
@@ -378,7 +378,7 @@ def test_kwatt_emulate_node_cli_prints_a_checked_config(tmp_path: Path) -> None:
 
 
 def test_fleet_runs_many_nodes_in_one_process(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "emulators.node", "fleet", "--nodes", "3", "--devices", "rngd,l4", "--service", "traffic",
+    cmd = [sys.executable, "-m", "kwatt.emulators.node", "fleet", "--nodes", "3", "--devices", "rngd,l4", "--service", "traffic",
            "--root", str(tmp_path), "--print-config", str(tmp_path / "cfg"), "--duration", "1.5", "--period", "0.1"]  # fmt: skip
     r = subprocess.run(
         cmd, cwd=REPO, capture_output=True, text=True, timeout=60, env={**os.environ}
@@ -400,7 +400,7 @@ def test_legacy_module_cli_still_prints_the_ready_line(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "emulators.node",
+        "kwatt.emulators.node",
         "--root",
         str(tmp_path),
         "--devices",
@@ -446,8 +446,8 @@ def test_every_collector_of_the_printed_config_reads_a_node_of_every_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Done-when of issue #3: a node with every catalogue model, read by the agent's collectors."""
-    import collectors
-    from agent.cli import _emulator_collector_check
+    from kwatt import collectors
+    from kwatt.cli import _emulator_collector_check
 
     async def go() -> dict[str, int]:
         async with Node(tmp_path, options(EVERY_MODEL, ("chatbot", "traffic"), seed=5)) as node:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from emulators.faults import Fault, FaultEngine, FaultError, parse_fault, pause, resume
-from emulators.state import read_snapshot
+from kwatt.emulators.faults import Fault, FaultEngine, FaultError, parse_fault, pause, resume
+from kwatt.emulators.state import read_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def start_node(root: Path, *extra: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", "rngd,h100",
+    cmd = [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", "rngd,h100",
            "--service", "chatbot", "--root", str(root), "--period", "0.05", "--speed", "10",
            "--duration", "120", "--print-config", str(root.parent / "agent.yaml"), *extra]  # fmt: skip
     proc = subprocess.Popen(
@@ -64,7 +64,7 @@ def test_paused_node_changes_nothing_and_time_does_not_jump(tmp_path: Path) -> N
         time.sleep(0.6)  # 12 periods: a running node would have rewritten everything by now
         assert tree(root) == frozen
         # the CLI route resumes it
-        subprocess.run([sys.executable, "-m", "agent.cli", "emulate", "fault", "--root", str(root),
+        subprocess.run([sys.executable, "-m", "kwatt.cli", "emulate", "fault", "--root", str(root),
                         "--kind", "resume"], cwd=REPO, check=True, capture_output=True, timeout=30)  # fmt: skip
         deadline = time.monotonic() + 10
         while read_snapshot(root).t_s == t_paused:
@@ -92,7 +92,7 @@ def test_timed_pause_ends_by_itself(tmp_path: Path) -> None:
 
 
 def test_fleet_pauses_one_node_only(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "emulators.node", "fleet", "--nodes", "2", "--devices", "rngd",
+    cmd = [sys.executable, "-m", "kwatt.emulators.node", "fleet", "--nodes", "2", "--devices", "rngd",
            "--service", "steady", "--root", str(tmp_path), "--duration", "60", "--period", "0.05",
            "--print-config", str(tmp_path / "cfg")]  # fmt: skip
     proc = subprocess.Popen(
@@ -136,7 +136,7 @@ def test_pause_needs_a_running_node_and_is_taken_between_steps(tmp_path: Path) -
 
 def test_paused_serving_endpoint_keeps_its_counters(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", "rngd",
+    cmd = [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", "rngd",
            "--service", "chatbot", "--root", str(root), "--period", "0.05", "--duration", "120",
            "--print-config", str(tmp_path / "agent.yaml")]  # fmt: skip
     proc = subprocess.Popen(

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from emulators.node import EmulatedNode
-from emulators.rngd import (
+from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.rngd import (
     CLOCK_NOMINAL_MHZ,
     DRAM_TOTAL_BYTES,
     PE_COUNT,
@@ -397,7 +397,7 @@ def test_cli_prints_where_it_is_and_stops_on_sigterm(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "emulators.node",
+        "kwatt.emulators.node",
         "--root",
         str(tmp_path / "root"),
         "--devices",
@@ -421,7 +421,15 @@ def test_cli_prints_where_it_is_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 def test_cli_stops_after_its_duration(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "emulators.node", "--root", str(tmp_path), "--duration", "0.3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kwatt.emulators.node",
+        "--root",
+        str(tmp_path),
+        "--duration",
+        "0.3",
+    ]
     done = subprocess.run(
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=20, check=False
     )

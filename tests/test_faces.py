@@ -22,11 +22,11 @@ import pytest
 from conftest import in_ci
 from rich.console import Console
 
-from agent.lineproto import parse_line
-from agent.top import TopState, ViewOptions, _fmt_power, _fmt_rate, _short_id, render
-from analytics.load import from_points
-from analytics.report import Report, _dev_cells, _num, build_report, table_renderables
-from analytics.targets import load_targets
+from kwatt.analytics.load import from_points
+from kwatt.analytics.report import Report, _dev_cells, _num, build_report, table_renderables
+from kwatt.analytics.targets import load_targets
+from kwatt.live.top import TopState, ViewOptions, _fmt_power, _fmt_rate, _short_id, render
+from kwatt.wire.lineproto import parse_line
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -233,7 +233,7 @@ def test_report_not_a_terminal_prints_every_column(tmp_path: Path) -> None:
     lp = tmp_path / "demo.lp"
     lp.write_text("\n".join(fleet_lines()) + "\n", encoding="utf-8")
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "report", "--input", str(lp)],
+        [sys.executable, "-m", "kwatt.cli", "report", "--input", str(lp)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -246,7 +246,7 @@ def test_report_not_a_terminal_prints_every_column(tmp_path: Path) -> None:
         assert h in header  # one table, full headers
     assert "(1/" not in out.stdout and "…" not in out.stdout
     forced = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "report", "--input", str(lp), "--width", "80"],
+        [sys.executable, "-m", "kwatt.cli", "report", "--input", str(lp), "--width", "80"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -292,7 +292,7 @@ def test_top_in_an_80_column_terminal_against_emulated_nodes(mosquitto, tmp_path
                     [
                         sys.executable,
                         "-m",
-                        "agent.cli",
+                        "kwatt.cli",
                         "emulate",
                         "node",
                         "--devices",
@@ -327,13 +327,13 @@ def test_top_in_an_80_column_terminal_against_emulated_nodes(mosquitto, tmp_path
                 time.sleep(0.2)
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg)],
+                    [sys.executable, "-m", "kwatt.cli", "agent", "--config", str(cfg)],
                     cwd=REPO,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             )
-        top = f"{sys.executable} -m agent.cli top --broker {mosquitto.url} --site {site}"
+        top = f"{sys.executable} -m kwatt.cli top --broker {mosquitto.url} --site {site}"
         subprocess.run(
             [
                 tmux,
@@ -433,7 +433,7 @@ def test_warnings_have_their_place_in_both_faces() -> None:
     import dataclasses
     import json
 
-    from analytics.report import render_json, render_markdown
+    from kwatt.analytics.report import render_json, render_markdown
 
     r = dataclasses.replace(demo_report(), warnings=("node-03: clock 2.1 s ahead of the broker",))
     text = record(80, list(table_renderables(r, 80)))
@@ -447,8 +447,8 @@ def test_warnings_have_their_place_in_both_faces() -> None:
 
 
 def test_cli_width_and_target_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.cli import main as kwatt
-    from agent.top import _target
+    from kwatt.cli import main as kwatt
+    from kwatt.live.top import _target
 
     assert _target("3.5") == ("*", 3.5)
     assert _target("chatbot=2") == ("chatbot", 2.0)

@@ -5,8 +5,8 @@ collector reads the same values.
 
 Each wheel runs in a subprocess in a private mount namespace (``unshare -m``, root): the node's
 ``ROOT/sys`` bound over ``/sys`` and a tmpfs ``/dev`` holding the ``/dev/rngd/`` character devices
-the emulator describes (:func:`emulators.rngd.device_nodes`; the libraries list them and never open
-them). The node is paused (:func:`emulators.faults.pause`) while the wheel and the truth are read,
+the emulator describes (:func:`kwatt.emulators.rngd.device_nodes`; the libraries list them and never open
+them). The node is paused (:func:`kwatt.emulators.faults.pause`) while the wheel and the truth are read,
 so the only tolerance is each library's resolution: W from µW, °C from m°C, MHz from Hz (floor), mW
 from µW (floor), bytes per PE.
 
@@ -31,11 +31,11 @@ from pathlib import Path
 import pytest
 from conftest import in_ci
 
-from collectors.furiosa import Config, FuriosaCollector
-from emulators import rngd
-from emulators.faults import pause, resume
-from emulators.furiosa_surface import firmware_for
-from emulators.state import DeviceState, Snapshot, read_snapshot
+from kwatt.collectors.furiosa import Config, FuriosaCollector
+from kwatt.emulators import rngd
+from kwatt.emulators.faults import pause, resume
+from kwatt.emulators.furiosa_surface import firmware_for
+from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 WHEELS = ("furiosa_smi", "furiosa_smi_py")
@@ -145,7 +145,7 @@ def probe(root: Path, module: str) -> dict[str, object]:
 
 
 def start_node(root: Path, devices: str, service: str, seed: int) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", devices,
+    cmd = [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", devices,
            "--service", service, "--root", str(root), "--period", "0.1", "--speed", "5",
            "--seed", str(seed), "--duration", "300",
            "--print-config", str(root.parent / "agent.yaml")]  # fmt: skip

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from emulators.furiosa_surface import SurfaceConfig, install_tool, write_config
-from emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
-from emulators.tools.furiosa_smi import UsageError, render, views
+from kwatt.emulators.furiosa_surface import SurfaceConfig, install_tool, write_config
+from kwatt.emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
+from kwatt.emulators.tools.furiosa_smi import UsageError, render, views
 
 FIXTURES = Path(__file__).parent / "fixtures" / "emulators" / "furiosa-smi"
 REFERENCE = FIXTURES / "reference"

@@ -13,10 +13,10 @@ import os
 import re
 from pathlib import Path
 
-from emulators.furiosa_surface import FuriosaSurface
-from emulators.node import EmulatedNode
-from emulators.state import DeviceState, Snapshot
-from emulators.surfaces import SurfaceContext
+from kwatt.emulators.furiosa_surface import FuriosaSurface
+from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.state import DeviceState, Snapshot
+from kwatt.emulators.surfaces import SurfaceContext
 
 GOLDEN = Path(__file__).parent / "fixtures" / "emulators" / "sysfs" / "furiosa-tree.txt"
 UPDATE = os.environ.get("KWATT_UPDATE_GOLDEN") == "1"

@@ -17,18 +17,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import units
-from agent.config import from_mapping
-from agent.model import Sample
-from collectors import REGISTRY, hwmon, ipmi_dcmi, load, rapl, redfish
-from collectors.base import (
+from kwatt.collectors import REGISTRY, hwmon, ipmi_dcmi, load, rapl, redfish
+from kwatt.collectors.base import (
     Collector,
     CollectorError,
     CollectorTimeout,
     CollectorUnavailable,
     ParseError,
 )
-from collectors.rapl import CounterState, parse_counter, parse_zone, unwrap
+from kwatt.collectors.rapl import CounterState, parse_counter, parse_zone, unwrap
+from kwatt.wire import units
+from kwatt.wire.model import Sample
+from kwatt.wire.settings import from_mapping
 
 FIXTURES = Path(__file__).parent / "fixtures" / "host"
 RNGD_MATCH = hwmon.DeviceMatch(

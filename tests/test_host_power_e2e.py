@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from collectors import hwmon, ipmi_dcmi, rapl, redfish
-from collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
-from emulators import surfaces
-from emulators.bmc import PowerStats, read_stats
-from emulators.host import HostSurface, RedfishOptions, rapl_counter_uj
-from emulators.redfish import TlsFiles
-from emulators.state import HostState, Snapshot, ToolFaults, write_snapshot
-from emulators.tools import ipmi_dcmi_freeipmi, ipmitool
+from kwatt.collectors import hwmon, ipmi_dcmi, rapl, redfish
+from kwatt.collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.emulators import surfaces
+from kwatt.emulators.bmc import PowerStats, read_stats
+from kwatt.emulators.host import HostSurface, RedfishOptions, rapl_counter_uj
+from kwatt.emulators.redfish import TlsFiles
+from kwatt.emulators.state import HostState, Snapshot, ToolFaults, write_snapshot
+from kwatt.emulators.tools import ipmi_dcmi_freeipmi, ipmitool
 
 FIXTURES = Path(__file__).parent / "fixtures" / "host"
 WALL0_NS = 1_760_000_000_000_000_000
@@ -178,7 +178,7 @@ def test_rapl_root_only_energy_uj(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from collectors import rapl\n"
-        "from collectors.base import CollectorUnavailable\n"
+        "from kwatt.collectors.base import CollectorUnavailable\n"
         "try:\n"
         f"    rapl.RaplCollector('rapl', rapl.Config(root={str(node.root)!r})).collect_sync()\n"
         "except CollectorUnavailable as e:\n"

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from influxdb_client.client.write.point import Point as InfluxPoint
 from influxdb_client.domain.write_precision import WritePrecision
 
-from agent import lineproto
-from agent.lineproto import (
+from kwatt.wire import lineproto
+from kwatt.wire.lineproto import (
     MAX_LINE_COPY,
     MIN_TS_NS,
     LineError,
@@ -24,7 +24,7 @@ from agent.lineproto import (
     parse_payload,
     scan_payload,
 )
-from agent.model import (
+from kwatt.wire.model import (
     BOUNDS,
     FIELDS,
     MEASUREMENTS,
@@ -480,7 +480,7 @@ def mutated_payloads(draw: st.DrawFn) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(mutated_payloads(), st.binary(max_size=200)))
 def test_parser_never_raises_and_accounts_for_every_line(payload):
-    """Every line is a point or an error (what agent/ingest.py relies on to pair them up)."""
+    """Every line is a point or an error (what ingest/worker.py relies on to pair them up)."""
     result = parse_payload(payload)
     if any(e.line == 0 for e in result.errors):
         assert result.points == []

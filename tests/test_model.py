@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agent.model import FIELDS, MEASUREMENTS, FieldType, Measurement, Sample, validate_tag_value
+from kwatt.wire.model import (
+    FIELDS,
+    MEASUREMENTS,
+    FieldType,
+    Measurement,
+    Sample,
+    validate_tag_value,
+)
 
 TS = 1_700_000_000_000_000_000
 

@@ -4,7 +4,7 @@ node_exporter (Debian ``prometheus-node-exporter``; upstream github.com/promethe
 ``collector/hwmon_linux.go`` and ``collector/rapl_linux.go``) is a third-party reader of
 ``/sys/class/hwmon`` and ``/sys/class/powercap`` that no one here wrote. Pointed with
 ``--path.sysfs`` at an emulated node held still (the emulator's ``pause`` control,
-:func:`emulators.faults.pause`), it must agree with the emulator's ground truth (the node's
+:func:`kwatt.emulators.faults.pause`), it must agree with the emulator's ground truth (the node's
 snapshot) and with kwatt's own collectors (``kwatt agent --once`` on the node's printed config, every
 line through the strict parser) on every value both report:
 
@@ -43,12 +43,12 @@ import pytest
 import yaml
 from conftest import in_ci
 
-from agent import lineproto
-from collectors import hwmon
-from emulators.faults import pause, resume
-from emulators.rngd import pe_temperatures
-from emulators.sapeon import hwmon_name as sapeon_hwmon_name
-from emulators.state import DeviceState, Snapshot, read_snapshot
+from kwatt.collectors import hwmon
+from kwatt.emulators.faults import pause, resume
+from kwatt.emulators.rngd import pe_temperatures
+from kwatt.emulators.sapeon import hwmon_name as sapeon_hwmon_name
+from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot
+from kwatt.wire import lineproto
 
 pytestmark = [pytest.mark.slow]
 
@@ -222,7 +222,7 @@ def one(
 def agent_once(config: Path) -> list[lineproto.Point]:
     """``kwatt agent --config CONFIG --once``: every line through the ingest's strict parser."""
     once = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "agent", "--config", str(config), "--once"],
+        [sys.executable, "-m", "kwatt.cli", "agent", "--config", str(config), "--once"],
         cwd=REPO, env=ENV, capture_output=True, timeout=120,
     )  # fmt: skip
     assert once.returncode == 0, once.stderr.decode(errors="replace")
@@ -240,7 +240,7 @@ def reading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reading]:
     binary = find_node_exporter()
     tmp = tmp_path_factory.mktemp("node-exporter")
     root, printed = tmp / "root", tmp / "printed.yaml"
-    cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", ",".join(HWMON_MODELS),
+    cmd = [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", ",".join(HWMON_MODELS),
            "--service", "chatbot,traffic", "--root", str(root), "--period", "0.25", "--seed", "7",
            "--name", "ne0", "--print-config", str(printed)]  # fmt: skip
     with (tmp / "node.log").open("wb") as node_log:

@@ -35,28 +35,28 @@ from nvidia_states import (
     use_nvml,
 )
 
-import collectors
-from agent.config import ConfigError, from_mapping
-from agent.model import Sample
-from collectors import nvidia_smi, nvml
-from collectors.base import (
+from kwatt import collectors
+from kwatt.collectors import nvidia_smi, nvml
+from kwatt.collectors.base import (
     Collector,
     CollectorError,
     CollectorTimeout,
     CollectorUnavailable,
     ParseError,
 )
-from collectors.nvidia_common import (
+from kwatt.collectors.nvidia_common import (
     GpuRecord,
     device_info,
     linux_bus_id,
     model_slug,
     to_sample,
 )
-from collectors.nvidia_smi import parse_csv, parse_xml, samples
-from collectors.nvml import ERRORS, NvmlReading, Outcome, outcome, to_record
-from emulators.nvidia import NvidiaSurface
-from emulators.state import DeviceState, ToolFaults
+from kwatt.collectors.nvidia_smi import parse_csv, parse_xml, samples
+from kwatt.collectors.nvml import ERRORS, NvmlReading, Outcome, outcome, to_record
+from kwatt.emulators.nvidia import NvidiaSurface
+from kwatt.emulators.state import DeviceState, ToolFaults
+from kwatt.wire.model import Sample
+from kwatt.wire.settings import ConfigError, from_mapping
 
 UPDATE = os.environ.get("KWATT_UPDATE_GOLDENS") == "1"
 REPO = Path(__file__).resolve().parent.parent
@@ -283,7 +283,7 @@ def test_registry_and_config() -> None:
 def test_module_option_is_deprecated(caplog: pytest.LogCaptureFixture) -> None:
     """``module: pynvml`` is accepted for one release with a warning; any other module, and the
     emulator-only ``emulator_root``, are config errors."""
-    with caplog.at_level("WARNING", logger="collectors.nvml"):
+    with caplog.at_level("WARNING", logger="kwatt.collectors.nvml"):
         cfg = from_mapping(nvml.Config, {"module": "pynvml"}, where="collectors[0]")
     assert cfg.module == "pynvml"
     assert "'module' option is deprecated" in caplog.text

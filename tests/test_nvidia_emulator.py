@@ -41,9 +41,9 @@ from nvidia_states import (
     use_nvml,
 )
 
-from emulators import libnvml, surfaces
-from emulators.node import Node, NodeOptions, agent_config, parse_devices
-from emulators.nvidia import (
+from kwatt.emulators import libnvml, surfaces
+from kwatt.emulators.node import Node, NodeOptions, agent_config, parse_devices
+from kwatt.emulators.nvidia import (
     DEFAULT_DRIVER,
     MEM_UTIL_SHARE,
     MODELS,
@@ -54,8 +54,8 @@ from emulators.nvidia import (
     load_view,
     nvml_bus_id,
 )
-from emulators.state import DeviceState, ToolFaults
-from emulators.tools.nvidia_smi import QueryError, render, render_query_csv, render_xml
+from kwatt.emulators.state import DeviceState, ToolFaults
+from kwatt.emulators.tools.nvidia_smi import QueryError, render, render_query_csv, render_xml
 
 N = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (pip install kwatt[dev])")
 
@@ -280,7 +280,7 @@ def test_installed_script_runs_the_module(node: tuple[Path, NvidiaSurface]) -> N
 
 def test_no_node_means_no_driver(tmp_path: Path) -> None:
     p = subprocess.run(
-        [sys.executable, "-m", "emulators.tools.nvidia_smi", "--root", str(tmp_path), "-L"],
+        [sys.executable, "-m", "kwatt.emulators.tools.nvidia_smi", "--root", str(tmp_path), "-L"],
         capture_output=True,
     )
     assert p.returncode == 9
@@ -554,7 +554,7 @@ def test_bus_id_format() -> None:
 
 
 def test_board_table_agrees_with_the_catalogue() -> None:
-    from emulators.catalogue import load_catalogue
+    from kwatt.emulators.catalogue import load_catalogue
 
     nvidia = {k: s for k, s in load_catalogue().items() if s.vendor == "nvidia"}
     assert nvidia, "the catalogue has NVIDIA models"

@@ -1,7 +1,7 @@
 """NVIDIA's own clients judge the emulated ``libnvidia-ml.so.1`` (issue 13, part 2).
 
 An emulated node with every NVIDIA model of ``emulators/catalogue.yaml`` runs as its own process;
-held still with the emulator's ``pause`` control (:func:`emulators.faults.pause`), it is read by
+held still with the emulator's ``pause`` control (:func:`kwatt.emulators.faults.pause`), it is read by
 programs no one here wrote, unmodified, each started with ``LD_LIBRARY_PATH`` at the node's
 library directory (the ready line's ``nvml_lib``), as an operator would start them:
 
@@ -13,7 +13,7 @@ library directory (the ready line's ``nvml_lib``), as an operator would start th
 
 Each must agree with the truth, the node's state (``load_view``: the snapshot with what the
 NVIDIA surface adds, the 1-s average power of Ampere-and-newer boards and the board facts of
-``emulators.nvidia.MODELS``), on every field it reports, within its display resolution: NVML's
+``kwatt.emulators.nvidia.MODELS``), on every field it reports, within its display resolution: NVML's
 integers (mW, mJ, °C, MHz, %, bytes), gpustat's whole watts (``mW // 1000``) and MiB
 (``bytes // 2**20``), nvitop's screen (whole watts, whole °C). The GPU processes the tools list are
 the node's worker processes (real PIDs, children of the node), with the GPU's used memory.
@@ -38,11 +38,10 @@ import pytest
 import yaml
 from conftest import in_ci
 
-from agent import lineproto
-from collectors.nvidia_common import model_slug
-from emulators.catalogue import load_catalogue
-from emulators.faults import pause, resume
-from emulators.nvidia import (
+from kwatt.collectors.nvidia_common import model_slug
+from kwatt.emulators.catalogue import load_catalogue
+from kwatt.emulators.faults import pause, resume
+from kwatt.emulators.nvidia import (
     GpuView,
     energy_counter_j,
     gpu_util_pct,
@@ -54,7 +53,8 @@ from emulators.nvidia import (
     pstate,
     reasons_mask,
 )
-from emulators.state import DeviceState, read_snapshot
+from kwatt.emulators.state import DeviceState, read_snapshot
+from kwatt.wire import lineproto
 
 pytestmark = [pytest.mark.slow]
 
@@ -134,7 +134,7 @@ def reading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reading]:
     root, printed = tmp / "root", tmp / "printed.yaml"
     base = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "KWATT_NVML_STATE")}
     base["PYTHONPATH"] = str(REPO)
-    cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices", ",".join(MODELS),
+    cmd = [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices", ",".join(MODELS),
            "--service", "chatbot", "--root", str(root), "--period", "0.25", "--seed", "13",
            "--name", "nv0", "--print-config", str(printed)]  # fmt: skip
     with (tmp / "node.log").open("wb") as log:
@@ -163,7 +163,7 @@ def reading(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reading]:
         pause(root, timeout_s=30)
         try:
             view = load_view(root)
-            once = run([sys.executable, "-m", "agent.cli", "agent", "--config", str(config),
+            once = run([sys.executable, "-m", "kwatt.cli", "agent", "--config", str(config),
                         "--once"], env)  # fmt: skip
             parsed = lineproto.parse_payload(once.encode())
             assert parsed.ok, parsed.errors

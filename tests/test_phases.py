@@ -29,15 +29,15 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import lineproto
-from agent.services import Influxd, Mosquitto
-from analytics.load import load_lp_file
-from analytics.report import build_report, efficiency_lines, render_json
-from analytics.targets import PHASES, load_targets
-from emulators.catalogue import BASELINE, load_catalogue
-from emulators.faults import Fault, pause, resume, send
-from emulators.pim import PIM_VENDORS, model_tag
-from emulators.state import read_snapshot
+from kwatt.analytics.load import load_lp_file
+from kwatt.analytics.report import build_report, efficiency_lines, render_json
+from kwatt.analytics.targets import PHASES, load_targets
+from kwatt.demo.services import Influxd, Mosquitto
+from kwatt.emulators.catalogue import BASELINE, load_catalogue
+from kwatt.emulators.faults import Fault, pause, resume, send
+from kwatt.emulators.pim import PIM_VENDORS, model_tag
+from kwatt.emulators.state import read_snapshot
+from kwatt.wire import lineproto
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -87,7 +87,7 @@ class Node:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     tmp = tmp_path_factory.mktemp("pim")
     root, printed = tmp / "root", tmp / "printed.yaml"
-    cmd = [sys.executable, "-m", "agent.cli", "emulate", "node", "--devices",
+    cmd = [sys.executable, "-m", "kwatt.cli", "emulate", "node", "--devices",
            "aimx:2,mi100-pim,hermes", "--service", "chatbot,traffic", "--root", str(root),
            "--period", "0.25", "--name", "pim0", "--print-config", str(printed)]  # fmt: skip
     with (tmp / "node.log").open("wb") as log:
@@ -115,7 +115,7 @@ def once(node: Node, name: str, collectors: list[dict[str, Any]]) -> tuple[int, 
     path = node.tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     r = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "agent", "--config", str(path), "--once"],
+        [sys.executable, "-m", "kwatt.cli", "agent", "--config", str(path), "--once"],
         cwd=REPO, env=ENV, capture_output=True, timeout=180,
     )  # fmt: skip
     parsed = lineproto.parse_payload(r.stdout) if r.stdout else lineproto.ParseResult()
@@ -266,7 +266,7 @@ def test_each_class_is_judged_in_its_own_phase_unless_one_is_chosen(tmp_path: Pa
 def test_kwatt_report_lists_the_phases_with_data_and_phase_chooses_one(tmp_path: Path) -> None:
     lp = tmp_path / "mixed.lp"
     lp.write_text("\n".join(mixed_fleet_lines()) + "\n", encoding="utf-8")
-    base = [sys.executable, "-m", "agent.cli", "report", "--input", str(lp), "--since", str(T0),
+    base = [sys.executable, "-m", "kwatt.cli", "report", "--input", str(lp), "--since", str(T0),
             "--until", str(T0 + 600)]  # fmt: skip
     md = subprocess.run(
         [*base, "--format", "md"], capture_output=True, text=True, timeout=120, cwd=REPO
@@ -317,7 +317,7 @@ def test_demo_phase2_gives_a_phase2_verdict_with_sources(
 ) -> None:
     db = f"demo_phase2_{uuid.uuid4().hex[:8]}"
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "demo", "--phase", "phase2_dram_pim", "--nodes", "2",
+        [sys.executable, "-m", "kwatt.cli", "demo", "--phase", "phase2_dram_pim", "--nodes", "2",
          "--duration", "20", "--no-live", "--json", "--broker", mosquitto.url, "--influx",
          influxd.url, "--database", db, "--state-dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=240, cwd=REPO,

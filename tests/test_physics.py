@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from emulators.catalogue import load_catalogue, model
-from emulators.node import Node, NodeOptions, parse_devices
-from emulators.physics import DeviceIdentity, DevicePhysics, mmc_latency
-from emulators.workloads import WorkloadParams
+from kwatt.emulators.catalogue import load_catalogue, model
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
+from kwatt.emulators.physics import DeviceIdentity, DevicePhysics, mmc_latency
+from kwatt.emulators.workloads import WorkloadParams
 
 U32 = 2**32
 

@@ -20,19 +20,14 @@ import pytest
 import yaml
 from pipeline_helpers import build_agent, uniq, wait_for
 
-from agent import lineproto
-from agent.config import (
-    AgentConfig,
-    BatchConfig,
-    InfluxConfig,
-    IngestConfig,
-    MqttConfig,
-    agent_config_from,
-)
-from agent.influx import InfluxQL
-from agent.ingest import Ingest
-from agent.runtime import AgentStats
-from emulators.node import EmulatedNode
+from kwatt.agent.config import AgentConfig, agent_config_from
+from kwatt.agent.runtime import AgentStats
+from kwatt.emulators.node import EmulatedNode
+from kwatt.ingest.config import BatchConfig, IngestConfig
+from kwatt.ingest.worker import Ingest
+from kwatt.wire import lineproto
+from kwatt.wire.influx import InfluxQL
+from kwatt.wire.settings import InfluxConfig, MqttConfig
 
 pytestmark = pytest.mark.services
 
@@ -120,7 +115,7 @@ def test_end_to_end_3_nodes_x_4_devices_15_s_nothing_lost(mosquitto, influxd, tm
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "kwatt.cli",
             "demo",
             "--nodes",
             "3",
@@ -173,7 +168,7 @@ def test_demo_with_private_services_and_live_view(tmp_path):
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "kwatt.cli",
             "demo",
             "--nodes",
             "1",
@@ -333,7 +328,7 @@ def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto,
         [
             sys.executable,
             "-m",
-            "emulators.node",
+            "kwatt.emulators.node",
             "--root",
             str(root),
             "--devices",
@@ -364,7 +359,7 @@ def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto,
         argv = [
             sys.executable,
             "-m",
-            "agent.cli",
+            "kwatt.cli",
             "agent",
             "--config",
             str(cfg_path),
@@ -541,7 +536,7 @@ def test_ingest_v2_write_path_against_a_real_api_v2_write_server(
 
 def test_ingest_waits_for_influxdb_and_acknowledges_only_after_the_write(mosquitto, tmp_path):
     """InfluxDB down: nothing is acknowledged; a second worker on the same session gets it all."""
-    from agent.services import Influxd
+    from kwatt.demo.services import Influxd
 
     site, db = uniq("site"), uniq("late")
     now = time.time_ns()

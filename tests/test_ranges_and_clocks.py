@@ -30,20 +30,16 @@ import yaml
 from conftest import in_ci
 from pipeline_helpers import build_agent, uniq, wait_for
 
-from agent import lineproto
-from agent.config import (
-    BatchConfig,
-    InfluxConfig,
-    IngestConfig,
-    MqttConfig,
-    agent_config_from,
-)
-from agent.influx import InfluxQL, InfluxRejected
-from agent.ingest import ClockOffsets, Ingest
-from agent.model import Sample, drop_implausible, range_violations
-from agent.top import TopState
-from analytics.clock import ClockWarning, clock_warnings, offset_warnings
-from analytics.load import load_influx
+from kwatt.agent.config import agent_config_from
+from kwatt.analytics.clock import ClockWarning, clock_warnings, offset_warnings
+from kwatt.analytics.load import load_influx
+from kwatt.ingest.config import BatchConfig, IngestConfig
+from kwatt.ingest.worker import ClockOffsets, Ingest
+from kwatt.live.top import TopState
+from kwatt.wire import lineproto
+from kwatt.wire.influx import InfluxQL, InfluxRejected
+from kwatt.wire.model import Sample, drop_implausible, range_violations
+from kwatt.wire.settings import InfluxConfig, MqttConfig
 
 REPO = Path(__file__).resolve().parent.parent
 TS = 1_763_700_000_000_000_000
@@ -271,7 +267,7 @@ def test_a_node_5_s_ahead_is_named_by_the_ingest_analytics_and_report(
             "collectors": [command_entry(tool)],
         }
         conf.write_text(yaml.safe_dump(doc))
-        cmd = [sys.executable, "-m", "agent.cli", "agent", "--config", str(conf)]
+        cmd = [sys.executable, "-m", "kwatt.cli", "agent", "--config", str(conf)]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         if skew is not None:  # libfaketime: the wall clock only; monotonic time stays true
             cmd = [faketime, "-f", skew, *cmd]
@@ -309,7 +305,7 @@ def test_a_node_5_s_ahead_is_named_by_the_ingest_analytics_and_report(
         asyncio.run(main())
         # kwatt top, receiving the same messages, names the node on screen
         top = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "top", "--broker", mosquitto.url, "--site", site,
+            [sys.executable, "-m", "kwatt.cli", "top", "--broker", mosquitto.url, "--site", site,
              "--once", "--duration", "4", "--width", "200"],
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
             text=True, timeout=120,
@@ -337,7 +333,7 @@ def test_a_node_5_s_ahead_is_named_by_the_ingest_analytics_and_report(
     (warning,) = clock_warnings(series, bound_s=0.8)
     assert (warning.site, warning.node) == (site, "ahead") and 3.5 < warning.offset_s <= 5.05
     # kwatt report names the node in its warnings, in every format
-    report = [sys.executable, "-m", "agent.cli", "report", "--influx", influxd.url,
+    report = [sys.executable, "-m", "kwatt.cli", "report", "--influx", influxd.url,
               "--database", db, "--since", f"{t_start / 1e9:.3f}", "--until", f"{until / 1e9:.3f}",
               "--max-skew", "0.8", "--min-window", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}

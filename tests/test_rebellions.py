@@ -22,12 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import units
-from agent.config import from_mapping
-from agent.model import Sample
-from collectors import load
-from collectors.base import Collector, CollectorError, CollectorTimeout, ParseError
-from collectors.rebellions import (
+from kwatt.collectors import load
+from kwatt.collectors.base import Collector, CollectorError, CollectorTimeout, ParseError
+from kwatt.collectors.rebellions import (
     JSON_RETRY_POLLS,
     Config,
     RblnDevice,
@@ -42,9 +39,12 @@ from collectors.rebellions import (
     read_sysfs,
     throttled_from_pstate,
 )
-from emulators import rebellions as emu
-from emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
-from emulators.surfaces import SurfaceContext, load_builtin
+from kwatt.emulators import rebellions as emu
+from kwatt.emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
+from kwatt.emulators.surfaces import SurfaceContext, load_builtin
+from kwatt.wire import units
+from kwatt.wire.model import Sample
+from kwatt.wire.settings import from_mapping
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rebellions"
 CI = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -686,7 +686,7 @@ def test_faults_apply_to_the_legacy_name_and_recover(tmp_path: Path) -> None:
 
 
 def test_missing_tool_is_unavailable(tmp_path: Path) -> None:
-    from collectors.base import CollectorUnavailable
+    from kwatt.collectors.base import CollectorUnavailable
 
     c = create("rbln", Config(tool="rbln-smi-not-installed", root=str(tmp_path)))
     with pytest.raises(CollectorUnavailable, match="not found"):
@@ -711,8 +711,8 @@ def test_registered_and_configurable() -> None:
 def test_against_an_emulated_node_with_faults(tmp_path: Path) -> None:
     """The real node (catalogue → physics → surfaces): truth, a die that disappears and comes back
     re-enumerated, and a hung tool scheduled by the node's fault engine."""
-    from emulators.faults import Fault
-    from emulators.node import Node, NodeOptions, parse_devices
+    from kwatt.emulators.faults import Fault
+    from kwatt.emulators.node import Node, NodeOptions, parse_devices
 
     options = NodeOptions(
         devices=parse_devices("atom:1,atom-max:1,rebel-quad:1"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.runtime import RETRY_MAX_S, _ticks_until_retry
+from kwatt.agent.runtime import RETRY_MAX_S, _ticks_until_retry
 
 
 def test_backoff_doubles_and_is_capped():

@@ -16,17 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import from_mapping
-from agent.model import Sample
-from collectors import load
-from collectors.base import (
+from kwatt.collectors import load
+from kwatt.collectors.base import (
     Collector,
     CollectorError,
     CollectorTimeout,
     CollectorUnavailable,
     ParseError,
 )
-from collectors.sapeon import (
+from kwatt.collectors.sapeon import (
     Config,
     SapeonCollector,
     create,
@@ -34,9 +32,11 @@ from collectors.sapeon import (
     parse_json,
     parse_json_report,
 )
-from emulators import sapeon as emu
-from emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
-from emulators.surfaces import SurfaceContext, load_builtin
+from kwatt.emulators import sapeon as emu
+from kwatt.emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
+from kwatt.emulators.surfaces import SurfaceContext, load_builtin
+from kwatt.wire.model import Sample
+from kwatt.wire.settings import from_mapping
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sapeon"
 CI = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -443,8 +443,8 @@ def test_registered_and_configurable() -> None:
 
 def test_against_an_emulated_node(tmp_path: Path) -> None:
     """The real node (catalogue → physics → surfaces), both paths against its truth."""
-    from emulators.faults import Fault
-    from emulators.node import Node, NodeOptions, parse_devices
+    from kwatt.emulators.faults import Fault
+    from kwatt.emulators.node import Node, NodeOptions, parse_devices
 
     options = NodeOptions(
         devices=parse_devices("x220-compact:1,x220-enterprise:1,x330:1"),

@@ -25,22 +25,14 @@ import aiomqtt
 import pytest
 import yaml
 
-from agent.config import (
-    BatchConfig,
-    ConfigError,
-    InfluxConfig,
-    IngestConfig,
-    MqttConfig,
-    TlsConfig,
-    agent_config_from,
-    load_agent_config,
-    load_ingest_config,
-)
-from agent.influx import InfluxQL
-from agent.ingest import Ingest
-from agent.mqtt import NOT_AUTHORIZED, cert_common_name, check_node_identity, make_client
-from agent.runtime import Agent
-from agent.services import find_binary, free_port
+from kwatt.agent.config import agent_config_from, load_agent_config
+from kwatt.agent.runtime import Agent
+from kwatt.demo.services import find_binary, free_port
+from kwatt.ingest.config import BatchConfig, IngestConfig, load_ingest_config
+from kwatt.ingest.worker import Ingest
+from kwatt.wire.influx import InfluxQL
+from kwatt.wire.mqtt import NOT_AUTHORIZED, cert_common_name, check_node_identity, make_client
+from kwatt.wire.settings import ConfigError, InfluxConfig, MqttConfig, TlsConfig
 
 pytestmark = pytest.mark.services
 
@@ -424,7 +416,7 @@ def test_ingest_process_never_logs_its_secrets(production_broker: Broker, tmp_pa
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "kwatt.cli",
             "ingest",
             "--config",
             str(path),
@@ -462,7 +454,7 @@ async def wait(predicate: object, what: str, timeout_s: float = 15.0) -> None:
 
 
 def test_tls_context_verifies_hostname_by_default(certs: Path) -> None:
-    from agent.mqtt import tls_context
+    from kwatt.wire.mqtt import tls_context
 
     ctx = tls_context(node_mqtt(Broker(1, 2, certs, certs / "x", certs / "y"), "node-a"))
     assert ctx is not None

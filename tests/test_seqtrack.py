@@ -1,8 +1,8 @@
-"""The ingest's per-node seq accounting (agent/seqtrack.py)."""
+"""The ingest's per-node seq accounting (ingest/seqtrack.py)."""
 
 from __future__ import annotations
 
-from agent.seqtrack import SeqCounts, SeqTracker
+from kwatt.ingest.seqtrack import SeqCounts, SeqTracker
 
 
 def feed(t: SeqTracker, seqs: list[int], node: str = "n") -> SeqCounts:

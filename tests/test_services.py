@@ -1,4 +1,4 @@
-"""agent/services.py against the real Debian binaries: Mosquitto, influxd, VictoriaMetrics."""
+"""demo/services.py against the real Debian binaries: Mosquitto, influxd, VictoriaMetrics."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import pytest
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 
-from agent import services
-from agent.services import (
+from kwatt.demo import services
+from kwatt.demo.services import (
     Influxd,
     MissingBinaryError,
     Mosquitto,
@@ -438,7 +438,7 @@ def test_atexit_stops_services_left_running(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys
-        from agent.services import Influxd, Mosquitto
+        from kwatt.demo.services import Influxd, Mosquitto
         m = Mosquitto({str(tmp_path / "m")!r}).start()
         i = Influxd({str(tmp_path / "i")!r}).start()
         print(m.pid, i.pid, flush=True)

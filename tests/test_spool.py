@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.batch import Batch
-from agent.config import ConfigError, agent_config_from
-from agent.runtime import MemoryOutbox, make_outbox
-from agent.spool import HEADER_BYTES, Spool, SpoolError, read_spool
+from kwatt.agent.batch import Batch
+from kwatt.agent.config import agent_config_from
+from kwatt.agent.runtime import MemoryOutbox, make_outbox
+from kwatt.agent.spool import HEADER_BYTES, Spool, SpoolError, read_spool
+from kwatt.wire.settings import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,7 +108,7 @@ def test_torn_tail_is_discarded_not_fatal(tmp_path: Path, cut: int) -> None:
 
 
 def Spool_frame(seq: int, b: Batch) -> bytes:
-    from agent.spool import _frame
+    from kwatt.agent.spool import _frame
 
     return _frame(seq, b.points, b.payload)
 
@@ -185,8 +186,8 @@ def test_sigkill_mid_stream_loses_nothing_that_put_returned(tmp_path: Path) -> N
     code = textwrap.dedent(
         f"""
         import sys
-        from agent.batch import Batch
-        from agent.spool import Spool
+        from kwatt.agent.batch import Batch
+        from kwatt.agent.spool import Spool
         sp = Spool({str(tmp_path / "sp")!r}, fsync="never", segment_bytes=65536)
         seq = 0
         while True:

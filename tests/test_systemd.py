@@ -23,7 +23,7 @@ import aiomqtt
 import pytest
 import yaml
 
-from agent.sdnotify import JournalFormatter, Notifier, journal_logging_wanted
+from kwatt.agent.sdnotify import JournalFormatter, Notifier, journal_logging_wanted
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = ("kwatt-agent.service", "kwatt-ingest.service")
@@ -239,7 +239,7 @@ def start(argv: list[str], notify: str, tmp_path: Path) -> subprocess.Popen[str]
     env.pop("WATCHDOG_PID", None)
     with (tmp_path / "stderr.log").open("w") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", *argv],
+            [sys.executable, "-m", "kwatt.cli", *argv],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -17,10 +17,10 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from agent import lineproto
-from agent.config import MqttConfig, agent_config_from
-from agent.runtime import Agent
-from agent.top import (
+from kwatt.agent.config import agent_config_from
+from kwatt.agent.runtime import Agent
+from kwatt.emulators.node import EmulatedNode
+from kwatt.live.top import (
     TopState,
     ViewOptions,
     follow,
@@ -29,7 +29,8 @@ from agent.top import (
     subscriptions,
     summarize,
 )
-from emulators.node import EmulatedNode
+from kwatt.wire import lineproto
+from kwatt.wire.settings import MqttConfig
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = time.time_ns()
@@ -227,7 +228,7 @@ def test_summary_of_an_offline_node_has_no_figures() -> None:
 async def running_node(
     broker: str, site: str, node: str, root: Path, devices: int
 ) -> AsyncIterator[tuple[EmulatedNode, asyncio.Event, asyncio.Task[object]]]:
-    import collectors
+    from kwatt import collectors
 
     emu = EmulatedNode(root, devices=devices, seed=hash(node) % 1000, serving_port=0)
     await emu.start()
@@ -366,7 +367,7 @@ def test_cli_says_clearly_when_the_broker_cannot_be_reached() -> None:
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "kwatt.cli",
             "top",
             "--once",
             "--duration",
@@ -405,7 +406,7 @@ def test_cli_once_prints_the_fleet(mosquitto, tmp_path) -> None:
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "kwatt.cli",
             "top",
             "--once",
             "--duration",

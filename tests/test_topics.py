@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import topics
-from agent.model import validate_tag_value
-from agent.topics import (
+from kwatt.wire import topics
+from kwatt.wire.model import validate_tag_value
+from kwatt.wire.topics import (
     KINDS,
     MAX_SEGMENT,
     PREFIX,

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors import serving
-from collectors.base import CollectorError
-from collectors.serving import Config, parse_exposition, snapshot
-from emulators.node import Node, NodeOptions, agent_config, parse_devices
-from emulators.serving import TRITON_MAX_BATCH, MetricsServer, TritonEnsemble, TritonModel
+from kwatt.collectors import serving
+from kwatt.collectors.base import CollectorError
+from kwatt.collectors.serving import Config, parse_exposition, snapshot
+from kwatt.emulators.node import Node, NodeOptions, agent_config, parse_devices
+from kwatt.emulators.serving import TRITON_MAX_BATCH, MetricsServer, TritonEnsemble, TritonModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "serving"
 

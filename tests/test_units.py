@@ -1,4 +1,4 @@
-"""Every vendor-unit conversion of agent/units.py, with the vendor's own spellings."""
+"""Every vendor-unit conversion of wire/units.py, with the vendor's own spellings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agent import units
+from kwatt.wire import units
 
 
 @pytest.mark.parametrize(

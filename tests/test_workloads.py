@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulators.workloads import (
+from kwatt.emulators.workloads import (
     PROFILES,
     SERVICES,
     WORKLOADS,

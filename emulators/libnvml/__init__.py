@@ -6,7 +6,7 @@ The library is compiled with the system C compiler (``$CC``, else ``cc``) agains
 points (``_v2``, ``_v3``) are NVIDIA's. It is built once per source/header/compiler hash into a cache
 (``$KWATT_CACHE_DIR``, else ``$XDG_CACHE_HOME/kwatt``, else ``~/.cache/kwatt``) and copied into each
 node's state directory, ``ROOT/.kwatt-emulator/nvml/``, next to the ``state`` file that
-:mod:`emulators.nvidia` rewrites at every step. The library finds its state through
+:mod:`kwatt.emulators.nvidia` rewrites at every step. The library finds its state through
 ``$KWATT_NVML_STATE`` or, without it, as ``state`` beside itself, so a process started with
 ``LD_LIBRARY_PATH=ROOT/.kwatt-emulator/nvml`` sees that node through the real nvidia-ml-py
 (``pynvml`` loads ``libnvidia-ml.so.1`` with ``ctypes.CDLL``, which searches ``LD_LIBRARY_PATH``;

@@ -1,7 +1,7 @@
 """What the emulated DCMI executables share: arguments, the snapshot, and the tool faults.
 
-Both tools read ``ROOT/.kwatt-emulator/state.json`` (:func:`emulators.state.read_snapshot`) and the
-BMC statistics next to it (:mod:`emulators.bmc`), and honour ``Snapshot.faults_for(tool)``:
+Both tools read ``ROOT/.kwatt-emulator/state.json`` (:func:`kwatt.emulators.state.read_snapshot`) and the
+BMC statistics next to it (:mod:`kwatt.emulators.bmc`), and honour ``Snapshot.faults_for(tool)``:
 ``hang_s`` sleeps before answering, ``garbage`` prints random bytes instead of the text, ``truncate``
 prints the first half of the text, ``exit_code`` is the exit status (after printing).
 """
@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from emulators.bmc import PowerStats, read_stats
-from emulators.state import read_snapshot
+from kwatt.emulators.bmc import PowerStats, read_stats
+from kwatt.emulators.state import read_snapshot
 
 __all__ = ["FREEIPMI_ERROR", "TOOL_ERROR", "run_dcmi"]
 

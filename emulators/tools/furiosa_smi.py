@@ -43,10 +43,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators.executables import faulty_output, split_root
-from emulators.faults import Fault, send
-from emulators.furiosa_surface import TOOL, VENDOR, era, firmware_for, read_config
-from emulators.state import DeviceState, Snapshot, read_snapshot
+from kwatt.emulators.executables import faulty_output, split_root
+from kwatt.emulators.faults import Fault, send
+from kwatt.emulators.furiosa_surface import TOOL, VENDOR, era, firmware_for, read_config
+from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot
 
 __all__ = ["NpuView", "Process", "main", "render", "render_table", "views"]
 
@@ -425,7 +425,9 @@ def set_governor(root: Path, argv: Sequence[str], npus: Sequence[NpuView]) -> st
 def main(argv: Sequence[str] | None = None) -> int:
     root, own = split_root(list(sys.argv[1:] if argv is None else argv))
     if root is None:
-        print("usage: python -m emulators.tools.furiosa_smi --root ROOT [furiosa-smi arguments]")
+        print(
+            "usage: python -m kwatt.emulators.tools.furiosa_smi --root ROOT [furiosa-smi arguments]"
+        )
         return 2
     try:
         snap = read_snapshot(root)

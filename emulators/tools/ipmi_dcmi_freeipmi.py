@@ -7,7 +7,7 @@ timestamp as ``%m/%d/%Y - %H:%M:%S`` (UTC here), the statistics period in millis
 are ``Snapshot.faults_for("ipmi-dcmi")``; no snapshot prints FreeIPMI's "could not find inband
 device", exit status 1.
 
-Run as ``python -m emulators.tools.ipmi_dcmi_freeipmi --root ROOT --get-system-power-statistics``;
+Run as ``python -m kwatt.emulators.tools.ipmi_dcmi_freeipmi --root ROOT --get-system-power-statistics``;
 the node installs it as ``ROOT/bin/ipmi-dcmi``.
 """
 
@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from emulators.bmc import PowerStats
-from emulators.tools._dcmi import FREEIPMI_ERROR, run_dcmi
+from kwatt.emulators.bmc import PowerStats
+from kwatt.emulators.tools._dcmi import FREEIPMI_ERROR, run_dcmi
 
 __all__ = ["TOOL", "main", "render"]
 

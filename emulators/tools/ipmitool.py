@@ -16,7 +16,7 @@ Layouts of real BMCs (``KWATT_IPMITOOL_LAYOUT``, default ``classic``; tests/fixt
 - ``openbmc``: OpenBMC answers valid watts with the state ``deactivated``, the epoch as timestamp
   and a 0 s period, minimum/maximum/average equal to the instantaneous reading.
 
-Run as ``python -m emulators.tools.ipmitool --root ROOT dcmi power reading``.
+Run as ``python -m kwatt.emulators.tools.ipmitool --root ROOT dcmi power reading``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from emulators.bmc import PowerStats
-from emulators.tools._dcmi import TOOL_ERROR, run_dcmi
+from kwatt.emulators.bmc import PowerStats
+from kwatt.emulators.tools._dcmi import TOOL_ERROR, run_dcmi
 
 __all__ = ["LAYOUTS", "LAYOUT_ENV", "TOOL", "main", "render"]
 

@@ -1,7 +1,7 @@
 """Emulated ``nvidia-smi``: the node's NVIDIA devices in the real tool's CSV and XML formats.
 
-``python -m emulators.tools.nvidia_smi --root ROOT [nvidia-smi arguments]`` reads the node's snapshot
-(:func:`emulators.nvidia.load_view`) and prints what the real tool prints for it:
+``python -m kwatt.emulators.tools.nvidia_smi --root ROOT [nvidia-smi arguments]`` reads the node's snapshot
+(:func:`kwatt.emulators.nvidia.load_view`) and prints what the real tool prints for it:
 
 - ``--query-gpu=FIELD[,FIELD...] --format=csv[,noheader][,nounits]`` (reference/device-interfaces.md
   §4.2): a header of the field names as asked, with the unit in brackets (``power.draw [W]``,
@@ -25,18 +25,18 @@ The driver version comes from the node (``SurfaceContext.tool_versions["nvidia-s
 random bytes, ``truncate`` prints the first half, ``exit_code`` exits with that status after printing.
 Device faults: a field in ``na_fields`` prints ``[N/A]`` (CSV) / ``N/A`` (XML), one in ``nan_fields``
 prints ``nan``; vanished devices are not listed; stuck ones repeat what they showed
-(:mod:`emulators.nvidia`). No node under ``--root``: the real tool's "couldn't communicate with the
+(:mod:`kwatt.emulators.nvidia`). No node under ``--root``: the real tool's "couldn't communicate with the
 NVIDIA driver" message and exit status 9.
 
 Values not in the device state are derived (assumptions, documented here): ``P0`` when the device is
-busy (util > 1 %), ``P8`` idle; memory-controller utilization = ``emulators.nvidia.MEM_UTIL_SHARE`` x
+busy (util > 1 %), ``P8`` idle; memory-controller utilization = ``kwatt.emulators.nvidia.MEM_UTIL_SHARE`` x
 GPU utilization; video clock = the board's ratio x graphics clock; pre-Volta boards (no energy
 counter) have no ``power.draw.instant`` (``[Not Supported]``); reserved framebuffer 0 MiB; no fan
 (passive datacenter boards: ``[N/A]``); memory temperature not modelled (``[N/A]``); no processes.
 Power (§4.1, §4.4): ``power.draw`` is the 1-s average on Ampere (except GA100) and newer boards and
 the instantaneous power on GA100 and older; ``power.draw.average`` / ``average_power_draw`` is the
 1-s average and ``power.draw.instant`` / ``instant_power_draw`` the instantaneous power on every
-board (the average comes from :class:`emulators.nvidia.NvidiaSurface`, which follows the energy).
+board (the average comes from :class:`kwatt.emulators.nvidia.NvidiaSurface`, which follows the energy).
 Header names echo the
 field as asked (``clocks.sm [MHz]``), an unconfirmed detail of the real tool.
 """
@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from xml.sax.saxutils import escape
 
-from emulators.executables import faulty_output, split_root
-from emulators.nvidia import (
+from kwatt.emulators.executables import faulty_output, split_root
+from kwatt.emulators.nvidia import (
     TOOL,
     GpuView,
     NvidiaModel,
@@ -66,8 +66,8 @@ from emulators.nvidia import (
     pstate,
     reasons_mask,
 )
-from emulators.nvidia import nvml_bus_id as bus_id_of
-from emulators.state import DeviceState, ToolFaults
+from kwatt.emulators.nvidia import nvml_bus_id as bus_id_of
+from kwatt.emulators.state import DeviceState, ToolFaults
 
 __all__ = [
     "FIELDS",
@@ -524,7 +524,9 @@ def _emit(out: bytes, faults: ToolFaults, seed: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     root, own = split_root(list(sys.argv[1:] if argv is None else argv))
     if root is None:
-        print("usage: python -m emulators.tools.nvidia_smi --root ROOT [nvidia-smi arguments]")
+        print(
+            "usage: python -m kwatt.emulators.tools.nvidia_smi --root ROOT [nvidia-smi arguments]"
+        )
         return 2
     try:
         view = load_view(root)

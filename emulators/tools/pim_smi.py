@@ -1,7 +1,7 @@
 """The emulated ``pim-smi`` executable: an ASSUMED tool for the phase-2/3 PIM devices (see
-:mod:`emulators.pim`; no vendor publishes one).
+:mod:`kwatt.emulators.pim`; no vendor publishes one).
 
-``python -m emulators.tools.pim_smi --root ROOT [--json|-j] [--vendor V]`` prints the node's PIM
+``python -m kwatt.emulators.tools.pim_smi --root ROOT [--json|-j] [--vendor V]`` prints the node's PIM
 devices in the assumed JSON format (``--json``) or as a short summary for people; ``--vendor`` keeps
 one vendor's devices.
 
@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from emulators.executables import faulty_output
-from emulators.pim import PIM_VENDORS, TOOL, load_view, render_json, render_summary
+from kwatt.emulators.executables import faulty_output
+from kwatt.emulators.pim import PIM_VENDORS, TOOL, load_view, render_json, render_summary
 
 __all__ = ["main"]
 

@@ -1,10 +1,10 @@
 """The emulated ``rbln-smi`` / ``rbln-stat`` executable (reference/device-interfaces.md §2.1).
 
-``python -m emulators.tools.rbln_smi --root ROOT [--prog rbln-stat] [-j] [-g]`` prints what the real
+``python -m kwatt.emulators.tools.rbln_smi --root ROOT [--prog rbln-stat] [-j] [-g]`` prints what the real
 tool prints for the node under ``ROOT``: the text tables without options, the JSON document with
 ``-j``/``--json`` (``-g``/``--group`` adds ``group_id``). The SDK version imitated is the surface's
 (``ROOT/.kwatt-emulator/rebellions.json``) unless ``KWATT_RBLN_SDK`` names another one (see
-:mod:`emulators.rebellions`).
+:mod:`kwatt.emulators.rebellions`).
 
 Tool faults (``Snapshot.tool_faults`` under the invoked name; ``rbln-stat`` falls back to the entry of
 ``rbln-smi``): ``hang_s`` sleeps before answering, ``garbage`` prints random bytes instead,
@@ -19,9 +19,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from emulators.executables import faulty_output
-from emulators.rebellions import TOOL, TOOL_LEGACY, load_view, render_json, render_text
-from emulators.state import Snapshot, ToolFaults
+from kwatt.emulators.executables import faulty_output
+from kwatt.emulators.rebellions import TOOL, TOOL_LEGACY, load_view, render_json, render_text
+from kwatt.emulators.state import Snapshot, ToolFaults
 
 __all__ = ["main"]
 

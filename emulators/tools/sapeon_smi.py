@@ -1,6 +1,6 @@
-"""The emulated ``sapeon-smi`` executable: an ASSUMED tool (see :mod:`emulators.sapeon`).
+"""The emulated ``sapeon-smi`` executable: an ASSUMED tool (see :mod:`kwatt.emulators.sapeon`).
 
-``python -m emulators.tools.sapeon_smi --root ROOT [--json|-j]`` prints the node's Sapeon devices in
+``python -m kwatt.emulators.tools.sapeon_smi --root ROOT [--json|-j]`` prints the node's Sapeon devices in
 the assumed JSON format (``--json``) or as a short summary for people. reference/device-interfaces.md
 §3: Sapeon publishes no monitoring tool; this one is invented and labelled so (``schema``).
 
@@ -17,8 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from emulators.executables import faulty_output
-from emulators.sapeon import TOOL, load_view, render_json, render_summary
+from kwatt.emulators.executables import faulty_output
+from kwatt.emulators.sapeon import TOOL, load_view, render_json, render_summary
 
 __all__ = ["main"]
 

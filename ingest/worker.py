@@ -33,12 +33,12 @@ from pathlib import Path
 
 import aiomqtt
 
-from agent import lineproto, topics
-from agent.config import IngestConfig
-from agent.influx import InfluxRejected, InfluxUnavailable, Writer, make_writer
-from agent.model import Measurement, Sample
-from agent.mqtt import Backoff, make_client
-from agent.seqtrack import SeqTracker
+from kwatt.ingest.config import IngestConfig
+from kwatt.ingest.seqtrack import SeqTracker
+from kwatt.wire import lineproto, topics
+from kwatt.wire.influx import InfluxRejected, InfluxUnavailable, Writer, make_writer
+from kwatt.wire.model import Measurement, Sample
+from kwatt.wire.mqtt import Backoff, make_client
 
 __all__ = ["ClockOffsets", "DeadLetters", "Ingest", "IngestStats"]
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.config import InfluxConfig
+from kwatt.wire.settings import InfluxConfig
 
 __all__ = [
     "InfluxError",

@@ -415,7 +415,7 @@ class Mosquitto(_Service):
 
     def _write_config(self) -> None:
         lines = [
-            "# written by agent/services.py; regenerated at every start",
+            "# written by demo/services.py; regenerated at every start",
             "per_listener_settings false",
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
@@ -539,7 +539,7 @@ class Influxd(_Service):
             return json.dumps(str(s))  # a JSON string is a valid TOML basic string
 
         self.conf_path.write_text(
-            f"""# written by agent/services.py; regenerated at every start
+            f"""# written by demo/services.py; regenerated at every start
 reporting-enabled = false
 bind-address = {q(f"{self.host}:{self.rpc_port}")}
 

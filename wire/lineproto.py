@@ -1,11 +1,11 @@
 """InfluxDB line protocol: kwatt's single wire format (DESIGN §1 and §4).
 
-Encoding (agent side): :func:`encode` turns :class:`~agent.model.Sample` objects into line
+Encoding (agent side): :func:`encode` turns :class:`~kwatt.wire.model.Sample` objects into line
 protocol with hand-written f-strings: byte for byte what ``influxdb_client.Point`` writes for the
 same data, several times faster (reference/infrastructure.md §5). Tags are sorted by key, fields
 by name; floats are written as Point writes them (``repr`` minus a trailing ``.0``), integers with
 the ``i`` suffix, timestamps in nanoseconds. Measurement names, tag keys and field names come from
-the fixed tables of :mod:`agent.model` and tag values are validated (DESIGN §4), so nothing needs
+the fixed tables of :mod:`kwatt.wire.model` and tag values are validated (DESIGN §4), so nothing needs
 escaping.
 
 Decoding (ingest side, DESIGN §5): :func:`parse_payload` is a strict parser. It understands the
@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.model import (
+from kwatt.wire.model import (
     BOUNDS,
     FIELDS,
     MEASUREMENTS,
@@ -106,7 +106,7 @@ def encode(samples: Sequence[Sample], *, site: str, node: str) -> bytes:
 
     The agent adds the ``site`` and ``node`` tags here (a collector never sets them); both are
     validated once per call and a ``ValueError`` names the bad one. Samples are trusted: the
-    :class:`~agent.model.Sample` constructor has already validated their tags, field types and
+    :class:`~kwatt.wire.model.Sample` constructor has already validated their tags, field types and
     finiteness. The output is byte-identical to joining the lines of
     ``influxdb_client.Point(...).to_line_protocol()`` with ``\\n`` plus a final ``\\n``; no
     samples give ``b""``.

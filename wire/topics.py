@@ -4,7 +4,7 @@ Every agent publishes under ``kwatt/v1/<site>/<node>/`` to ``metrics`` (line pro
 (retained JSON, also the last will) and ``inventory`` (retained JSON). ``site`` and ``node`` become
 the ``site``/``node`` tags of every point, so a segment must be a legal MQTT topic level *and* a
 legal kwatt tag value: non-empty, at most :data:`MAX_SEGMENT` characters, printable, and free of
-the MQTT wildcards and separator (``+ # /``) and of what :func:`agent.model.validate_tag_value`
+the MQTT wildcards and separator (``+ # /``) and of what :func:`kwatt.wire.model.validate_tag_value`
 refuses.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from agent.model import validate_tag_value
+from kwatt.wire.model import validate_tag_value
 
 __all__ = [
     "KINDS",

@@ -1,4 +1,4 @@
-"""Building aiomqtt clients from :class:`agent.config.MqttConfig`: TLS, credentials, sessions.
+"""Building aiomqtt clients from :class:`kwatt.wire.settings.MqttConfig`: TLS, credentials, sessions.
 
 One place for what every MQTT speaker of kwatt (agent, ingest, live view, demo) needs, so TLS and
 credentials are handled the same everywhere. Secrets are read from files or the environment when a
@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import ConfigError, MqttConfig
+from kwatt.wire.settings import ConfigError, MqttConfig
 
 __all__ = [
     "NOT_AUTHORIZED",

@@ -56,12 +56,12 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
 from rich.text import Text
 
-from agent import lineproto, topics
-from agent.config import MqttConfig, TlsConfig
-from agent.mqtt import Backoff, make_client
-from analytics.clock import offset_warnings
-from analytics.targets import PHASES, Targets, load_targets
-from analytics.termfit import SEP_PLAIN, Cell, Column, plan, records, table
+from kwatt.analytics.clock import offset_warnings
+from kwatt.analytics.targets import PHASES, Targets, load_targets
+from kwatt.analytics.termfit import SEP_PLAIN, Cell, Column, plan, records, table
+from kwatt.wire import lineproto, topics
+from kwatt.wire.mqtt import Backoff, make_client
+from kwatt.wire.settings import MqttConfig, TlsConfig
 
 __all__ = [
     "DeviceView",
@@ -624,7 +624,7 @@ def _phase_rule(
     doc = opts.targets_doc
     if doc is None:
         return None
-    from analytics.work import WorkUnit
+    from kwatt.analytics.work import WorkUnit
 
     workload, _ = doc.workload_for(service, WorkUnit(kind))
     rule = workload.targets.get(opts.phase or doc.default_phase)

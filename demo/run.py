@@ -2,7 +2,7 @@
 
 The default fleet (:data:`DEFAULT_FLEET`) is the phase-1 services on their NPUs, each next to a GPU
 baseline node running the same service; ``--nodes N`` takes the first N node specs cyclically and
-``--devices`` sets the cards per node. Each node is a separate process (``python -m emulators.node
+``--devices`` sets the cards per node. Each node is a separate process (``python -m kwatt.emulators.node
 node``) that owns a root directory (the vendor's sysfs/hwmon trees and tools) and loopback ports (its
 serving runtime's ``/metrics``: furiosa-llm or vLLM for the chatbot, Triton for the vision services),
 and prints the agent config that points every collector at it; the demo keeps the cheap collectors
@@ -10,7 +10,7 @@ and prints the agent config that points every collector at it; the demo keeps th
 ``kwatt ingest`` writes to InfluxDB. At the end the agents are stopped (they flush), the ingest drains,
 and InfluxDB is queried back: ``stored`` must equal ``published``. Then the analytics run on what
 InfluxDB holds (as ``kwatt report`` does) and are compared with the nodes' ground truth
-(:mod:`agent.demo_figures`): per service, work per joule by device class, the ratio to the GPU
+(:mod:`kwatt.demo.figures`): per service, work per joule by device class, the ratio to the GPU
 baseline, the phase-1 verdict and the pipeline's own energy and perf-per-watt error. ``--phase`` runs
 the fleet of another K-Cloud phase (:data:`PHASE_FLEETS`: the phase-2 DRAM-PIM cards or the phase-3
 analog chip, read through their assumed ``pim-smi`` by the generic ``command`` collector) beside GPU
@@ -41,8 +41,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from agent.config import InfluxConfig, MqttConfig, parse_duration
-from agent.demo_figures import (
+from kwatt.demo.figures import (
     FleetFigures,
     TruthError,
     aligned_window,
@@ -50,9 +49,10 @@ from agent.demo_figures import (
     fleet_figures,
     read_truth,
 )
-from agent.influx import InfluxError, InfluxQL
-from agent.services import Influxd, Mosquitto, ServiceError
-from agent.top import TopState, ViewOptions, follow, render
+from kwatt.demo.services import Influxd, Mosquitto, ServiceError
+from kwatt.live.top import TopState, ViewOptions, follow, render
+from kwatt.wire.influx import InfluxError, InfluxQL
+from kwatt.wire.settings import InfluxConfig, MqttConfig, parse_duration
 
 __all__ = [
     "DEFAULT_FLEET",
@@ -507,8 +507,8 @@ def _analyse(
     phase: str | None = None,
 ) -> FleetFigures | None:
     """The analytics on what InfluxDB holds, compared with the nodes' ground truth."""
-    from analytics.load import load_influx
-    from analytics.targets import load_targets
+    from kwatt.analytics.load import load_influx
+    from kwatt.analytics.targets import load_targets
 
     ss = load_influx(
         influx_url,
@@ -607,7 +607,7 @@ def _start_node(
         [
             *_python(),
             "-m",
-            "emulators.node",
+            "kwatt.emulators.node",
             "node",
             "--devices",
             f"{spec.model}:{args.devices}",
@@ -699,7 +699,7 @@ def _run(
         [
             *_python(),
             "-m",
-            "agent.cli",
+            "kwatt.cli",
             "ingest",
             "--config",
             str(ingest_yaml),
@@ -755,7 +755,7 @@ def _run(
             [
                 *_python(),
                 "-m",
-                "agent.cli",
+                "kwatt.cli",
                 "agent",
                 "--config",
                 str(cfg_path),
@@ -840,7 +840,7 @@ def _run(
         kill_doc[node] = acc
     power, requests = _fleet_figures(q, args.site, since_ns)
     q.close()
-    from analytics.load import LoadError
+    from kwatt.analytics.load import LoadError
 
     try:
         figures = _analyse(

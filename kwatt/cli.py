@@ -15,12 +15,13 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agent import __version__
+from kwatt import __version__
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig, IngestConfig
-    from agent.ingest import IngestStats
-    from agent.runtime import AgentStats
+    from kwatt.agent.config import AgentConfig
+    from kwatt.agent.runtime import AgentStats
+    from kwatt.ingest.config import IngestConfig
+    from kwatt.ingest.worker import IngestStats
 
 log = logging.getLogger("kwatt")
 
@@ -31,7 +32,7 @@ R = TypeVar("R")
 def _setup_logging(level: str) -> None:
     """Log to stderr: ``<priority>LEVEL component: message`` under systemd (journald stamps the
     time), ``time LEVEL component: message`` in a terminal."""
-    from agent.sdnotify import JournalFormatter, journal_logging_wanted
+    from kwatt.agent.sdnotify import JournalFormatter, journal_logging_wanted
 
     handler = logging.StreamHandler(sys.stderr)
     if journal_logging_wanted():
@@ -63,7 +64,7 @@ def _write_json(path: str | None, doc: object) -> None:
 async def _watchdog(interval_s: float, stop: asyncio.Event) -> None:
     """``WATCHDOG=1`` every ``interval_s`` while the event loop runs (a hung loop stops the pings
     and systemd restarts the service)."""
-    from agent.sdnotify import Notifier
+    from kwatt.agent.sdnotify import Notifier
 
     notifier = Notifier()
     try:
@@ -93,7 +94,7 @@ async def _serve(
     the current run (it flushes) and starts a new one (RELOADING=1, then READY=1).
     ``on_result`` sees the result of every finished run.
     """
-    from agent.sdnotify import Notifier
+    from kwatt.agent.sdnotify import Notifier
 
     notifier = Notifier()
     stop, reload = asyncio.Event(), asyncio.Event()
@@ -173,8 +174,8 @@ def _sum_stats(total: dict[str, object], run: dict[str, object]) -> dict[str, ob
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.config import load_agent_config
-    from agent.runtime import Agent, MemoryOutbox
+    from kwatt.agent.config import load_agent_config
+    from kwatt.agent.runtime import Agent, MemoryOutbox
 
     cfg = load_agent_config(args.config)
     _setup_logging(args.log_level or cfg.log_level)
@@ -187,7 +188,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     totals: dict[str, object] = {}
 
     def prepare(c: AgentConfig) -> Callable[[asyncio.Event], Coroutine[Any, Any, AgentStats]]:
-        import collectors
+        from kwatt import collectors
 
         built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in c.collectors]
 
@@ -225,8 +226,8 @@ def _agent_once(config_path: str, cfg: AgentConfig) -> int:
     """``kwatt agent --once``: poll every collector once and print the line protocol the agent
     would publish (its ``agent`` points included) to stdout; no broker, no spool. Exit 0 when every
     collector succeeded, 1 when one failed, 2 when the config names no collector."""
-    import collectors
-    from agent.runtime import Agent, MemoryOutbox
+    from kwatt import collectors
+    from kwatt.agent.runtime import Agent, MemoryOutbox
 
     if not cfg.collectors:
         print(
@@ -269,8 +270,8 @@ def _agent_once(config_path: str, cfg: AgentConfig) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from agent.config import load_ingest_config
-    from agent.ingest import Ingest
+    from kwatt.ingest.config import load_ingest_config
+    from kwatt.ingest.worker import Ingest
 
     cfg = load_ingest_config(args.config)
     _setup_logging(args.log_level or cfg.log_level)
@@ -315,13 +316,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
+    from kwatt.demo.run import run_demo
 
     return run_demo(args)
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from agent import top
+    from kwatt.live import top
 
     return top.run(args)
 
@@ -329,7 +330,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 def cmd_emulate(args: argparse.Namespace) -> int:
     """``kwatt emulate node|fleet|fault …`` (emulators/node.py); the printed agent config keeps only
     the collectors this agent has and whose options validate."""
-    from emulators.node import main as emulate_main
+    from kwatt.emulators.node import main as emulate_main
 
     if not args.emulator_args or args.emulator_args[0] in ("-h", "--help"):
         print(
@@ -345,8 +346,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def _emulator_collector_check(entry: Mapping[str, object]) -> str | None:
-    import collectors
-    from agent.config import ConfigError, agent_config_from
+    from kwatt import collectors
+    from kwatt.agent.config import agent_config_from
+    from kwatt.wire.settings import ConfigError
 
     if entry.get("type") not in collectors.REGISTRY:
         return "no such collector in this agent (collectors.REGISTRY)"
@@ -460,13 +462,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "utilization, power, temperature, clock, throttling, throughput and work per joule.",
     )
     if wanted("top"):
-        from agent import top as _top
+        from kwatt.live import top as _top
 
         _top.configure_parser(t)
     t.set_defaults(func=cmd_top)
 
     def cmd_report(args: argparse.Namespace) -> int:
-        from analytics import report
+        from kwatt.analytics import report
 
         return report.run(args)
 
@@ -477,13 +479,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "against targets.yaml; as a terminal table, Markdown, self-contained HTML or JSON.",
     )
     if wanted("report") or wanted("analyze"):
-        from analytics import report as _report
+        from kwatt.analytics import report as _report
     if wanted("report"):
         _report.configure_parser(r)
     r.set_defaults(func=cmd_report)
 
     def cmd_analyze(args: argparse.Namespace) -> int:
-        from analytics import report
+        from kwatt.analytics import report
 
         return report.run_analyze(args)
 
@@ -498,7 +500,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     an.set_defaults(func=cmd_analyze)
 
     def cmd_doctor(args: argparse.Namespace) -> int:
-        from agent import doctor
+        from kwatt.agent import doctor
 
         return doctor.run(args)
 
@@ -510,7 +512,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "config of exactly the collectors that worked.",
     )
     if wanted("doctor"):
-        from agent import doctor as _doctor
+        from kwatt.agent import doctor as _doctor
 
         _doctor.configure_parser(dr)
     dr.set_defaults(func=cmd_doctor)
@@ -535,8 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_emulate(argparse.Namespace(emulator_args=argv[1:]))
     first = argv[0] if argv and not argv[0].startswith("-") else None
     args = build_parser(first).parse_args(argv)
-    from agent.config import ConfigError
-    from agent.spool import SpoolError
+    from kwatt.agent.spool import SpoolError
+    from kwatt.wire.settings import ConfigError
 
     try:
         rc: int = args.func(args)
