@@ -31,7 +31,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from kwatt.agent.config import AgentConfig, CollectorEntry
 from kwatt.agent.spool import Spool
 from kwatt.collectors.base import Collector, CollectorError
 from kwatt.wire import lineproto, topics
+from kwatt.wire.documents import OfflineCause, State, Status, encode_inventory, encode_status
 from kwatt.wire.model import DeviceInfo, Sample, drop_implausible
 from kwatt.wire.mqtt import (
     NO_MATCHING_SUBSCRIBERS,
@@ -436,20 +436,15 @@ class Agent:
 
     # ------------------------------------------------------------------ publishing
 
-    def _status(self, state: str, cause: str | None = None) -> bytes:
+    def _status(self, state: State, cause: OfflineCause | None = None) -> bytes:
         """The retained status (DESIGN §4). ``offline`` carries its ``cause``: ``lost`` (the last
         will: the broker saw the connection die without a DISCONNECT, i.e. a dead agent, host or
         network) or ``stopped`` (a clean shutdown). ``online`` with an old ``since`` and no recent
         metrics is an idle or stuck agent, not a dead one (docs/delivery.md)."""
-        doc: dict[str, object] = {"state": state, "agent": __version__, "since": self._started_ns}
-        if cause is not None:
-            doc["cause"] = cause
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return encode_status(Status(state, __version__, self._started_ns, cause))
 
     def _inventory_payload(self) -> bytes:
-        return json.dumps(
-            [dataclasses.asdict(d) for d in self._inventory], separators=(",", ":")
-        ).encode()
+        return encode_inventory(self._inventory)
 
     async def _publish_loop(self, done: asyncio.Event) -> None:
         cfg = self.config.mqtt
