@@ -5,7 +5,8 @@
   otherwise a reset, and that interval is left out (its energy is unknown). A delta whose implied power
   is implausible (more than ``SPIKE_FACTOR`` times the median) is left out as well.
 * **Power** (``power_w``): the trapezoid rule over the samples (the rule MLPerf Power's
-  ``avg_power`` approximates with 1 Hz samples: prior-art §6).
+  ``avg_power`` approximates with 1 Hz samples: mlcommons/inference
+  tools/submission/submission_checker/checks/power_check.py).
 
 Both: an interval longer than ``gap_factor`` × the median sampling interval is a *gap* and is never
 bridged; the time it spans is not covered. An interval that straddles a window edge contributes its

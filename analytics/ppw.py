@@ -1,6 +1,7 @@
 """Perf-per-watt over aligned windows, per device, node, service, device class and fleet (DESIGN §6).
 
-Method (MLPerf Power style, reference/prior-art.md §6):
+Method (MLPerf Power style: mlcommons/inference_policies power_measurement.adoc and
+mlcommons/power-dev):
 
 * One analysis window ``[start, end]`` (the requested range clipped to the data), shorter windows of
   ``window_s`` inside it for the charts. A window shorter than ``min_window_s`` gets no verdict.
@@ -63,7 +64,8 @@ class Level(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Options:
     gap_factor: float = DEFAULT_GAP_FACTOR
-    #: MLPerf Power's client/server timestamp tolerance (prior-art §6: TIME_DELTA_TOLERANCE 800 ms)
+    #: MLPerf Power's client/server timestamp tolerance (mlcommons/power-dev compliance/check.py:
+    #: TIME_DELTA_TOLERANCE 800 ms)
     max_skew_s: float = 0.8
     min_window_s: float = 60.0
     #: Chart windows; 0 = choose about 30 windows over the range (never below min_window_s / 2).

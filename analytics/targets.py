@@ -1,4 +1,4 @@
-"""Targets: the shipped ``targets.yaml`` (from reference/targets.md §4), a user override, typed.
+"""Targets: the shipped ``targets.yaml`` (from docs/targets.md §4), a user override, typed.
 
 :func:`load_targets` reads the default file, merges the user's file over it key by key (mappings
 merge, lists and scalars replace) and validates the result into frozen dataclasses. Every number must

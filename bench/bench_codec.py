@@ -5,7 +5,8 @@ Usage: ``python bench/bench_codec.py [--points 200000] [--batch 2000] [--repeat 
 The data is ``accel`` samples with 8 fields (DESIGN §3 device fields) from 8 devices, encoded in
 agent-sized batches (``publish.max_batch_points``, default 2000) and parsed one batch per payload
 as the ingest sees them. Figures are points/s, best of ``--repeat`` runs. It prints; it never
-asserts (DESIGN §2: benchmarks print figures). Compare with reference/infrastructure.md §5.
+asserts (DESIGN §2: benchmarks print figures); its figures are in BENCHMARKS.md (Encoder and
+parser).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Builds a node root with the real surfaces (2 ATOM, one ATOM-Max card = 4 dies, o
 X220-compact and one X330) and times, per poll (median and p90 over ``--polls``, wall clock):
 
 - rebellions ``collect()`` with ``rbln-smi -j`` and with the text table (``-j`` refused);
-- reading every ``/sys/class/rebellions/rbln*/status`` (what sysfs offers: no power, §2.0);
+- reading every ``/sys/class/rebellions/rbln*/status`` (what sysfs offers: no power,
+  docs/device-interfaces.md §2.0);
 - sapeon ``collect()`` through ``sapeon-smi --json`` and through hwmon (tool absent).
 
 The emulated executables are Python scripts, so a spawn costs a Python start-up; a vendor's native

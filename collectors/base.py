@@ -2,7 +2,8 @@
 
 A collector module holds a frozen ``Config`` dataclass (its options, validated from YAML by the agent's
 config loader by introspection) and a class implementing :class:`Collector`. Its parsing is a pure
-function of the raw bytes/text, separate from the I/O that fetched them (reference/style.md §2.4).
+function of the raw bytes/text, separate from the I/O that fetched them (as node_exporter's and
+Telegraf's parsers are tested on fixture files: prometheus/node_exporter, influxdata/telegraf).
 Collectors import only ``kwatt.wire.model`` and ``kwatt.wire.units`` from kwatt (DESIGN §2).
 """
 

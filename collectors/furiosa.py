@@ -1,7 +1,7 @@
 """FuriosaAI Warboy and RNGD cards: kernel sysfs + hwmon first, then the ``furiosa_smi`` Python
 binding, then the ``furiosa-smi`` tool.
 
-Sources (reference/device-interfaces.md §1.1, §1.3), chosen by ``Config.source``:
+Sources (docs/device-interfaces.md §1.1, §1.3), chosen by ``Config.source``:
 
 ``sysfs`` — under the configured ``root``, in the formats FuriosaAI's own library reads (furiosa-smi
 2026.4.0 and furiosa-smi-py 2026.1.2 run over an emulated tree: docs/emulators.md, "FuriosaAI: what

@@ -28,7 +28,8 @@ __all__ = [
 
 VENDOR = "nvidia"
 
-#: Clock event reasons that are a slowdown (pynvml nvmlClocksEventReason*, reference §4.1):
+#: Clock event reasons that are a slowdown (pynvml nvmlClocksEventReason*;
+#: docs/device-interfaces.md §4.1):
 #: SwPowerCap 0x4, HwSlowdown 0x8, SwThermalSlowdown 0x20, HwThermalSlowdown 0x40,
 #: HwPowerBrakeSlowdown 0x80. GpuIdle, application/display clock settings and sync boost are not.
 THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80

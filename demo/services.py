@@ -15,7 +15,8 @@ context manager (also usable through explicit ``start()`` / ``stop()``) that
   idempotent, and an ``atexit`` hook stops whatever is still running when the interpreter exits.
 
 Only the standard library is used, so the helpers here cannot mask a bug in the product's own
-InfluxDB or MQTT code. Configurations and traps: ``reference/infrastructure.md`` §1, §3, §5, §6.
+InfluxDB or MQTT code. Configuration keys: mosquitto.conf(5)
+(mosquitto.org/man/mosquitto-conf-5.html) and InfluxDB 1.x's configuration reference (docs.influxdata.com/influxdb/v1/administration/config/).
 """
 
 from __future__ import annotations
@@ -379,7 +380,7 @@ class Mosquitto(_Service):
 
     QoS 1/2 messages are never dropped for a lagging subscriber: ``max_queued_messages 0`` lifts the
     default 1000-message per-client queue limit, past which Mosquitto drops messages it already
-    PUBACKed to the publisher (infrastructure.md §5). ``max_inflight_messages`` only sizes the
+    PUBACKed to the publisher (mosquitto.conf(5)). ``max_inflight_messages`` only sizes the
     window of unacknowledged messages in flight to one client (messages beyond it wait in that
     queue, they are not dropped); it is set to 0 (no maximum) as in the measured configuration,
     with MQTT 5 clients bounding it by their Receive Maximum.
@@ -504,10 +505,10 @@ def _quote_ident(name: str) -> str:
 class Influxd(_Service):
     """A private InfluxDB 1.x (Debian's ``influxd`` 1.6.7) on ``127.0.0.1:<free port>``.
 
-    Config per infrastructure.md §1: no phoning home, RPC/backup port moved off 8088 to another
-    free loopback port, meta/data/wal under the state dir, unlimited body size, no ``_internal``
-    monitor database, log level warn. ``INFLUXDB_*`` variables are removed from the child's
-    environment, since they would override the file.
+    Config (InfluxDB 1.x configuration reference): no phoning home, RPC/backup port moved off 8088
+    to another free loopback port, meta/data/wal under the state dir, unlimited body size, no
+    ``_internal`` monitor database, log level warn. ``INFLUXDB_*`` variables are removed from the
+    child's environment, since they would override the file.
     """
 
     binary_name = "influxd"
@@ -622,7 +623,8 @@ bind-address = {q(f"{self.host}:{self.rpc_port}")}
     def write(self, db: str, lines: str | bytes, *, precision: str = "ns") -> None:
         """``POST /write`` line protocol. ``precision``: ns, u (or us), ms, s.
 
-        influxd 1.6 silently treats ``precision=us`` as nanoseconds (infrastructure.md §1), so
+        influxd 1.6 silently treats ``precision=us`` as nanoseconds (its v1 ``/write`` API documents
+        ``n``, ``u``, ``ms``, ``s``, ``m``, ``h``: docs.influxdata.com/influxdb/v1/tools/api/), so
         ``us`` is sent as ``u``.
         """
         wire = {"ns": "n", "n": "n", "u": "u", "us": "u", "ms": "ms", "s": "s"}.get(precision)

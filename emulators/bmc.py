@@ -1,6 +1,6 @@
 """The emulated BMC's power statistics, shared by its IPMI DCMI executables and its Redfish service.
 
-A BMC answers DCMI Get Power Reading (reference/device-interfaces.md §5.3) and Redfish
+A BMC answers DCMI Get Power Reading (docs/device-interfaces.md §5.3) and Redfish
 ``PowerMetrics`` (§5.4) with the current reading plus minimum, maximum and average over a statistics
 period. The node's host surface keeps those over the period since the node started (the average is
 the exact mean: true system energy / elapsed time) and writes them to

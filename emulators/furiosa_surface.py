@@ -50,7 +50,8 @@ VENDOR = "furiosa"
 TOOL = "furiosa-smi"
 DEFAULT_TOOL_VERSION = "2026.3.0"
 
-#: Firmware (and PERT) strings each furiosa-smi docs version shows (reference §1.1 column table).
+#: Firmware (and PERT) strings each furiosa-smi docs version shows (docs/device-interfaces.md §1.1
+#: column table).
 _FIRMWARE = {
     "2024": ("0.0.15+af1daaa", None),
     "2025a": ("0.0.21+d6cada3", None),
@@ -60,7 +61,8 @@ _FIRMWARE = {
 
 
 def era(version: str) -> str:
-    """The output dialect of a furiosa-smi version (reference §1.1 'Column evolution')."""
+    """The output dialect of a furiosa-smi version (docs/device-interfaces.md §1.1, 'Column
+    evolution')."""
     parts = version.split(".")
     try:
         year, minor = int(parts[0]), int(parts[1])

@@ -2,7 +2,7 @@
 
 Rendered from ``Snapshot.host`` (:class:`~kwatt.emulators.state.HostState`) at every step:
 
-* **RAPL** (reference/device-interfaces.md §5.1): ``sys/devices/virtual/powercap/intel-rapl/
+* **RAPL** (docs/device-interfaces.md §5.1): ``sys/devices/virtual/powercap/intel-rapl/
   intel-rapl:N`` per CPU package (``name`` ``package-N``) with a ``intel-rapl:N:0`` subzone ``dram``
   where the host has DRAM energy, linked from ``sys/class/powercap/`` as on a real host (plain
   directories with ``symlinks=False``: ``sys/class/powercap/intel-rapl:N/intel-rapl:N:0``). Each

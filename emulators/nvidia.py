@@ -1,7 +1,7 @@
 """NVIDIA driver surface of an emulated node: the ``nvidia-smi`` executable and ``libnvidia-ml.so.1``.
 
 Two surfaces render the node's :class:`~kwatt.emulators.state.DeviceState` of every ``vendor == "nvidia"``
-device (reference/device-interfaces.md §4.4):
+device (docs/device-interfaces.md §4.4):
 
 - ``ROOT/bin/nvidia-smi``: a script that runs :mod:`kwatt.emulators.tools.nvidia_smi` on ``ROOT``
   (``--query-gpu`` CSV and ``-q -x`` XML, §4.2), reading the snapshot through :func:`load_view`;
@@ -33,8 +33,9 @@ reading a pipe the surface holds, so it ends with the node) and NVML lists it as
 using the GPU's used memory while that is above 0 (gpustat and nvitop drop PIDs that do not exist).
 
 Per-model facts the device state does not carry live in :data:`MODELS`. Board power (TDP) comes from
-reference §7; product names, PCI device ids, clocks and power-limit ranges are the values the real tools
-print for these boards (public captures and datasheets), **assumed** here, not sourced in the reference.
+docs/device-interfaces.md §7; product names, PCI device ids, clocks and power-limit ranges are the
+values the real tools print for these boards (public captures and datasheets), **assumed** here, not
+sourced in that note.
 CUDA compute capabilities are NVIDIA's table (https://developer.nvidia.com/cuda-gpus).
 ``energy_counter`` follows §4.1: ``nvmlDeviceGetTotalEnergyConsumption`` exists from Volta on, so
 every catalogue GPU (Turing T4 included) has it and only the pre-Volta ``p100`` answers
@@ -126,7 +127,7 @@ class NvidiaModel:
     energy_counter: bool  # nvmlDeviceGetTotalEnergyConsumption supported (Volta+, §4.1)
     averaged_power: bool  # GetPowerUsage / power.draw is a 1-s average (Ampere except GA100, newer)
     mig_capable: bool
-    default_power_limit_w: float  # TDP, reference §7
+    default_power_limit_w: float  # TDP, docs/device-interfaces.md §7
     min_power_limit_w: float
     max_power_limit_w: float
     max_graphics_mhz: int

@@ -11,7 +11,7 @@ catalogue; the shapes are modelling choices, documented in docs/emulators.md):
 - power = idle + (TDP − idle) × util × (clock / clock_max)² (dynamic power ∝ f·V², V ∝ f above the
   floor) + Gaussian noise (0.4 % of TDP, seeded);
 - governor: ``performance`` runs at clock_max, ``powersave`` at clock_min (furiosa-smi governor
-  profiles "statically highest/lowest", reference/device-interfaces.md §1.1);
+  profiles "statically highest/lowest", docs/device-interfaces.md §1.1);
 - throttling: at or above ``thermal_throttle_c`` the clock drops to the midpoint of the range
   (``throttle_thermal``); when power would exceed the power limit the clock is lowered until it does
   not (``throttle_power``), never below clock_min (furiosa ``APP_POWER_CAP``, NVML ``SwPowerCap``);
@@ -51,7 +51,8 @@ THERMAL_TAU_S = 20.0
 POWER_NOISE_SHARE = 0.004
 #: Longest backlog kept, in seconds of full capacity; beyond it arrivals are dropped.
 MAX_BACKLOG_S = 30.0
-#: PCI vendor ids (reference §1.0, §2.0; NVIDIA 0x10de) — used to build bus ids deterministically.
+#: PCI vendor ids (docs/device-interfaces.md §1.0, §2.0; NVIDIA 0x10de) — used to build bus ids
+#: deterministically.
 #: The PIM vendors' buses (phase 2/3, assumed like their surfaces) sit in blocks no other vendor uses.
 _FIRST_BUS = {
     "furiosa": 0x03,

@@ -1,7 +1,7 @@
 """Rebellions driver surface of an emulated node: ``rbln-smi``/``rbln-stat`` and the sysfs class.
 
 Renders every ``vendor == "rebellions"`` :class:`~kwatt.emulators.state.DeviceState` the way the RBLN driver
-package shows it (reference/device-interfaces.md §2, checklist §2.5 items 1, 2 and 5):
+package shows it (docs/device-interfaces.md §2, checklist §2.5 items 1, 2 and 5):
 
 - ``ROOT/bin/rbln-smi`` and ``ROOT/bin/rbln-stat`` (the deprecated name, same tool, §2.1): scripts that
   run :mod:`kwatt.emulators.tools.rbln_smi` on ``ROOT``. Without options they print the text table of §2.1,

@@ -1,7 +1,7 @@
 """An emulated BMC Redfish service on 127.0.0.1: chassis ``Power``, ``EnvironmentMetrics`` and
 ``PowerSubsystem``.
 
-Resources (reference/device-interfaces.md §5.4), rendered from the latest :class:`Snapshot`:
+Resources (docs/device-interfaces.md §5.4), rendered from the latest :class:`Snapshot`:
 
 * ``/redfish/v1`` (service root, no authentication, as the Redfish spec requires) and
   ``/redfish/v1/Chassis`` (collection), ``/redfish/v1/Chassis/{id}``;

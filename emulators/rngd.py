@@ -7,7 +7,7 @@ per-PE cycle counters advance at the core clock. Time only moves when :meth:`Rng
 called, so a device is deterministic for a given seed and sequence of step times.
 
 :class:`RngdSysfs` writes the device as the kernel driver exposes it, exactly in the layout of
-reference/device-interfaces.md §1.3 (RNGD) and §1.7 item 1, every file replaced atomically.
+docs/device-interfaces.md §1.3 (RNGD) and §1.7 item 1, every file replaced atomically.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ __all__ = [
     "rngd_static_files",
 ]
 
-# --- published figures (reference/device-interfaces.md) -------------------------------------------
+# --- published figures (docs/device-interfaces.md) -------------------------------------------
 
 #: Processing elements (cores) per RNGD chip (§1.0).
 PE_COUNT = 8
@@ -260,9 +260,9 @@ class RngdDevice:
     def _set_clock_and_power(self) -> None:
         """Clock and power for the current utilization, throttled at the temperature or power limit.
 
-        Power = idle + (TDP − idle) × util^1.2 × clock/nominal: idle and TDP from reference §1.7
-        item 6 (idle ≈ 35–40 W, TDP 150 W); the exponent and the linear clock term are modelling
-        choices.
+        Power = idle + (TDP − idle) × util^1.2 × clock/nominal: idle and TDP from
+        docs/device-interfaces.md §1.7 item 6 (idle ≈ 35–40 W, TDP 150 W); the exponent and the
+        linear clock term are modelling choices.
         """
         reason = 0
         clock = CLOCK_NOMINAL_MHZ
@@ -367,7 +367,7 @@ class SysfsWriter:
 
 
 class RngdSysfs:
-    """The files of one card under ``ROOT/sys`` (reference §1.3, RNGD).
+    """The files of one card under ``ROOT/sys`` (docs/device-interfaces.md §1.3, RNGD).
 
     With ``symlinks`` the real directories live under ``sys/devices/...`` and
     ``sys/class/rngd_mgmt``, ``sys/bus/pci/devices`` and ``sys/class/hwmon`` hold relative symlinks
@@ -441,11 +441,12 @@ def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
 
 # ------------------------------------------------------------------ rendering from a DeviceState
 #
-# The generalized node (kwatt.emulators.node.Node) computes the physics in kwatt.emulators.physics and hands each
-# surface a DeviceState; the functions below render an RNGD from it, in exactly the layout and units
-# of RngdSysfs above (reference §1.3, §1.7 item 1). Per-PE quantities the state does not carry are
-# derived: PE temperatures sit below PEAK by a fixed per-PE offset (the hottest PE = PEAK), and the
-# per-PE busy cycles are integrated by the caller from ``core_util`` (see kwatt.emulators.furiosa_surface).
+# The generalized node (kwatt.emulators.node.Node) computes the physics in kwatt.emulators.physics
+# and hands each surface a DeviceState; the functions below render an RNGD from it, in exactly the
+# layout and units of RngdSysfs above (docs/device-interfaces.md §1.3, §1.7 item 1). Per-PE
+# quantities the state does not carry are derived: PE temperatures sit below PEAK by a fixed per-PE
+# offset (the hottest PE = PEAK), and the per-PE busy cycles are integrated by the caller from
+# ``core_util`` (see kwatt.emulators.furiosa_surface).
 
 
 @dataclass(frozen=True, slots=True)

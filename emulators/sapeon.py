@@ -1,6 +1,6 @@
 """Sapeon driver surface of an emulated node — an **ASSUMED** interface, not a real one.
 
-reference/device-interfaces.md §3: Sapeon (X220, X330) publishes no monitoring CLI, Python API, sysfs
+docs/device-interfaces.md §3: Sapeon (X220, X330) publishes no monitoring CLI, Python API, sysfs
 layout or exporter; every Sapeon telemetry format is UNCONFIRMED. The reference recommends treating
 Sapeon as a device without vendor telemetry and labelling any invented interface as synthetic. This
 module is that invented interface, kept to the generic Linux conventions so that the generic

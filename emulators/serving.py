@@ -6,7 +6,7 @@ device physics exactly. A request's end-to-end latency is prefill + decode time,
 output token grows with load (batching) and shrinks with the clock.
 
 The exposition is Prometheus text format 0.0.4 in the furiosa-llm 2026 naming
-(reference/device-interfaces.md §6.2: ``furiosa_llm_*`` with labels ``model_name`` and ``engine``;
+(docs/device-interfaces.md §6.2: ``furiosa_llm_*`` with labels ``model_name`` and ``engine``;
 histogram buckets as vLLM's request-latency buckets, §6.1), written the way the Python
 ``prometheus_client`` writes it (``_total`` counters with ``_created`` samples, float values).
 """

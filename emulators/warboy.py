@@ -1,6 +1,6 @@
 """FuriosaAI Warboy as its kernel driver exposes it: ``npu_mgmt`` sysfs, ``perf_regs`` and hwmon.
 
-Layout and formats of reference/device-interfaces.md §1.3 (Warboy, from furiosa-ai/device-api's sysfs
+Layout and formats of docs/device-interfaces.md §1.3 (Warboy, from furiosa-ai/device-api's sysfs
 reader and its test_data fixtures):
 
 - ``/sys/class/npu_mgmt/npu{N}_mgmt/`` → symlink to ``/sys/devices/virtual/npu_mgmt/npu{N}_mgmt``

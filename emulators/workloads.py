@@ -3,10 +3,10 @@
 A workload answers :meth:`Workload.offer` for consecutive intervals ``[t0, t1)`` of emulator time: how
 many work units (frames, images, generated tokens) and requests arrive. Given the same seed and the
 same sequence of intervals it returns the same numbers. The K-Cloud phase-1 services
-(reference/targets.md §2a: traffic control, construction-site hazard detection, food recognition, LLM
+(docs/targets.md §2a: traffic control, construction-site hazard detection, food recognition, LLM
 chatbot) are modelled from their public descriptions; their rates, day/night shapes and request sizes
-are **assumptions** (no per-service throughput was published, targets.md §0 item 3), chosen to load a
-handful of NPUs without saturating them at the average.
+are **assumptions** (no per-service throughput was published, docs/targets.md §0 item 3), chosen to
+load a handful of NPUs without saturating them at the average.
 
 Test profiles (``idle``, ``steady``, ``ramp``, ``step``, ``bursty``) offer a share of the devices'
 capacity instead of an absolute rate.

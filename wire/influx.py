@@ -1,10 +1,11 @@
-"""InfluxDB write paths and a small InfluxQL query client (DESIGN §1, reference/infrastructure.md §1-§3).
+"""InfluxDB write paths and a small InfluxQL query client (DESIGN §1).
 
 Two write paths, chosen by ``influx.api``:
 
 * ``v1``: ``POST /write?db=...&rp=...&precision=ns`` with line protocol. InfluxDB 1.x, the 2.x
-  v1-compatibility API and 3.x all accept it (infrastructure.md §3 recommendation). Plain
-  ``http.client`` with a keep-alive connection; basic auth (username + password) or ``Token`` auth.
+  v1-compatibility API and 3.x all accept it (docs.influxdata.com/influxdb/v2/api-guide/influxdb-1x/).
+  Plain ``http.client`` with a keep-alive connection; basic auth (username + password) or ``Token``
+  auth.
 * ``v2``: influxdb-client's synchronous ``write_api`` (``/api/v2/write``) for InfluxDB 2.x/3.x/Cloud,
   with ``bucket`` (default: ``database``) and ``org``.
 

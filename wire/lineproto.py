@@ -2,8 +2,8 @@
 
 Encoding (agent side): :func:`encode` turns :class:`~kwatt.wire.model.Sample` objects into line
 protocol with hand-written f-strings: byte for byte what ``influxdb_client.Point`` writes for the
-same data, several times faster (reference/infrastructure.md §5). Tags are sorted by key, fields
-by name; floats are written as Point writes them (``repr`` minus a trailing ``.0``), integers with
+same data, several times faster (see BENCHMARKS.md (Encoder and parser)). Tags are sorted by key,
+fields by name; floats are written as Point writes them (``repr`` minus a trailing ``.0``), integers with
 the ``i`` suffix, timestamps in nanoseconds. Measurement names, tag keys and field names come from
 the fixed tables of :mod:`kwatt.wire.model` and tag values are validated (DESIGN §4), so nothing needs
 escaping.

@@ -181,7 +181,8 @@ def make_client(
         max_inflight_messages=max_inflight,
         **kwargs,
     )
-    # aiomqtt logs a warning on every publish once more than 10 are pending (infrastructure.md §2).
+    # aiomqtt logs a warning on every publish once more than 10 are pending (aiomqtt 2.5
+    # client.py, pending_calls_threshold).
     client.pending_calls_threshold = 10**9
     return client
 

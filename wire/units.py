@@ -1,6 +1,6 @@
 """Vendor units → SI, once, in named functions (DESIGN §3).
 
-Sources of the vendor units: reference/device-interfaces.md §8 (cross-vendor table): NVML reports mW and
+Sources of the vendor units: docs/device-interfaces.md §8 (cross-vendor table): NVML reports mW and
 mJ, hwmon µW / µJ / m°C (Linux Documentation/hwmon/sysfs-interface.rst), powercap ``energy_uj`` µJ,
 furiosa-smi prints ``"38.40 W"``, ``"41.33°C"``, ``"2000 MHz"``, nvidia-smi prints MiB and ``[N/A]``.
 Every function here has a unit test (tests/test_units.py).
@@ -192,7 +192,7 @@ _PERCENT = re.compile(r"^\s*(\d+\.?\d*|\.\d+)\s*%?\s*$")
 def parse_percent(text: str) -> float | None:
     """A percentage as a tool prints it, bare (rbln-smi ``Util`` ``"98.7"``) or with ``%``, to 0-1.
 
-    reference/device-interfaces.md §2.1: the text table's ``Util`` column is a bare number in percent;
+    docs/device-interfaces.md §2.1: the text table's ``Util`` column is a bare number in percent;
     the JSON ``util`` string's format is UNCONFIRMED (all-smi accepts ``"85%"`` and bare numbers).
     "No value" spellings (``N/A``, ``-``) give ``None``; anything else (negative, other units) raises
     :class:`QuantityError`.
@@ -216,7 +216,7 @@ _RBLN_FACTORS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 def parse_rbln_memory(text: str) -> int | None:
     """A Rebellions memory value to bytes: a decimal byte count or a size such as ``"15.7GiB"``.
 
-    reference/device-interfaces.md §2.1: ``rbln-smi -j`` gives ``memory.used/total`` as "bytes encoded
+    docs/device-interfaces.md §2.1: ``rbln-smi -j`` gives ``memory.used/total`` as "bytes encoded
     as decimal strings" (rblnlib-go); the text table prints ``"2.4GB / 15.7GiB"`` and ``"0.0B"``.
     CONFLICT noted there: all-smi reads ``"1024MB"`` as MiB. ASSUMED here: every unit is binary (``GB``
     = GiB), since the tool labels the used and total halves of one column ``GB`` and ``GiB``. A bare

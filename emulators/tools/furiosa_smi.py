@@ -1,6 +1,6 @@
 """Emulated ``furiosa-smi``: ``info``, ``status``, ``ps`` tables per tool version, and ``--format json``.
 
-Formats (reference/device-interfaces.md §1.1, from the furiosa-ai docs sources per version, and the
+Formats (docs/device-interfaces.md §1.1, from the furiosa-ai docs sources per version, and the
 JSON field names lablup/all-smi deserializes):
 
 - ``info``: ``Arch | Device | Firmware | Temp. | Power | PCI-BDF``; 2025.2–2025.3 add ``PERT`` after

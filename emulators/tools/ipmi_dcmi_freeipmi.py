@@ -1,6 +1,6 @@
 """Emulated FreeIPMI ``ipmi-dcmi --get-system-power-statistics`` from the node's snapshot.
 
-Output as FreeIPMI's ``ipmi-dcmi`` prints it (the lines quoted in reference/device-interfaces.md
+Output as FreeIPMI's ``ipmi-dcmi`` prints it (the lines quoted in docs/device-interfaces.md
 §5.3, with their mixed ``Watts``/``watts``): current, minimum, maximum and average power, the
 timestamp as ``%m/%d/%Y - %H:%M:%S`` (UTC here), the statistics period in milliseconds, and
 ``Power Measurement : Active`` (or ``Not Available`` when the node has no host state). Tool faults

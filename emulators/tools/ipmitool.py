@@ -1,6 +1,6 @@
 """Emulated ``ipmitool``: ``ipmitool dcmi power reading`` from the node's snapshot.
 
-Output as ipmitool's ``ipmi_dcmi.c`` prints it (the lines quoted in reference/device-interfaces.md
+Output as ipmitool's ``ipmi_dcmi.c`` prints it (the lines quoted in docs/device-interfaces.md
 §5.3): a blank line, four ``%8d Watts`` readings, the IPMI timestamp as ``ctime()`` prints it (UTC
 here), ``%08u Seconds.``, the reading state (``activated``/``deactivated``), a blank line. A node
 without host state (``Snapshot.host`` is None) answers like a BMC with DCMI advertised but not

@@ -3,7 +3,7 @@
 ``python -m kwatt.emulators.tools.nvidia_smi --root ROOT [nvidia-smi arguments]`` reads the node's snapshot
 (:func:`kwatt.emulators.nvidia.load_view`) and prints what the real tool prints for it:
 
-- ``--query-gpu=FIELD[,FIELD...] --format=csv[,noheader][,nounits]`` (reference/device-interfaces.md
+- ``--query-gpu=FIELD[,FIELD...] --format=csv[,noheader][,nounits]`` (docs/device-interfaces.md
   §4.2): a header of the field names as asked, with the unit in brackets (``power.draw [W]``,
   ``memory.used [MiB]``, ``utilization.gpu [%]``; ``temperature.gpu`` has none); rows joined by ``", "``;
   values carry their unit (``120.45 W``, ``42 %``, ``1000 MiB``) unless ``nounits``; a value the board

@@ -1,4 +1,4 @@
-"""The emulated ``rbln-smi`` / ``rbln-stat`` executable (reference/device-interfaces.md §2.1).
+"""The emulated ``rbln-smi`` / ``rbln-stat`` executable (docs/device-interfaces.md §2.1).
 
 ``python -m kwatt.emulators.tools.rbln_smi --root ROOT [--prog rbln-stat] [-j] [-g]`` prints what the real
 tool prints for the node under ``ROOT``: the text tables without options, the JSON document with

@@ -1,7 +1,7 @@
 """The emulated ``sapeon-smi`` executable: an ASSUMED tool (see :mod:`kwatt.emulators.sapeon`).
 
 ``python -m kwatt.emulators.tools.sapeon_smi --root ROOT [--json|-j]`` prints the node's Sapeon devices in
-the assumed JSON format (``--json``) or as a short summary for people. reference/device-interfaces.md
+the assumed JSON format (``--json``) or as a short summary for people. docs/device-interfaces.md
 §3: Sapeon publishes no monitoring tool; this one is invented and labelled so (``schema``).
 
 Tool faults (``Snapshot.tool_faults`` entry ``sapeon-smi``): ``hang_s`` sleeps before answering,
