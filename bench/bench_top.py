@@ -4,7 +4,7 @@
 
 Synthetic agents publish what a real one does once a second: one batch per node with one ``accel``
 line per device, a ``serving`` line and the ``agent`` lines (batch and per collector). The bench feeds
-``--seconds`` seconds of that fleet traffic through :class:`kwatt.live.top.TopState` and renders the
+``--seconds`` seconds of that fleet traffic through :class:`kwatt.live.state.TopState` and renders the
 screen (rich, to a 200-column virtual terminal) once per refresh, measuring process CPU time. It
 prints the CPU share of one core that the live view needs to keep up; MQTT receive costs (paho) come
 on top and are not included.
@@ -20,7 +20,9 @@ import time
 
 from rich.console import Console
 
-from kwatt.live.top import TopState, ViewOptions, render
+from kwatt.live.render import render
+from kwatt.live.state import TopState
+from kwatt.live.view import ViewOptions
 
 
 def payload(site: str, node: str, devices: int, second: int, rng: random.Random) -> bytes:

@@ -50,7 +50,10 @@ from kwatt.demo.figures import (
     read_truth,
 )
 from kwatt.demo.services import Influxd, Mosquitto, ServiceError
-from kwatt.live.top import TopState, ViewOptions, follow, render
+from kwatt.live.render import render
+from kwatt.live.state import TopState
+from kwatt.live.top import follow
+from kwatt.live.view import ViewOptions
 from kwatt.wire.influx import InfluxError, InfluxQL
 from kwatt.wire.settings import InfluxConfig, MqttConfig, parse_duration
 

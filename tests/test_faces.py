@@ -25,7 +25,9 @@ from rich.console import Console
 from kwatt.analytics.load import from_points
 from kwatt.analytics.report import Report, _dev_cells, _num, build_report, table_renderables
 from kwatt.analytics.targets import load_targets
-from kwatt.live.top import TopState, ViewOptions, _fmt_power, _fmt_rate, _short_id, render
+from kwatt.live.render import _fmt_power, _fmt_rate, _short_id, render
+from kwatt.live.state import TopState
+from kwatt.live.view import ViewOptions
 from kwatt.wire.lineproto import parse_line
 
 REPO = Path(__file__).resolve().parent.parent

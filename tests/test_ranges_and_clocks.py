@@ -35,7 +35,7 @@ from kwatt.analytics.clock import ClockWarning, clock_warnings, offset_warnings
 from kwatt.analytics.load import load_influx
 from kwatt.ingest.config import BatchConfig, IngestConfig
 from kwatt.ingest.worker import ClockOffsets, Ingest
-from kwatt.live.top import TopState
+from kwatt.live.state import TopState
 from kwatt.wire import lineproto
 from kwatt.wire.influx import InfluxQL, InfluxRejected
 from kwatt.wire.model import Sample, drop_implausible, range_violations

@@ -20,15 +20,10 @@ import pytest
 from kwatt.agent.config import agent_config_from
 from kwatt.agent.runtime import Agent
 from kwatt.emulators.node import EmulatedNode
-from kwatt.live.top import (
-    TopState,
-    ViewOptions,
-    follow,
-    render,
-    sparkline,
-    subscriptions,
-    summarize,
-)
+from kwatt.live.render import render, sparkline
+from kwatt.live.state import TopState
+from kwatt.live.top import follow, subscriptions
+from kwatt.live.view import ViewOptions, summarize
 from kwatt.wire import lineproto
 from kwatt.wire.settings import MqttConfig
 
