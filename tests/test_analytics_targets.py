@@ -1,4 +1,4 @@
-"""kwatt.analytics.targets: the shipped targets.yaml (from reference/targets.md §4), overrides, errors."""
+"""kwatt.analytics.targets: the shipped targets.yaml (from docs/targets.md §4), overrides, errors."""
 
 from __future__ import annotations
 

@@ -70,9 +70,9 @@ def test_every_figure_has_a_status_and_a_source() -> None:
 @pytest.mark.parametrize(
     ("key", "name", "value", "status"),
     [
-        ("rngd", "tdp_w", 150.0, "sourced"),  # device-interfaces.md §7
+        ("rngd", "tdp_w", 150.0, "sourced"),  # docs/device-interfaces.md §7
         ("rngd", "memory_bytes", 51_002_736_640, "sourced"),  # furiosa-smi status JSON §1.1
-        ("rngd", "throughput.llm", 3935.25, "sourced"),  # targets.md §2c [V4]
+        ("rngd", "throughput.llm", 3935.25, "sourced"),  # docs/targets.md §2c [V4]
         ("warboy", "int8_tops", 64.0, "sourced"),
         ("warboy", "throughput.classification", 2758.44, "sourced"),  # MLPerf v2.0 [M2]
         ("atom", "throughput.classification", 7245.87, "sourced"),  # MLPerf v3.0 [M3]

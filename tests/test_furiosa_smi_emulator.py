@@ -1,7 +1,7 @@
 """Emulated ``furiosa-smi``: fidelity to the reference examples, golden files per version, faults.
 
 The reference files under tests/fixtures/emulators/furiosa-smi/reference are verbatim copies of the
-docs' examples (device-interfaces.md §1.1); the emulator must print exactly those lines for the same
+docs' examples (docs/device-interfaces.md §1.1); the emulator must print exactly those lines for the same
 device values. The per-version directories are the emulator's golden output (regression).
 """
 

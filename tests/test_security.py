@@ -132,7 +132,7 @@ def production_broker(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     }.items():
         assert old in conf, f"deploy/mosquitto/mosquitto.conf no longer has {old!r}"
         conf = conf.replace(old, new)
-    if os.geteuid() == 0:  # the broker would drop to user 'mosquitto' (infrastructure.md §1)
+    if os.geteuid() == 0:  # the broker would drop to user 'mosquitto' (mosquitto.conf(5), user)
         conf += "user root\n"
     (d / "mosquitto.conf").write_text(conf)
     log = d / "mosquitto.log"
