@@ -74,7 +74,7 @@ REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SITE = "bench"
 DEVICES_PER_NODE = 8
-MAX_POINTS = 5000  # agent/config.py BatchConfig.max_points default
+MAX_POINTS = 5000  # ingest/config.py BatchConfig.max_points default
 POLL_S = 0.05
 PUB_INFLIGHT = 1000
 

@@ -11,7 +11,7 @@ a batch closed and published each 1 s (``publish.flush_interval_s``), no spool. 
 separate; all run on this machine, so they share one wall clock.
 
 What is measured: a collector stamps its samples with ``time.time_ns()`` when it reads the device
-(collectors/furiosa.py; agent/runtime.py polls on the monotonic clock and keeps the collector's
+(collectors/furiosa/; agent/runtime.py polls on the monotonic clock and keeps the collector's
 timestamp), so the latency of a sample is (wall time at which a query first returned it) − (its
 timestamp). It includes the read itself, the wait for the agent's next batch flush (0–1 s), encoding
 and the MQTT publish at QoS 1, broker delivery, the ingest's validation and batch delay (up to
