@@ -2,7 +2,7 @@
 GPU baseline, the verdict of the fleet's phase (phase 1 by default; ``--phase``) with its target's
 source, and the pipeline's own error against the emulators' ground truth.
 
-The measured side is :func:`kwatt.analytics.report.build_report` over what InfluxDB holds (the same code as
+The measured side is :func:`kwatt.analytics.findings.build_report` over what InfluxDB holds (the same code as
 ``kwatt report``). The true side is each node's truth log (``emulators/node.py``: one JSON line per
 physics step with ``wall_ns``, every device's exact ``energy_j`` integral and ``service``, and per
 service the ``served_units_total``), interpolated at the same window edges. Both use one window: the
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from kwatt.analytics.findings import build_report
 from kwatt.analytics.load import SeriesSet
 from kwatt.analytics.ppw import Level, Options
-from kwatt.analytics.report import build_report
 from kwatt.analytics.targets import Targets
 from kwatt.analytics.verdict import is_baseline
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from kwatt.analytics.findings import build_report
 from kwatt.analytics.load import from_points, load_influx, load_lp_file
 from kwatt.analytics.ppw import Level, Options, analyze
-from kwatt.analytics.report import (
-    build_report,
+from kwatt.analytics.render import (
     efficiency_lines,
     render_html,
     render_json,

@@ -22,8 +22,9 @@ import pytest
 from conftest import in_ci
 from rich.console import Console
 
+from kwatt.analytics.findings import Report, build_report
 from kwatt.analytics.load import from_points
-from kwatt.analytics.report import Report, _dev_cells, _num, build_report, table_renderables
+from kwatt.analytics.render import _dev_cells, _num, table_renderables
 from kwatt.analytics.targets import load_targets
 from kwatt.live.render import _fmt_power, _fmt_rate, _short_id, render
 from kwatt.live.state import TopState
@@ -435,7 +436,7 @@ def test_warnings_have_their_place_in_both_faces() -> None:
     import dataclasses
     import json
 
-    from kwatt.analytics.report import render_json, render_markdown
+    from kwatt.analytics.render import render_json, render_markdown
 
     r = dataclasses.replace(demo_report(), warnings=("node-03: clock 2.1 s ahead of the broker",))
     text = record(80, list(table_renderables(r, 80)))

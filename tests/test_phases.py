@@ -29,8 +29,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kwatt.analytics.findings import build_report
 from kwatt.analytics.load import load_lp_file
-from kwatt.analytics.report import build_report, efficiency_lines, render_json
+from kwatt.analytics.render import efficiency_lines, render_json
 from kwatt.analytics.targets import PHASES, load_targets
 from kwatt.demo.services import Influxd, Mosquitto
 from kwatt.emulators.catalogue import BASELINE, load_catalogue
