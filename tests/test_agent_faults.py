@@ -64,6 +64,7 @@ from kwatt.emulators.faults import Fault, send
 from kwatt.emulators.serving import E2E_LATENCY_BUCKETS_S
 from kwatt.emulators.state import DeviceState, read_snapshot
 from kwatt.wire import lineproto
+from kwatt.wire.documents import Status, decode_status
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -336,7 +337,7 @@ class Recorder:
 
     points: list[lineproto.Point] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
+    status: Status | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on_message(self, _client: object, _userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -347,7 +348,7 @@ class Recorder:
                 self.errors.extend(str(e) for e in result.errors)
         elif msg.topic.endswith("/status"):
             with self.lock:
-                self.status = json.loads(msg.payload)
+                self.status = decode_status(msg.payload)
 
     def mark(self) -> int:
         with self.lock:
@@ -1006,10 +1007,10 @@ def test_doctor_config_runs_unchanged_in_kwatt_agent(rig: Rig, mosquitto: Mosqui
 # ================================================================ and it still stops cleanly
 def test_agent_stops_cleanly_after_all_faults(rig: Rig) -> None:
     rig.assert_running()
-    assert rig.rec.status.get("state") == "online"
+    assert rig.rec.status is not None and rig.rec.status.state == "online"
     assert stop(rig.agent) == 0, rig.diag()
     deadline = time.monotonic() + WAIT_S
-    while rig.rec.status.get("state") != "offline":
+    while rig.rec.status is None or rig.rec.status.state != "offline":
         assert time.monotonic() < deadline, rig.rec.status
         time.sleep(0.05)
-    assert rig.rec.status.get("cause") == "stopped"
+    assert rig.rec.status.cause == "stopped"

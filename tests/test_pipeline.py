@@ -26,6 +26,7 @@ from kwatt.emulators.node import EmulatedNode
 from kwatt.ingest.config import BatchConfig, IngestConfig
 from kwatt.ingest.worker import Ingest
 from kwatt.wire import lineproto
+from kwatt.wire.documents import decode_inventory, decode_status
 from kwatt.wire.influx import InfluxQL
 from kwatt.wire.settings import InfluxConfig, MqttConfig
 
@@ -286,11 +287,11 @@ def test_failing_collector_never_stops_the_others_and_status_is_retained(mosquit
 
                 reader = asyncio.create_task(read())
                 await asyncio.sleep(2.0)
-                assert json.loads(retained["status"])["state"] == "online"
+                assert decode_status(retained["status"]).state == "online"
                 stop.set()
                 await run
                 await wait_for(
-                    lambda: json.loads(retained["status"])["state"] == "offline",
+                    lambda: decode_status(retained["status"]).state == "offline",
                     5,
                     "status offline",
                 )
@@ -317,8 +318,8 @@ def test_failing_collector_never_stops_the_others_and_status_is_retained(mosquit
         dict(p.fields)["seq"] for p in seen if p.measurement == "agent" and "seq" in dict(p.fields)
     ]
     assert seqs == list(range(1, len(seqs) + 1))
-    inventory = json.loads(retained["inventory"])
-    assert len(inventory) == 2 and {d["vendor"] for d in inventory} == {"furiosa"}
+    inventory = decode_inventory(retained["inventory"])
+    assert len(inventory) == 2 and {d.vendor for d in inventory} == {"furiosa"}
 
 
 def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto, tmp_path):
@@ -376,9 +377,8 @@ def test_agent_process_sigterm_flushes_and_sigkill_triggers_last_will(mosquitto,
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(1.0):
                             async for m in c.messages:
-                                doc = json.loads(m.payload)  # type: ignore[arg-type]
-                                cause = doc.get("cause")
-                                got.append(doc["state"] + (f"/{cause}" if cause else ""))
+                                doc = decode_status(m.payload)  # type: ignore[arg-type]
+                                got.append(doc.state + (f"/{doc.cause}" if doc.cause else ""))
                                 return
 
             asyncio.run(read())
