@@ -8,11 +8,13 @@ class: rate, perf/W coloured against its target, the target and where it comes f
 the GPU baseline, power, nodes), then the top nodes by the sort key, each with its devices
 (utilization bar and percent, power, temperature, clock, throttle flag, throughput, perf/W, power
 sparkline). At a narrow width (analytics/termfit.py) headers are abbreviated, device ids shorten
-to head…tail below 120 columns and columns leave in the order given at :data:`_NODE_COLS` and
-:data:`_SVC_COLS`, named in a footer; numbers are never cut. At a height too small for every
-device, nodes collapse to one row each and only the selected node shows its devices. At most
-``limit`` nodes are drawn; the rest are summed in one line. Offline nodes are drawn as OFFLINE,
-never with zeros; ``NodeView.warnings`` print as a footer.
+to head…tail below 120 columns, and columns leave in this order, named in a footer: nodes table:
+power (recent), util bar, clock, thr, state, work/J, work/s, temp, power, util (the node/device
+column stays); services table: nodes, power, vs base, work/s, target, work/J (service and class
+stay). Numbers are never cut. At a height too small for every device, nodes collapse to one row
+each and only the selected node shows its devices. At most ``limit`` nodes are drawn; the rest
+are summed in one line. Offline nodes are drawn as OFFLINE, never with zeros;
+``NodeView.warnings`` print as a footer.
 """
 
 from __future__ import annotations
