@@ -38,9 +38,10 @@ def test_status_bytes_are_the_wire_of_design_section_4() -> None:
         doc: dict[str, object] = {"state": "offline", "agent": "1.2.3", "since": SINCE}
         if cause is not None:
             doc["cause"] = cause
-        assert encode_status(Status("offline", "1.2.3", SINCE, cause)) == json.dumps(
-            doc, separators=(",", ":")
-        ).encode()
+        assert (
+            encode_status(Status("offline", "1.2.3", SINCE, cause))
+            == json.dumps(doc, separators=(",", ":")).encode()
+        )
 
 
 def test_inventory_bytes_list_every_key_with_null_for_absent() -> None:
