@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from kwatt import collectors
+from kwatt.collectors.plugin import Options
 from kwatt.wire import topics
 from kwatt.wire.model import validate_tag_value
 from kwatt.wire.settings import (
@@ -33,13 +35,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CollectorEntry:
-    """One collector of the agent: its type (see collectors.REGISTRY), schedule and options."""
+    """One collector of the agent: its type (see collectors.REGISTRY), schedule and options.
+
+    ``options``: the plugin's ``Config``, validated by ``collectors.load(type).options()`` with
+    ``timeout_s`` (the poll timeout) as its own; ``collectors.load(type).create(name, options)``
+    builds the collector."""
 
     type: str
     name: str
     interval_s: float
     timeout_s: float
-    options: object  # the collector module's own frozen Config instance
+    options: Options
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,6 @@ _COLLECTOR_KEYS = {"type", "name", "interval_s", "timeout_s"}
 
 
 def _collector_entry(item: object, where: str) -> CollectorEntry:
-    from kwatt import collectors
-
     if not isinstance(item, dict):
         raise ConfigError(f"{where}: expected a mapping with a 'type' key")
     kind = item.get("type")
@@ -140,11 +144,8 @@ def _collector_entry(item: object, where: str) -> CollectorEntry:
         raise ConfigError(f"{where}.interval_s: must be > 0")
     if timeout_s <= 0:
         raise ConfigError(f"{where}.timeout_s: must be > 0")
-    module = collectors.load(kind)
     raw = {k: v for k, v in item.items() if k not in _COLLECTOR_KEYS}
-    if "timeout_s" in {f.name for f in dataclasses.fields(module.Config)}:
-        raw["timeout_s"] = timeout_s  # a collector with its own I/O timeout gets the poll's
-    options = from_mapping(module.Config, raw, where=where)
+    options = collectors.load(kind).options(raw, timeout_s=timeout_s, where=where)
     return CollectorEntry(kind, name, interval_s, timeout_s, options)
 
 

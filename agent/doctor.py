@@ -1,36 +1,37 @@
 """``kwatt doctor``: probe every collector this node could run and suggest an agent config.
 
 For a root ``R`` (``/`` on a real host, an emulated node's directory otherwise) :func:`candidates`
-builds one collector entry per surface that exists under ``R``: sysfs classes, vendor tools in
-``R/bin`` (and on ``PATH`` when ``R`` is ``/``), NVML (the real ``pynvml``; on an emulated node
-through the node's emulated ``libnvidia-ml.so.1``, loaded into this process). Serving and Redfish
-endpoints cannot be discovered safely, so they are probed only when given. :func:`probe`
-validates each entry as the agent would, runs one ``inventory()`` and one ``collect()`` under a
-timeout, and records what it saw; :func:`suggest`
-keeps exactly the collectors that worked (hwmon excluding the chips a vendor collector already
-reports) and validates the result with :func:`kwatt.agent.config.agent_config_from`.
+asks every registered collector plugin (:mod:`kwatt.collectors`, in registry order) for the entries
+worth probing on ``R`` (its ``detect``: sysfs classes, vendor tools in ``R/bin`` and on ``PATH``
+when ``R`` is ``/``, NVML: the real ``pynvml``, or on an emulated node the node's emulated
+``libnvidia-ml.so.1`` loaded into this process). Serving and Redfish endpoints cannot be discovered
+safely, so they are probed only when given. :func:`probe` validates each entry as the agent would,
+runs one ``inventory()`` and one ``collect()`` under a timeout, and records what it saw;
+:func:`suggest` keeps exactly the collectors that worked (hwmon excluding the chips a working vendor
+collector's plugin declares in ``hwmon_chips``, and no collector whose ``fallback_of`` works) and
+validates the result with :func:`kwatt.agent.config.agent_config_from`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
-import dataclasses
-import importlib.util
 import json
 import os
-import shutil
 import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from kwatt.wire.model import DeviceInfo
+from kwatt import collectors
+from kwatt.agent.config import agent_config_from
+from kwatt.collectors.base import CollectorUnavailable
+from kwatt.collectors.plugin import Surface
+from kwatt.wire.model import DeviceInfo
+from kwatt.wire.settings import ConfigError
 
 __all__ = [
     "Probe",
@@ -45,38 +46,6 @@ __all__ = [
 ]
 
 Status = Literal["ok", "unavailable", "error"]
-
-#: Vendor tools looked for in ``R/bin`` (and on ``PATH`` for ``/``).
-TOOLS = ("furiosa-smi", "rbln-smi", "sapeon-smi", "nvidia-smi", "ipmitool", "ipmi-dcmi")
-#: hwmon chip-name patterns that a vendor collector already reports (double counting).
-HWMON_OWNED: Mapping[str, tuple[str, ...]] = {
-    "furiosa": ("rngd*", "furiosa_warboy"),
-    "sapeon": ("sapeon_*",),
-}
-#: Collector types that only back up another: left out of the config when that one works.
-FALLBACK_OF: Mapping[str, str] = {"nvidia_smi": "nvml"}
-#: How to grant the agent access, per collector type, when a read was refused.
-FIXES: Mapping[str, str] = {
-    "furiosa": "add the agent user to the group owning the NPU device nodes and management files: "
-    "RNGD /dev/rngd* and /sys/class/rngd_mgmt, Warboy /dev/npu* and /sys/class/npu_mgmt (udev: "
-    'KERNEL=="rngd*|npu*", GROUP="kwatt", MODE="0660"; a Warboy perf_regs file answers EACCES '
-    "while another process holds the PE: that is absent utilization, not a permission problem)",
-    "rebellions": 'add the agent user to the group owning /dev/rbln* (udev: KERNEL=="rbln*", '
-    'GROUP="kwatt", MODE="0660")',
-    "sapeon": 'add the agent user to the group owning /dev/sapeon* (udev: KERNEL=="sapeon*", '
-    'GROUP="kwatt", MODE="0660")',
-    "nvml": "add the agent user to the group owning /dev/nvidia* (usually 'video'), or run it "
-    "where the NVIDIA driver's device nodes are readable",
-    "nvidia_smi": "add the agent user to the group owning /dev/nvidia* (usually 'video')",
-    "rapl": 'energy_uj is root-only since Linux 5.10 (CVE-2020-8694): udev rule SUBSYSTEM=="powercap", '
-    'ACTION=="add", RUN+="/bin/chgrp -R kwatt /sys%p", RUN+="/bin/chmod -R g+r /sys%p"; or give '
-    "the agent CAP_DAC_READ_SEARCH; or run it as root",
-    "hwmon": 'make the hwmon files readable by the agent\'s group (udev rule on SUBSYSTEM=="hwmon")',
-    "ipmi_dcmi": 'let the agent open /dev/ipmi0: udev KERNEL=="ipmi*", GROUP="kwatt", MODE="0660" '
-    "(and load ipmi_devintf)",
-    "redfish": "give the agent a BMC account (username + password_file readable by the agent)",
-    "serving": "let the agent reach the runtime's /metrics port",
-}
 
 
 @dataclass
@@ -105,42 +74,6 @@ class Probe:
 # ------------------------------------------------------------------------------- discovery
 
 
-def _tool(root: Path, name: str) -> str | None:
-    """``R/bin/name`` if it exists (executable or not: a non-executable one is reported), else the
-    tool on ``PATH`` when ``root`` is the real ``/`` (another root's tools belong to that root)."""
-    local = root / "bin" / name
-    if local.is_file():
-        return str(local)
-    if root.resolve() == Path("/"):
-        return shutil.which(name)
-    return None
-
-
-def _has(root: Path, cls: str) -> bool:
-    d = root / "sys" / "class" / cls
-    try:
-        return d.is_dir() and any(d.iterdir())
-    except OSError:
-        return d.is_dir()  # listing refused: present, the probe reports why
-
-
-def _load_emulated_nvml(root: Path) -> bool:
-    """Load an emulated node's ``libnvidia-ml.so.1`` (``ROOT/.kwatt-emulator/nvml/``) into this
-    process, so pynvml's ``dlopen("libnvidia-ml.so.1")`` finds it as an agent started with
-    ``LD_LIBRARY_PATH`` there would; its state file is named by ``KWATT_NVML_STATE``. False when
-    the node has no such library (no NVIDIA GPU, or no compiler where it runs)."""
-    lib_dir = root / ".kwatt-emulator" / "nvml"
-    lib = lib_dir / "libnvidia-ml.so.1"
-    if not lib.is_file():
-        return False
-    os.environ["KWATT_NVML_STATE"] = str(lib_dir / "state")
-    try:
-        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
-    except OSError:
-        return False
-    return True
-
-
 def candidates(
     root: Path,
     *,
@@ -152,43 +85,13 @@ def candidates(
 
     ``serving`` items are ``URL[=SERVICE[:RUNTIME]]``; ``redfish`` items are BMC base URLs.
     """
-    r = str(root.resolve())
-    tools = {t: _tool(root, t) for t in TOOLS}
-    out: list[dict[str, object]] = []
-    if _has(root, "rngd_mgmt") or _has(root, "npu_mgmt") or tools["furiosa-smi"]:
-        out.append({"type": "furiosa", "name": "furiosa", "root": r})
-    if tools["rbln-smi"] or _has(root, "rebellions"):
-        tool = tools["rbln-smi"] or "rbln-smi"
-        out.append({"type": "rebellions", "name": "rebellions", "tool": tool, "root": r})
-    if tools["sapeon-smi"]:
-        out.append({"type": "sapeon", "name": "sapeon", "tool": tools["sapeon-smi"], "root": r})
-    emulated = (root / ".kwatt-emulator" / "state.json").is_file() and r != "/"
-    # NVML reads this host, or the emulated node through its libnvidia-ml.so.1
-    host_nvml = r == "/" and importlib.util.find_spec("pynvml") is not None
-    if host_nvml or (emulated and _load_emulated_nvml(root)):
-        out.append({"type": "nvml", "name": "nvml"})
-    if tools["nvidia-smi"]:
-        out.append({"type": "nvidia_smi", "name": "nvidia-smi", "tool": tools["nvidia-smi"]})
-    if _has(root, "powercap"):
-        out.append({"type": "rapl", "name": "rapl", "root": r})
-    if _has(root, "hwmon"):
-        out.append({"type": "hwmon", "name": "hwmon", "root": r})
-    if tools["ipmitool"]:
-        out.append({"type": "ipmi_dcmi", "name": "ipmi", "tool": tools["ipmitool"]})
-    elif tools["ipmi-dcmi"]:
-        out.append(
-            {"type": "ipmi_dcmi", "name": "ipmi", "dialect": "freeipmi", "tool": tools["ipmi-dcmi"]}
-        )
-    for i, url in enumerate(redfish):
-        out.append({"type": "redfish", "name": "redfish" if i == 0 else f"redfish{i}", "url": url})
-    for item in serving:
-        url, _, rest = item.partition("=")
-        service, _, runtime = (rest or "default").partition(":")
-        entry: dict[str, object] = {"type": "serving", "url": url, "service": service}
-        if runtime:
-            entry["runtime"] = runtime
-        entry["name"] = f"{service}-{runtime or 'furiosa-llm'}"
-        out.append(entry)
+    surface = Surface(root, serving=tuple(serving), redfish=tuple(redfish))
+    out = [
+        entry
+        for plugin in collectors.plugins()
+        if plugin.detect is not None
+        for entry in plugin.detect(surface)
+    ]
     names: set[str] = set()
     for e in out:
         base = name = str(e["name"])
@@ -222,16 +125,12 @@ def permission_fix(kind: str, error: BaseException) -> str | None:
     )
     if not refused:
         return None
-    return FIXES.get(kind, "run the agent as a user that may read this surface")
+    fix = collectors.load(kind).permission_fix if kind in collectors.REGISTRY else None
+    return fix or "run the agent as a user that may read this surface"
 
 
 async def probe(entry: Mapping[str, object], timeout_s: float = 10.0) -> Probe:
     """Validate ``entry`` as the agent would, then run one inventory() and one collect()."""
-    from kwatt import collectors
-    from kwatt.agent.config import agent_config_from
-    from kwatt.collectors.base import CollectorUnavailable
-    from kwatt.wire.settings import ConfigError
-
     kind, name = str(entry["type"]), str(entry.get("name", entry["type"]))
     p = Probe(kind, name, dict(entry))
     try:
@@ -248,17 +147,12 @@ async def probe(entry: Mapping[str, object], timeout_s: float = 10.0) -> Probe:
     # derives from the poll interval (1 s), would fail a healthy but slow first call and make
     # doctor prefer a fallback (nvidia-smi for NVML). The probe's budget bounds it instead; the
     # cost of a poll is measured and reported separately (cost_ms).
-    options = ce.options
-    if (
-        dataclasses.is_dataclass(options)
-        and not isinstance(options, type)
-        and "timeout_s" in {f.name for f in dataclasses.fields(options)}
-    ):
-        options = dataclasses.replace(options, timeout_s=timeout_s)
+    plugin = collectors.load(kind)
+    options = plugin.with_timeout(ce.options, timeout_s)
     collector = None
     try:
         async with asyncio.timeout(timeout_s):
-            collector = collectors.load(kind).create(ce.name, options)
+            collector = plugin.create(ce.name, options)
             p.devices = list(await collector.inventory())
             t0 = time.perf_counter()
             samples = await collector.collect()
@@ -295,19 +189,22 @@ async def probe_all(found: Sequence[Mapping[str, object]], timeout_s: float = 10
     first = [e for e in found if e["type"] != "hwmon"]
     out = list(await asyncio.gather(*(probe(e, timeout_s) for e in first)))
     ok = {p.type for p in out if p.status == "ok"}
+    owned = [
+        pat for plugin in collectors.plugins() if plugin.kind in ok for pat in plugin.hwmon_chips
+    ]
     for e in found:
         if e["type"] == "hwmon":
-            exclude = [pat for k, pats in HWMON_OWNED.items() if k in ok for pat in pats]
-            entry = {**e, "exclude": exclude} if exclude else dict(e)
+            entry = {**e, "exclude": owned} if owned else dict(e)
             out.append(await probe(entry, timeout_s))
     order = {str(e["name"]): i for i, e in enumerate(found)}
     out.sort(key=lambda p: order.get(p.name, len(order)))
     for p in out:
         p.kept = p.status == "ok"
-        if p.type in FALLBACK_OF and FALLBACK_OF[p.type] in ok and p.kept:
-            # nvidia-smi reads the same GPUs as NVML: keeping both would count them twice
+        backed_up = collectors.load(p.type).fallback_of if p.type in collectors.REGISTRY else None
+        if backed_up is not None and backed_up in ok and p.kept:
+            # it reads the same devices as the one it backs up: keeping both counts them twice
             p.kept = False
-            p.message = f"same devices as {FALLBACK_OF[p.type]}, which works: left out (fallback)"
+            p.message = f"same devices as {backed_up}, which works: left out (fallback)"
     return out
 
 
@@ -315,8 +212,6 @@ def suggest(
     probes: Sequence[Probe], *, site: str, node: str, broker: str
 ) -> dict[str, object] | None:
     """The agent config of exactly the collectors that worked, validated; None if none did."""
-    from kwatt.agent.config import agent_config_from
-
     kept = [p.entry for p in probes if p.kept]
     if not kept:
         return None

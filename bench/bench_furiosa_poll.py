@@ -24,7 +24,7 @@ async def main(polls: int) -> None:
         async with Node(root, opts) as node:
             node.step(1.0)
             for source in ("sysfs", "smi"):
-                c = furiosa.create("npu", furiosa.Config(root=str(root), source=source))
+                c = furiosa.PLUGIN.create("npu", furiosa.Config(root=str(root), source=source))
                 await c.collect()  # discovery
                 kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0, c0 = time.perf_counter(), time.process_time()

@@ -74,14 +74,18 @@ async def main(polls: int) -> None:
         write_snapshot(root, snap)
         plain.render(snap)
         tls.render(snap)
-        r = rapl.create("rapl", rapl.Config(root=str(root)))
-        h = hwmon.create("hwmon", hwmon.Config(root=str(root)))
-        tool = ipmi_dcmi.create("dcmi", ipmi_dcmi.Config(tool=str(root / "bin" / "ipmitool")))
-        free = ipmi_dcmi.create(
+        r = rapl.PLUGIN.create("rapl", rapl.Config(root=str(root)))
+        h = hwmon.PLUGIN.create("hwmon", hwmon.Config(root=str(root)))
+        tool = ipmi_dcmi.PLUGIN.create(
+            "dcmi", ipmi_dcmi.Config(tool=str(root / "bin" / "ipmitool"))
+        )
+        free = ipmi_dcmi.PLUGIN.create(
             "dcmi", ipmi_dcmi.Config(dialect="freeipmi", tool=str(root / "bin" / "ipmi-dcmi"))
         )
-        rf = redfish.create("redfish", redfish.Config(url=plain.redfish.url))
-        rfs = redfish.create("redfish", redfish.Config(url=tls.redfish.url, ca_file=f"{tmp}/c.pem"))
+        rf = redfish.PLUGIN.create("redfish", redfish.Config(url=plain.redfish.url))
+        rfs = redfish.PLUGIN.create(
+            "redfish", redfish.Config(url=tls.redfish.url, ca_file=f"{tmp}/c.pem")
+        )
 
         async def true() -> bytes:
             return await run_tool(["/bin/true"], 5.0)

@@ -87,9 +87,13 @@ def main() -> None:
         libnvml.load_in_process(root)  # as LD_LIBRARY_PATH=ROOT/.kwatt-emulator/nvml would
         tool = str(root / "bin" / "nvidia-smi")
         collectors: dict[str, Collector] = {
-            "nvml (nvidia-ml-py)": nvml.create("nvml", nvml.Config()),
-            "nvidia_smi csv": nvidia_smi.create("smi", nvidia_smi.Config(tool=tool, mode="csv")),
-            "nvidia_smi xml": nvidia_smi.create("smi", nvidia_smi.Config(tool=tool, mode="xml")),
+            "nvml (nvidia-ml-py)": nvml.PLUGIN.create("nvml", nvml.Config()),
+            "nvidia_smi csv": nvidia_smi.PLUGIN.create(
+                "smi", nvidia_smi.Config(tool=tool, mode="csv")
+            ),
+            "nvidia_smi xml": nvidia_smi.PLUGIN.create(
+                "smi", nvidia_smi.Config(tool=tool, mode="xml")
+            ),
         }
         summary = {}
         for name, c in collectors.items():

@@ -101,10 +101,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         build(root)
-        r_json = rebellions.create("r", rebellions.Config(tool=str(root / "bin/rbln-smi")))
-        r_text = rebellions.create("r", rebellions.Config(tool=str(root / "bin/rbln-smi-no-json")))
-        s_tool = sapeon.create("s", sapeon.Config(tool=str(root / "bin/sapeon-smi"), root=tmp))
-        s_hwmon = sapeon.create("s", sapeon.Config(tool="absent-sapeon-smi", root=tmp))
+        r_json = rebellions.PLUGIN.create("r", rebellions.Config(tool=str(root / "bin/rbln-smi")))
+        r_text = rebellions.PLUGIN.create(
+            "r", rebellions.Config(tool=str(root / "bin/rbln-smi-no-json"))
+        )
+        s_tool = sapeon.PLUGIN.create(
+            "s", sapeon.Config(tool=str(root / "bin/sapeon-smi"), root=tmp)
+        )
+        s_hwmon = sapeon.PLUGIN.create("s", sapeon.Config(tool="absent-sapeon-smi", root=tmp))
 
         async def sysfs() -> object:
             return rebellions.read_sysfs(root)

@@ -1,10 +1,13 @@
 """The collector contract: read a raw driver surface, parse it into SI :class:`Sample` objects.
 
 A collector module holds a frozen ``Config`` dataclass (its options, validated from YAML by the agent's
-config loader by introspection) and a class implementing :class:`Collector`. Its parsing is a pure
+config loader by introspection), a class implementing :class:`Collector`, and the
+:class:`~kwatt.collectors.plugin.CollectorPlugin` that names both (``PLUGIN``). Its parsing is a pure
 function of the raw bytes/text, separate from the I/O that fetched them (as node_exporter's and
 Telegraf's parsers are tested on fixture files: prometheus/node_exporter, influxdata/telegraf).
-Collectors import only ``kwatt.wire.model`` and ``kwatt.wire.units`` from kwatt (DESIGN §2).
+Collectors import only the wire contract (``kwatt.wire``) from kwatt outside ``kwatt.collectors``
+(DESIGN §2). This module holds the protocol, the error classes and the I/O helpers every collector
+uses (small reads, spawned tools, blocking reads under a timeout).
 """
 
 from __future__ import annotations

@@ -28,11 +28,9 @@ the "no value" spellings (``N/A``, ``-``, ``[Not Supported]``) are absent, never
 Validation at config load: every ``field`` must be an ``accel`` field of DESIGN §3 and every ``unit`` a
 unit of that field's SI unit; errors name the key (``collectors[2].fields[0]: ...``).
 
-Cost per poll = one process spawn + the tool's own run time + the parse. Measured 2026-11-21 on the
-2-core dev container (CPython 3.11.7), 40 polls: ``collect()`` of ``tests/fixtures/command/cat_json.sh``
-(``sh`` + ``cat``, 3 devices) median 2.2 ms / p90 2.7 ms; ``parse`` alone 74 µs for 3 devices. A tool
-written in Python costs ~50 ms more (its start-up; cf. the emulated ``sapeon-smi``). Prefer a vendor's
-sysfs/hwmon (the ``hwmon`` collector) where there is one, or a longer ``interval_s``.
+Cost per poll = one process spawn + the tool's own run time + the parse; a tool written in Python
+adds its interpreter's start-up (see BENCHMARKS.md (Cost per collector poll), the tool-spawning collectors). Prefer a vendor's sysfs/hwmon
+(the ``hwmon`` collector) where there is one, or a longer ``interval_s``.
 """
 
 from __future__ import annotations
@@ -44,6 +42,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from kwatt.collectors.base import ParseError, run_tool
+from kwatt.collectors.plugin import CollectorPlugin
 from kwatt.wire.model import (
     FIELDS,
     MEASUREMENTS,
@@ -57,11 +56,11 @@ from kwatt.wire.model import (
 from kwatt.wire.units import NOT_AVAILABLE, QuantityError, parse_quantity
 
 __all__ = [
+    "PLUGIN",
     "CommandCollector",
     "CommandDevice",
     "Config",
     "FieldMap",
-    "create",
     "parse",
     "parse_devices",
     "split_path",
@@ -190,10 +189,6 @@ class Config:
     def source(self) -> str:
         """The tool as error messages name it."""
         return " ".join(self.argv)
-
-
-def create(name: str, config: Config) -> CommandCollector:
-    return CommandCollector(name, config)
 
 
 # ------------------------------------------------------------------------------------ pure parsing
@@ -386,3 +381,12 @@ class CommandCollector:
 
     async def aclose(self) -> None:
         return None
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="command",
+    config=Config,
+    factory=CommandCollector,
+    demo=True,
+)

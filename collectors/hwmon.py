@@ -1,6 +1,6 @@
 """Any hwmon chip exposing power, energy or temperature: host meters and accelerators we do not know.
 
-Layout (reference/device-interfaces.md §5.2, Linux ``Documentation/hwmon/sysfs-interface.rst``),
+Layout (docs/device-interfaces.md §5.2, Linux ``Documentation/hwmon/sysfs-interface.rst``),
 under the configured ``root``: ``sys/class/hwmon/hwmon*/`` (on a real host, links into
 ``sys/devices/...``) and, for accelerator drivers that do not link there, ``sys/bus/pci/devices/<bdf>/
 hwmon/hwmon*/``. Per chip: ``name`` (mandatory), ``power<i>_average`` / ``power<i>_input`` (µW),
@@ -33,16 +33,12 @@ A poll whose reads take longer than ``timeout_s`` (a driver that blocks) raises
 
 The chips (directories, names, labels, which files to read) are listed every :data:`RESCAN_S`
 seconds; a poll in between reads only the value files, and a chip that vanishes forces a new
-listing at the next poll. Cost per poll of the emulated host's chips next to the node's excluded
-NPU chips, ``.venv/bin/python bench/bench_poll_cost.py --polls 200`` on the 2-core dev VM
-(2026-11-21): 0.23 ms median, the hop to a worker thread included. On a node of eight RNGD cards
-it was 5.7 ms per poll when every file of every chip (the excluded ones too) was read each poll.
+listing at the next poll, so the excluded chips of a node's NPUs cost nothing per poll (see BENCHMARKS.md (Cost per collector poll)).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import logging
 import re
@@ -56,20 +52,21 @@ from kwatt.collectors.base import (
     CollectorUnavailable,
     ParseError,
     not_a_number,
-    read_small,
     sysfs_read,
 )
+from kwatt.collectors.hwmon_files import chip_dirs, read_sensor
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
 from kwatt.wire.model import DeviceInfo, Sample, validate_tag_value
 from kwatt.wire.units import millic_to_c, uj_to_j, uw_to_w
 
 __all__ = [
     "KNOWN_DEVICES",
+    "PLUGIN",
     "Channel",
     "Chip",
     "Config",
     "DeviceMatch",
     "HwmonCollector",
-    "create",
     "parse_chip",
     "parse_signed",
     "parse_unsigned",
@@ -79,12 +76,10 @@ __all__ = [
 #: the value files. A chip that vanishes (all its reads fail and its directory is gone) forces a new
 #: listing at the next poll; a new chip shows up within this time.
 RESCAN_S = 10.0
-_HWMON_DIR = re.compile(r"^hwmon\d+$")
 _SENSOR_FILE = re.compile(r"^(power|energy|temp)(\d+)_(input|average|label)$")
 _BDF = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 _UINT = re.compile(r"^[0-9]{1,20}$")
 _INT = re.compile(r"^-?[0-9]{1,20}$")
-_ENODATA = 61
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +126,6 @@ class Config:
 KNOWN_DEVICES: tuple[DeviceMatch, ...] = (
     DeviceMatch("rngd*", "furiosa", "rngd", power_label="RMS_TOTAL", temp_label="PEAK"),
 )
-
-
-def create(name: str, config: Config) -> HwmonCollector:
-    return HwmonCollector(name, config)
 
 
 # ------------------------------------------------------------------------------------ pure parsing
@@ -233,19 +224,6 @@ def parse_chip(files: Mapping[str, str | None], source: str) -> Chip:
 # ------------------------------------------------------------------------------------ I/O
 
 
-def _read_file(path: Path) -> str | None:
-    try:
-        return read_small(path).decode("utf-8")
-    except (FileNotFoundError, PermissionError):
-        return None  # the ABI makes sensors world-readable; an unreadable one is absent
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{path}: not text ({e.reason})") from None
-    except OSError as e:
-        if e.errno == _ENODATA:
-            return None  # a disabled sensor
-        raise CollectorError(f"{path}: {e.strerror or e}") from None
-
-
 @dataclass(frozen=True, slots=True)
 class _ChipDir:
     path: Path
@@ -304,19 +282,13 @@ class HwmonCollector:
         candidates: list[Path] = []
         class_dir = self._sys / "class" / "hwmon"
         pci_dir = self._sys / "bus" / "pci" / "devices"
-        with contextlib.suppress(OSError):
-            candidates += sorted(p for p in class_dir.iterdir() if _HWMON_DIR.match(p.name))
+        candidates += chip_dirs(class_dir)
         try:
             functions = sorted(pci_dir.iterdir())
         except OSError:
             functions = []
         for function in functions:
-            try:
-                candidates += sorted(
-                    p for p in (function / "hwmon").iterdir() if _HWMON_DIR.match(p.name)
-                )
-            except OSError:
-                continue
+            candidates += chip_dirs(function / "hwmon")
         seen: set[Path] = set()
         out: list[_ChipDir] = []
         for path in candidates:
@@ -341,7 +313,7 @@ class HwmonCollector:
             names = sorted(p.name for p in chip_dir.path.iterdir())
         except OSError:
             return None  # the chip went away
-        name_text = _read_file(chip_dir.path / "name") if "name" in names else None
+        name_text = read_sensor(chip_dir.path / "name") if "name" in names else None
         if name_text is None:
             return None
         name = name_text.strip()
@@ -351,12 +323,12 @@ class HwmonCollector:
         present = set(names)
         for n in names:
             if n.endswith("_label") and _SENSOR_FILE.match(n):
-                static[n] = _read_file(chip_dir.path / n)
+                static[n] = read_sensor(chip_dir.path / n)
         probe = parse_chip(
             {
                 **static,
                 **{
-                    n: _read_file(chip_dir.path / n)
+                    n: read_sensor(chip_dir.path / n)
                     for n in names
                     if _SENSOR_FILE.match(n) and n not in static
                 },
@@ -414,7 +386,7 @@ class HwmonCollector:
         files = dict(layout.static)
         missing = 0
         for n in layout.values:
-            text = _read_file(layout.dir.path / n)
+            text = read_sensor(layout.dir.path / n)
             files[n] = text
             missing += text is None
         if layout.values and missing == len(layout.values) and not layout.dir.path.is_dir():
@@ -525,3 +497,23 @@ def _host_samples(ts_ns: int, prefix: str, chip: Chip) -> list[Sample]:
         zone_tag = re.sub(r"[\s,=\"\\]", "_", zone)
         out.append(Sample.host(ts_ns, source="hwmon", zone=zone_tag, **fields))
     return out
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: an entry when the node has hwmon chips."""
+    if not surface.has_class("hwmon"):
+        return []
+    return [{"type": "hwmon", "name": "hwmon", "root": str(surface.root.resolve())}]
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="hwmon",
+    config=Config,
+    factory=HwmonCollector,
+    detect=_detect,
+    demo=True,
+    permission_fix=(
+        'make the hwmon files readable by the agent\'s group (udev rule on SUBSYSTEM=="hwmon")'
+    ),
+)

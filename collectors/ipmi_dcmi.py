@@ -1,6 +1,6 @@
 """Whole-system power from the BMC over IPMI DCMI: ``ipmitool`` and FreeIPMI ``ipmi-dcmi`` dialects.
 
-Formats (reference/device-interfaces.md §5.3, quoted verbatim from the ceems collector)::
+Formats (docs/device-interfaces.md §5.3, quoted verbatim from the ceems collector)::
 
     ipmitool dcmi power reading                      ipmi-dcmi --get-system-power-statistics
         Instantaneous power reading:      50 Watts    Current Power                        : 164 Watts
@@ -27,10 +27,9 @@ readings; elsewhere a deactivated state means the BMC has no reading and nothing
 value outside DCMI's u16 watts, is a :class:`ParseError` naming the tool and the line expected; a
 hung tool is killed after ``timeout_s`` (:class:`CollectorTimeout`).
 
-Cost per poll, measured with ``.venv/bin/python bench/bench_host_power.py`` on the 2-core dev VM:
-median 41 ms with the emulated executables (each a Python process), against 1 ms to spawn
-``/bin/true`` through the same ``run_tool`` (the floor for the real C ``ipmitool``, to which the BMC
-round trip adds; not measured here: no BMC) and 0.5 ms for a RAPL sysfs poll. Poll DCMI every few
+Cost per poll: one process spawn (the emulated executables are Python processes; the real C
+``ipmitool`` starts faster, and the BMC round trip adds to it), against a few file reads for RAPL
+(see BENCHMARKS.md (Cost per collector poll); ``bench/bench_host_power.py`` compares the host-power paths). Poll DCMI every few
 seconds rather than every second (§5.3: readings are ≈ 1 s granular anyway).
 """
 
@@ -45,14 +44,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kwatt.collectors.base import ParseError, run_tool
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
 from kwatt.wire.model import DeviceInfo, Sample
 
 __all__ = [
+    "PLUGIN",
     "Config",
     "DcmiReading",
     "IpmiDcmiCollector",
     "argv_for",
-    "create",
     "parse",
     "parse_freeipmi",
     "parse_ipmitool",
@@ -83,10 +83,6 @@ class Config:
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s: must be > 0, got {self.timeout_s}")
-
-
-def create(name: str, config: Config) -> IpmiDcmiCollector:
-    return IpmiDcmiCollector(name, config)
 
 
 def argv_for(config: Config) -> list[str]:
@@ -293,3 +289,25 @@ class IpmiDcmiCollector:
             zero_is_missing=self.config.zero_is_missing,
             deactivated_is_valid=self.config.deactivated_is_valid,
         )
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: an entry for ipmitool, else for FreeIPMI's ipmi-dcmi, when the node has one."""
+    if tool := surface.tool("ipmitool"):
+        return [{"type": "ipmi_dcmi", "name": "ipmi", "tool": tool}]
+    if tool := surface.tool("ipmi-dcmi"):
+        return [{"type": "ipmi_dcmi", "name": "ipmi", "dialect": "freeipmi", "tool": tool}]
+    return []
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="ipmi_dcmi",
+    config=Config,
+    factory=IpmiDcmiCollector,
+    detect=_detect,
+    permission_fix=(
+        'let the agent open /dev/ipmi0: udev KERNEL=="ipmi*", GROUP="kwatt", MODE="0660" '
+        "(and load ipmi_devintf)"
+    ),
+)

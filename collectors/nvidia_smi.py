@@ -1,6 +1,6 @@
 """NVIDIA GPUs through the ``nvidia-smi`` executable: CSV query or XML report (fallback to ``nvml``).
 
-Use it where nvidia-ml-py is not installed. Two modes (reference/device-interfaces.md §4.2):
+Use it where nvidia-ml-py is not installed. Two modes (docs/device-interfaces.md §4.2):
 
 - ``csv`` (default) runs ``nvidia-smi --query-gpu=<QUERY_FIELDS> --format=csv`` and reads the header
   to find each column, whatever its order, with or without units: ``power.draw [W]`` and ``120.45 W``,
@@ -24,11 +24,9 @@ why ``nvml`` (mJ counter) is preferred. Parsing is pure (:func:`parse_csv`, :fun
 :class:`~kwatt.collectors.nvidia_common.GpuRecord` or :class:`ParseError`); the tool runs under
 ``timeout_s`` and is killed when it hangs (:func:`kwatt.collectors.base.run_tool`).
 
-Cost per poll, measured with ``.venv/bin/python bench/bench_nvidia_poll.py --gpus 2 --polls 30``
-(the emulated ``nvidia-smi``, this repository's 2-core dev container, 2026-11-21): 74 ms per poll for
-CSV and for XML (75 ms with ``--gpus 8``), almost all of it process start-up, against 0.6 ms for
-``nvml`` through the emulated module. Poll it every 10 s or more, or use ``nvml``. No real GPU was
-measured.
+Cost per poll: one process spawn, almost all of it the tool's start-up, against a fraction of that
+for ``nvml`` (see BENCHMARKS.md (Cost per collector poll); ``bench/bench_nvidia_poll.py`` compares the two over emulated GPUs). Poll it
+every 10 s or more, or use ``nvml``.
 """
 
 from __future__ import annotations
@@ -42,15 +40,16 @@ from typing import Literal
 
 from kwatt.collectors.base import ParseError, run_tool
 from kwatt.collectors.nvidia_common import GpuRecord, device_info, is_throttled, to_sample
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
 from kwatt.wire.model import DeviceInfo, Sample
 from kwatt.wire.units import NOT_AVAILABLE, QuantityError, parse_quantity
 
 __all__ = [
+    "PLUGIN",
     "QUERY_FIELDS",
     "Config",
     "NvidiaSmiCollector",
     "argv",
-    "create",
     "parse_csv",
     "parse_xml",
 ]
@@ -83,10 +82,6 @@ class Config:
     mode: Literal["csv", "xml"] = "csv"
     #: The tool is killed after this long (a hung driver makes nvidia-smi hang).
     timeout_s: float = 5.0
-
-
-def create(name: str, config: Config) -> NvidiaSmiCollector:
-    return NvidiaSmiCollector(name, config)
 
 
 def argv(config: Config) -> list[str]:
@@ -368,3 +363,20 @@ class NvidiaSmiCollector:
 
     async def aclose(self) -> None:
         return None
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: an entry when the node has ``nvidia-smi``."""
+    tool = surface.tool("nvidia-smi")
+    return [{"type": "nvidia_smi", "name": "nvidia-smi", "tool": tool}] if tool else []
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="nvidia_smi",
+    config=Config,
+    factory=NvidiaSmiCollector,
+    detect=_detect,
+    fallback_of="nvml",
+    permission_fix="add the agent user to the group owning /dev/nvidia* (usually 'video')",
+)

@@ -1,4 +1,4 @@
-"""NVIDIA GPUs through NVML, with nvidia-ml-py's ``pynvml`` (reference/device-interfaces.md §4.1).
+"""NVIDIA GPUs through NVML, with nvidia-ml-py's ``pynvml`` (docs/device-interfaces.md §4.1).
 
 Install the optional extra (``pip install kwatt[nvidia]``, which brings ``nvidia-ml-py``; its module is
 ``pynvml``, which loads the driver's ``libnvidia-ml.so.1``). There is no other binding: an emulated
@@ -31,40 +31,47 @@ the device tag); no library or driver is :class:`CollectorUnavailable`; ``TIMEOU
 :class:`CollectorTimeout`; the rest :class:`CollectorError`. NVML calls run in a worker thread under
 ``timeout_s``; while a blocked call is still running no second one is started.
 
-Cost per poll, measured with ``.venv/bin/python bench/bench_nvidia_poll.py --gpus 2 --polls 30``
-(emulated GPUs, this repository's 2-core dev container under load from other jobs, 2026-12-02):
-nvidia-ml-py over the emulated ``libnvidia-ml.so.1`` 2.1 ms per poll (6.8 ms with ``--gpus 8``)
-against 504 ms (CSV) and 602 ms (XML) per poll for spawning the emulated ``nvidia-smi``, a Python
-process: ``nvml`` is the collector to poll every second, ``nvidia_smi`` the fallback where the
-binding is not installed. The emulated library answers from a text file it re-reads when it
+Cost per poll: a few library calls per device, against a process spawn per poll for
+``nvidia-smi`` (see BENCHMARKS.md (Cost per collector poll); ``bench/bench_nvidia_poll.py`` compares the two over emulated GPUs): ``nvml``
+is the collector to poll every second, ``nvidia_smi`` the fallback where the binding is not
+installed. The emulated library answers from a text file it re-reads when it
 changes where real NVML makes driver calls; no real GPU was measured.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
+import ctypes
 import importlib
+import importlib.util
 import logging
-import threading
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
-from kwatt.collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.collectors.base import CollectorError, CollectorUnavailable, ParseError
+from kwatt.collectors.driverlib import (
+    DeviceGone,
+    Outcome,
+    Reinit,
+    WorkerCalls,
+    outcome_error,
+)
 from kwatt.collectors.nvidia_common import GpuRecord, device_info, is_throttled, to_sample
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
 from kwatt.wire.model import DeviceInfo, Sample
 from kwatt.wire.units import c_to_c, mhz_to_hz, mj_to_j, mw_to_w, pct_to_ratio
 
 __all__ = [
     "ERRORS",
     "MODULE",
+    "PLUGIN",
     "Config",
     "NvmlCollector",
     "NvmlReading",
     "Outcome",
-    "create",
     "outcome",
     "to_record",
 ]
@@ -98,21 +105,6 @@ class Config:
                 "on LD_LIBRARY_PATH); remove the key"
             )
         log.warning("nvml: the 'module' option is deprecated and will be removed: remove it")
-
-
-def create(name: str, config: Config) -> NvmlCollector:
-    return NvmlCollector(name, config)
-
-
-class Outcome(enum.Enum):
-    """What an NVML return code means for the poll."""
-
-    ABSENT = "the value is not there: the field is absent"
-    DEVICE_GONE = "the GPU went away: left out of this poll, NVML re-initialised next poll"
-    REINIT = "the library lost its state: re-initialise and fail this poll"
-    UNAVAILABLE = "no NVML on this node (library or driver missing)"
-    TIMEOUT = "the driver timed out"
-    FAILED = "any other failure"
 
 
 #: NVML return code (pynvml ``NVML_ERROR_*``, §4.1) → outcome; codes not listed are FAILED.
@@ -214,14 +206,6 @@ def to_record(r: NvmlReading) -> GpuRecord:
 # ------------------------------------------------------------------------------ I/O
 
 
-class _DeviceGone(Exception):
-    pass
-
-
-class _Reinit(CollectorError):
-    """NVML lost its initialisation: the next poll calls nvmlInit again."""
-
-
 class _Nvml:
     """The loaded binding; every call's NVML error is turned into an outcome."""
 
@@ -237,7 +221,7 @@ class _Nvml:
         return value if isinstance(value, int) else -1
 
     def call(self, fn: str, *args: object) -> object:
-        """Call ``fn``; NVML errors other than ABSENT become collector errors or _DeviceGone."""
+        """Call ``fn``; NVML errors other than ABSENT become collector errors or DeviceGone."""
         func: Callable[..., object] | None = getattr(self.module, fn, None)
         if func is None:
             raise CollectorUnavailable(f"{self.module.__name__}: no {fn}() (binding too old?)")
@@ -258,25 +242,10 @@ class _Nvml:
                 return None
             raise self._typed(fn, e) from None
 
-    def _typed(self, fn: str, e: BaseException) -> Exception:
+    def _typed(self, fn: str, e: BaseException) -> CollectorError:
         code = self.code_of(e)
         kind = outcome(code)
-        msg = f"NVML {fn}: {e} (code {code}; {kind.value})"
-        if kind is Outcome.DEVICE_GONE:
-            return _DeviceGone(msg)
-        if kind is Outcome.UNAVAILABLE:
-            return CollectorUnavailable(msg)
-        if kind is Outcome.TIMEOUT:
-            return CollectorTimeout(msg)
-        if kind is Outcome.REINIT:
-            return _Reinit(msg)
-        return CollectorError(msg)
-
-
-def _consume(task: asyncio.Future[list[tuple[int, GpuRecord]]]) -> None:
-    """Retrieve the result of a poll that outlived its timeout (so asyncio does not log it)."""
-    if not task.cancelled():
-        task.exception()
+        return outcome_error(kind, f"NVML {fn}: {e} (code {code}; {kind.value})")
 
 
 class NvmlCollector:
@@ -287,7 +256,7 @@ class NvmlCollector:
         self.config = config
         self._nvml: _Nvml | None = None
         self._initialised = False
-        self._busy = threading.Lock()  # held by the worker thread while it calls NVML
+        self._calls = WorkerCalls()
 
     # -- the agent's side
 
@@ -305,33 +274,17 @@ class NvmlCollector:
         return samples
 
     async def aclose(self) -> None:
-        if not self._busy.acquire(blocking=False):
-            return  # a blocked call still holds the library; leave it alone
-        try:
-            self._shutdown()
-        finally:
-            self._busy.release()
+        self._calls.when_idle(self._shutdown)  # a blocked call still holds the library
 
     # -- the worker thread
 
     async def _in_thread(self) -> list[tuple[int, GpuRecord]]:
-        if not self._busy.acquire(blocking=False):
-            raise CollectorTimeout(f"{self.name}: the previous NVML call is still blocked")
-        task = asyncio.ensure_future(asyncio.to_thread(self._poll_holding_lock))
-        task.add_done_callback(_consume)
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                return await asyncio.shield(task)
-        except TimeoutError:
-            raise CollectorTimeout(
-                f"{self.name}: NVML did not answer within {self.config.timeout_s:g} s"
-            ) from None
-
-    def _poll_holding_lock(self) -> list[tuple[int, GpuRecord]]:
-        try:
-            return self._poll()
-        finally:
-            self._busy.release()
+        return await self._calls.run(
+            self._poll,
+            self.config.timeout_s,
+            blocked=f"{self.name}: the previous NVML call is still blocked",
+            late=f"{self.name}: NVML did not answer within {self.config.timeout_s:g} s",
+        )
 
     def _load(self) -> _Nvml:
         if self._nvml is None:
@@ -350,7 +303,7 @@ class NvmlCollector:
             self._initialised = False
             try:
                 self._nvml.call("nvmlShutdown")
-            except (CollectorError, _DeviceGone) as e:
+            except (CollectorError, DeviceGone) as e:
                 log.debug("%s: nvmlShutdown: %s", self.name, e)
 
     def _poll(self) -> list[tuple[int, GpuRecord]]:
@@ -358,15 +311,15 @@ class NvmlCollector:
         if not self._initialised:
             try:
                 nvml.call("nvmlInit")
-            except _DeviceGone as e:
+            except DeviceGone as e:
                 raise CollectorError(str(e)) from None
             self._initialised = True
         try:
             return self._read_all(nvml)
-        except _DeviceGone as e:  # the GPU list itself changed under us
+        except DeviceGone as e:  # the GPU list itself changed under us
             self._shutdown()
             raise CollectorError(str(e)) from None
-        except _Reinit:
+        except Reinit:
             self._initialised = False
             raise
 
@@ -380,7 +333,7 @@ class NvmlCollector:
                 handle = nvml.call("nvmlDeviceGetHandleByIndex", index)
                 ts_ns = time.time_ns()
                 reading = self._read_device(nvml, handle, driver)
-            except _DeviceGone as e:
+            except DeviceGone as e:
                 log.warning("%s: GPU %d: %s", self.name, index, e)
                 lost = True
                 continue
@@ -416,3 +369,43 @@ class NvmlCollector:
             power_limit_mw=nvml.optional("nvmlDeviceGetEnforcedPowerLimit", handle),
             clock_event_reasons=nvml.optional(reasons_fn, handle),
         )
+
+
+def load_emulated_library(root: Path) -> bool:
+    """Load an emulated node's ``libnvidia-ml.so.1`` (``ROOT/.kwatt-emulator/nvml/``) into this
+    process, so pynvml's ``dlopen("libnvidia-ml.so.1")`` finds it as an agent started with
+    ``LD_LIBRARY_PATH`` there would; its state file is named by ``KWATT_NVML_STATE``. False when
+    the node has no such library (no NVIDIA GPU, or no compiler where it runs)."""
+    lib_dir = root / ".kwatt-emulator" / "nvml"
+    lib = lib_dir / "libnvidia-ml.so.1"
+    if not lib.is_file():
+        return False
+    os.environ["KWATT_NVML_STATE"] = str(lib_dir / "state")
+    try:
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return False
+    return True
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: an entry when pynvml is installed on this host, or when an emulated node has its
+    ``libnvidia-ml.so.1`` (loaded into this process here)."""
+    host = surface.real and importlib.util.find_spec(MODULE) is not None
+    if host or (surface.emulated and load_emulated_library(surface.root)):
+        return [{"type": "nvml", "name": "nvml"}]
+    return []
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="nvml",
+    config=Config,
+    factory=NvmlCollector,
+    detect=_detect,
+    demo=True,
+    permission_fix=(
+        "add the agent user to the group owning /dev/nvidia* (usually 'video'), or run it "
+        "where the NVIDIA driver's device nodes are readable"
+    ),
+)

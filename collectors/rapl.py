@@ -1,6 +1,6 @@
 """CPU package / DRAM energy from the Linux powercap RAPL tree, as a monotonic ``energy_j``.
 
-Layout (reference/device-interfaces.md §5.1, Linux ``Documentation/ABI/testing/sysfs-class-powercap``),
+Layout (docs/device-interfaces.md §5.1, Linux ``Documentation/ABI/testing/sysfs-class-powercap``),
 under the configured ``root``::
 
     sys/class/powercap/intel-rapl:N/            a package zone (``name`` e.g. ``package-0``, ``psys``)
@@ -36,12 +36,8 @@ A poll whose reads take longer than ``timeout_s`` (a driver that blocks) raises
 :class:`CollectorTimeout`; the agent goes on (the blocked read is abandoned in its thread).
 
 Zones are listed (names, ranges) every :data:`RESCAN_S` seconds; a poll in between reads
-``energy_uj`` and ``power_uw`` of each zone. Cost per poll (two packages, each with a ``dram``
-subzone: four zones), ``.venv/bin/python bench/bench_poll_cost.py --polls 200`` on the 2-core dev
-VM against the emulated tree (2026-11-21): 0.21 ms median, the hop to a worker thread included. For
-comparison on the same machine: 41 ms to spawn the emulated ``ipmitool`` (a Python process; 1 ms to
-spawn ``/bin/true``, the floor of any tool), 0.55 ms / 2.2 ms for one Redfish GET over loopback
-HTTP / HTTPS. Prefer RAPL over a tool for per-second polling.
+``energy_uj`` and ``power_uw`` of each zone: a few file reads, far cheaper than spawning a tool such
+as ``ipmitool`` or a Redfish GET (see BENCHMARKS.md (Cost per collector poll)). Prefer RAPL over a tool for per-second polling.
 """
 
 from __future__ import annotations
@@ -59,16 +55,17 @@ from kwatt.collectors.base import (
     read_small,
     sysfs_read,
 )
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
 from kwatt.wire.model import DeviceInfo, Sample, validate_tag_value
 from kwatt.wire.units import uj_to_j, uw_to_w
 
 __all__ = [
     "PERMISSION_FIX",
+    "PLUGIN",
     "Config",
     "CounterState",
     "RaplCollector",
     "ZoneReading",
-    "create",
     "parse_counter",
     "parse_zone",
     "parse_zone_name",
@@ -104,10 +101,6 @@ class Config:
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s: must be > 0, got {self.timeout_s}")
-
-
-def create(name: str, config: Config) -> RaplCollector:
-    return RaplCollector(name, config)
 
 
 # ------------------------------------------------------------------------------------ pure parsing
@@ -328,3 +321,25 @@ class RaplCollector:
                 )
             )
         return samples
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: an entry when the node has powercap zones."""
+    if not surface.has_class("powercap"):
+        return []
+    return [{"type": "rapl", "name": "rapl", "root": str(surface.root.resolve())}]
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="rapl",
+    config=Config,
+    factory=RaplCollector,
+    detect=_detect,
+    demo=True,
+    permission_fix=(
+        "energy_uj is root-only since Linux 5.10 (CVE-2020-8694): udev rule "
+        'SUBSYSTEM=="powercap", ACTION=="add", RUN+="/bin/chgrp -R kwatt /sys%p", '
+        'RUN+="/bin/chmod -R g+r /sys%p"; or give the agent CAP_DAC_READ_SEARCH; or run it as root'
+    ),
+)

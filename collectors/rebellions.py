@@ -1,6 +1,6 @@
 """Rebellions NPUs (ATOM RBLN-CA12/CA22, ATOM-Max RBLN-CA25, REBEL), read through ``rbln-smi``.
 
-Sources, reference/device-interfaces.md §2:
+Sources, docs/device-interfaces.md §2:
 
 - ``rbln-smi -j`` (§2.1 JSON) first: ``KMD_version`` + ``devices[]`` with ``npu`` (an int from SDK
   2.0, a string in SDK 1.x), ``name``, ``sid``, ``uuid``, ``device``, ``fw_ver``, ``pci.bus_id``,
@@ -27,17 +27,9 @@ Device identity (the ``device`` tag), stable across re-enumeration (``rblnN``/``
 - the text table has no ``sid``/``uuid``: the id learnt from an earlier JSON poll for that PCI address,
   else the PCI address.
 
-Cost per poll, measured 2026-11-21 on the 2-core dev container (CPython 3.11.7, load ~1.5 from other
-work), 40 polls, median / p90, with ``.venv/bin/python bench/bench_rbln_sapeon.py --polls 40``
-(7 devices: 2 ATOM, one ATOM-Max card = 4 dies, 1 REBEL-Quad)::
-
-    rebellions collect(), rbln-smi -j          52.3 / 53.0 ms
-    rebellions collect(), text table           53.1 / 55.5 ms   (a tool without -j, after the switch)
-    sysfs status of the 7 devices               0.29 / 0.32 ms
-
-Nearly all of a tool poll is process start-up (the emulated tool is a Python script: ~20 ms
-interpreter, ~25 ms imports; a native rbln-smi starts faster but still forks and execs every poll).
-sysfs is ~180× cheaper but carries no power, temperature or utilization (§2.0), so the tool is
+Cost per poll (see BENCHMARKS.md (Cost per collector poll); ``bench/bench_rbln_sapeon.py`` compares the JSON, text-table and sysfs
+paths): nearly all of a tool poll is process start-up (the emulated tool is a Python script; a
+native rbln-smi starts faster but still forks and execs every poll). sysfs is far cheaper but carries no power, temperature or utilization (§2.0), so the tool is
 the only source: poll it at ≥ 1 s intervals, not faster. A hung tool costs ``timeout_s``.
 """
 
@@ -50,7 +42,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +55,7 @@ from kwatt.collectors.base import (
     read_text,
     run_tool,
 )
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface, find_tool
 from kwatt.wire.model import DeviceInfo, Measurement, Sample
 from kwatt.wire.units import (
     NOT_AVAILABLE,
@@ -77,6 +69,7 @@ from kwatt.wire.units import (
 
 __all__ = [
     "JSON_RETRY_POLLS",
+    "PLUGIN",
     "STATUS_NAMES",
     "Config",
     "RblnDevice",
@@ -84,7 +77,6 @@ __all__ = [
     "RebellionsCollector",
     "SysfsDevice",
     "assign_ids",
-    "create",
     "parse_json",
     "parse_json_report",
     "parse_status",
@@ -128,16 +120,13 @@ _NAN = re.compile(r"^\s*[-+]?nan\b|^\s*[-+]?nan[^\d]*$", re.IGNORECASE)
 class Config:
     """Options of a ``rebellions`` collector entry."""
 
-    #: ``rbln-smi`` (or ``rbln-stat``): a path, or a name looked up in PATH and the vendor's paths.
+    #: ``rbln-smi`` (or ``rbln-stat``): a path, or a name looked up in ``root``/bin, on PATH and in
+    #: the vendor's paths under ``root``.
     tool: str = "rbln-smi"
     #: Prefix of ``/sys`` and of the vendor's tool paths: ``/`` on a real host, an emulated root.
     root: str = "/"
     #: Seconds one run of the tool may take before it is killed.
     timeout_s: float = 5.0
-
-
-def create(name: str, config: Config) -> RebellionsCollector:
-    return RebellionsCollector(name, config)
 
 
 # ------------------------------------------------------------------------------------ pure parsing
@@ -560,19 +549,17 @@ class RebellionsCollector:
 
     def _tool(self) -> str:
         tool = self.config.tool
-        if os.sep in tool:
-            return tool
-        found = shutil.which(tool)
+        found = find_tool(self.config.root, tool)
         if found is not None:
             return found
         root = Path(self.config.root)
-        for rel in (f"bin/{tool}", *TOOL_PATHS) if tool in ("rbln-smi", "rbln-stat") else ():
+        for rel in TOOL_PATHS if tool in ("rbln-smi", "rbln-stat") else ():
             candidate = root / rel
             if os.access(candidate, os.X_OK):
                 return str(candidate)
         raise CollectorUnavailable(
-            f"{tool}: not found in PATH nor in the RBLN driver's paths under {root} (install the "
-            "RBLN driver package, or set 'tool:' to the rbln-smi path)"
+            f"{tool}: not found in {root}/bin, on PATH nor in the RBLN driver's paths under "
+            f"{root} (install the RBLN driver package, or set 'tool:' to the rbln-smi path)"
         )
 
     async def _report(self) -> tuple[RblnReport, str]:
@@ -639,3 +626,26 @@ class RebellionsCollector:
 
     async def aclose(self) -> None:
         return None
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: an entry when the node has ``rbln-smi`` or the driver's sysfs class."""
+    tool = surface.tool("rbln-smi")
+    if not tool and not surface.has_class("rebellions"):
+        return []
+    root = str(surface.root.resolve())
+    return [{"type": "rebellions", "name": "rebellions", "tool": tool or "rbln-smi", "root": root}]
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="rebellions",
+    config=Config,
+    factory=RebellionsCollector,
+    detect=_detect,
+    demo=True,
+    permission_fix=(
+        'add the agent user to the group owning /dev/rbln* (udev: KERNEL=="rbln*", '
+        'GROUP="kwatt", MODE="0660")'
+    ),
+)

@@ -1,7 +1,7 @@
 """Chassis power and energy from a BMC's Redfish service: ``EnvironmentMetrics`` and
 ``PowerSubsystem`` (the current schemas), ``Power`` (deprecated) as the fallback.
 
-Resources (reference/device-interfaces.md §5.4; DMTF's public-rackmount1 mockup,
+Resources (docs/device-interfaces.md §5.4; DMTF's public-rackmount1 mockup,
 tests/fixtures/real/redfish, shows the layout):
 
 * ``GET /redfish/v1/Chassis/{id}/EnvironmentMetrics`` (``#EnvironmentMetrics.v1_x_y.
@@ -34,10 +34,9 @@ or put into an error message; a 401/403 raises :class:`CollectorError` naming th
 Every request has ``timeout_s`` (connect and each read); a BMC that does not answer in time raises
 :class:`CollectorTimeout`.
 
-Cost per poll, measured with ``.venv/bin/python bench/bench_host_power.py`` on the 2-core dev VM
-against the emulated BMC on loopback: median 0.55 ms over HTTP and 2.2 ms over HTTPS (a new TLS
-connection per poll) for one resource; the ``PowerSubsystem`` path costs one GET per supply. A real
-BMC's own answer time adds to that (not measured here: no BMC).
+Cost per poll: one GET per resource over a new connection (HTTPS costs a TLS handshake per poll);
+the ``PowerSubsystem`` path costs one GET per supply (see BENCHMARKS.md (Cost per collector poll); ``bench/bench_host_power.py``). A real
+BMC's own answer time adds to that.
 """
 
 from __future__ import annotations
@@ -58,14 +57,15 @@ from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from kwatt.collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
 from kwatt.wire.model import DeviceInfo, Sample, validate_tag_value
 from kwatt.wire.units import kwh_to_j
 
 __all__ = [
+    "PLUGIN",
     "Config",
     "RedfishCollector",
     "RedfishReading",
-    "create",
     "parse_environment_metrics",
     "parse_member_links",
     "parse_power",
@@ -111,10 +111,6 @@ class Config:
             raise ValueError("username and password_file: give both or neither")
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s: must be > 0, got {self.timeout_s}")
-
-
-def create(name: str, config: Config) -> RedfishCollector:
-    return RedfishCollector(name, config)
 
 
 # ------------------------------------------------------------------------------------ pure parsing
@@ -457,3 +453,22 @@ class RedfishCollector:
                 energy_j=reading.energy_j,
             )
         ]
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: one entry per BMC it was given (a BMC cannot be discovered safely)."""
+    return [
+        {"type": "redfish", "name": "redfish" if i == 0 else f"redfish{i}", "url": url}
+        for i, url in enumerate(surface.redfish)
+    ]
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="redfish",
+    config=Config,
+    factory=RedfishCollector,
+    detect=_detect,
+    demo=True,
+    permission_fix="give the agent a BMC account (username + password_file readable by the agent)",
+)

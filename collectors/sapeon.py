@@ -1,6 +1,6 @@
 """Sapeon NPUs (X220-compact, X220-enterprise, X330) through the ASSUMED surface of the emulator.
 
-reference/device-interfaces.md §3: Sapeon publishes no monitoring interface at all (CLI, API, sysfs,
+docs/device-interfaces.md §3: Sapeon publishes no monitoring interface at all (CLI, API, sysfs,
 exporter: all UNCONFIRMED). This collector reads the interface kwatt *assumes* and documents in
 :mod:`kwatt.emulators.sapeon` (kept to generic Linux conventions so a real driver that follows them would
 work unchanged); on a real Sapeon host without it, rely on host power (§5) and the generic ``hwmon``
@@ -19,13 +19,8 @@ The ``device`` tag is the PCI address (BDF), the one identity both paths have, s
 change when the tool comes or goes; it survives re-enumeration (the tool's ``index`` and the hwmon
 number may change). The ``model`` tag is the lowercase model, ``x220-compact`` from either path.
 
-Cost per poll, measured 2026-11-21 on the 2-core dev container (CPython 3.11.7), 40 polls, median /
-p90, ``.venv/bin/python bench/bench_rbln_sapeon.py --polls 40`` (2 devices)::
-
-    sapeon collect(), sapeon-smi --json   52.2 / 67.7 ms   (the emulated tool: Python start-up)
-    sapeon collect(), hwmon                0.57 / 2.2 ms
-
-hwmon is ~90× cheaper, but has no utilization, clock, memory or throttle state; the tool is
+Cost per poll: the tool path is one process spawn per poll, the hwmon path a few file reads
+(see BENCHMARKS.md (Cost per collector poll); ``bench/bench_rbln_sapeon.py`` compares the two). hwmon is far cheaper, but has no utilization, clock, memory or throttle state; the tool is
 preferred for completeness, and a site that only needs power/energy can point ``tool:`` at a name
 that does not exist to read hwmon only.
 """
@@ -37,13 +32,14 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kwatt.collectors.base import CollectorUnavailable, ParseError, read_text, run_tool
+from kwatt.collectors.base import CollectorUnavailable, ParseError, run_tool
+from kwatt.collectors.hwmon_files import chip_dirs, read_files
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface, find_tool
 from kwatt.wire.model import DeviceInfo, Measurement, Sample, validate_tag_value
 from kwatt.wire.units import (
     mhz_to_hz,
@@ -57,12 +53,12 @@ from kwatt.wire.units import (
 
 __all__ = [
     "HWMON_FILES",
+    "PLUGIN",
     "SCHEMA_PREFIX",
     "Config",
     "SapeonCollector",
     "SapeonDevice",
     "SapeonReport",
-    "create",
     "parse_hwmon",
     "parse_hwmon_device",
     "parse_json",
@@ -83,16 +79,12 @@ _INT = re.compile(r"^-?\d+$")
 class Config:
     """Options of a ``sapeon`` collector entry."""
 
-    #: The assumed ``sapeon-smi``: a path, or a name looked up in PATH and ``root``/bin.
+    #: The assumed ``sapeon-smi``: a path, or a name looked up in ``root``/bin, then on PATH.
     tool: str = "sapeon-smi"
     #: Prefix of ``/sys``: ``/`` on a real host, an emulated node's root directory otherwise.
     root: str = "/"
     #: Seconds one run of the tool may take before it is killed.
     timeout_s: float = 5.0
-
-
-def create(name: str, config: Config) -> SapeonCollector:
-    return SapeonCollector(name, config)
 
 
 # ------------------------------------------------------------------------------------ pure parsing
@@ -286,19 +278,9 @@ def parse_hwmon(files: Mapping[str, str], *, bus_id: str, ts_ns: int) -> list[Sa
 
 
 def _read_hwmon(root: Path) -> list[SapeonDevice]:
-    class_dir = root / "sys" / "class" / "hwmon"
-    try:
-        entries = sorted(class_dir.iterdir())
-    except OSError:
-        return []
     devices: list[SapeonDevice] = []
-    for entry in entries:
-        files: dict[str, str] = {}
-        for key in HWMON_FILES:
-            try:
-                files[key] = read_text(entry / key)
-            except CollectorUnavailable:
-                continue  # no such file (or -ENODATA): that value is absent
+    for entry in chip_dirs(root / "sys" / "class" / "hwmon"):
+        files = read_files(entry, HWMON_FILES)  # a missing (or ENODATA) file: that value is absent
         if not files.get("name", "").startswith("sapeon"):
             continue
         bus_id = (entry / "device").resolve().name
@@ -322,14 +304,9 @@ class SapeonCollector:
         self.config = config
 
     def _tool(self) -> str | None:
-        tool = self.config.tool
-        if os.sep in tool:
-            return tool if os.access(tool, os.X_OK) else None
-        found = shutil.which(tool)
-        if found is not None:
-            return found
-        candidate = Path(self.config.root) / "bin" / tool
-        return str(candidate) if os.access(candidate, os.X_OK) else None
+        """The tool to run (:func:`~kwatt.collectors.plugin.find_tool`), if it is executable."""
+        found = find_tool(self.config.root, self.config.tool)
+        return found if found is not None and os.access(found, os.X_OK) else None
 
     async def _report(self) -> SapeonReport:
         tool = self._tool()
@@ -368,3 +345,26 @@ class SapeonCollector:
 
     async def aclose(self) -> None:
         return None
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: an entry when the node has ``sapeon-smi``."""
+    tool = surface.tool("sapeon-smi")
+    if not tool:
+        return []
+    return [{"type": "sapeon", "name": "sapeon", "tool": tool, "root": str(surface.root.resolve())}]
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="sapeon",
+    config=Config,
+    factory=SapeonCollector,
+    detect=_detect,
+    demo=True,
+    hwmon_chips=("sapeon_*",),
+    permission_fix=(
+        'add the agent user to the group owning /dev/sapeon* (udev: KERNEL=="sapeon*", '
+        'GROUP="kwatt", MODE="0660")'
+    ),
+)

@@ -1,6 +1,6 @@
 """An inference-serving runtime's Prometheus ``/metrics``: completed requests, tokens and latency.
 
-Metric names per runtime (reference/device-interfaces.md §6.1 vLLM, §6.2 furiosa-llm):
+Metric names per runtime (docs/device-interfaces.md §6.1 vLLM, §6.2 furiosa-llm):
 
 ========================  =============================================================
 furiosa-llm 2026.x        ``furiosa_llm_request_success_total{finished_reason}``,
@@ -54,16 +54,17 @@ from types import MappingProxyType
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from kwatt.collectors.base import CollectorError, CollectorTimeout, CollectorUnavailable, ParseError
+from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
 from kwatt.wire.model import DeviceInfo, Sample, validate_tag_value
 
 __all__ = [
+    "PLUGIN",
     "RUNTIME_PREFIXES",
     "Config",
     "Exposition",
     "PromSample",
     "ServingCollector",
     "ServingSnapshot",
-    "create",
     "fetch",
     "histogram_delta",
     "histogram_quantile",
@@ -129,10 +130,6 @@ class Config:
                 raise ValueError(
                     f"model_config_url: expected http://host:port, got {self.model_config_url!r}"
                 )
-
-
-def create(name: str, config: Config) -> ServingCollector:
-    return ServingCollector(name, config)
 
 
 def metrics_url(url: str) -> str:
@@ -663,3 +660,28 @@ class ServingCollector:
 def _count(value: float | None) -> int | None:
     """A counter exposed as a float (``12.0``) as the integer it counts; infinities are absent."""
     return round(value) if value is not None and math.isfinite(value) else None
+
+
+def _detect(surface: Surface) -> Entries:
+    """Doctor: one entry per ``URL[=SERVICE[:RUNTIME]]`` it was given (not discoverable)."""
+    out: Entries = []
+    for item in surface.serving:
+        url, _, rest = item.partition("=")
+        service, _, runtime = (rest or "default").partition(":")
+        entry: dict[str, object] = {"type": "serving", "url": url, "service": service}
+        if runtime:
+            entry["runtime"] = runtime
+        entry["name"] = f"{service}-{runtime or 'furiosa-llm'}"
+        out.append(entry)
+    return out
+
+
+#: This module's collector, as the registry (:mod:`kwatt.collectors`) finds it.
+PLUGIN = CollectorPlugin(
+    kind="serving",
+    config=Config,
+    factory=ServingCollector,
+    detect=_detect,
+    demo=True,
+    permission_fix="let the agent reach the runtime's /metrics port",
+)

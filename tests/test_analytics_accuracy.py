@@ -52,8 +52,8 @@ def run_emulated(root: Path, seconds: int, devices: int, seed: int) -> tuple[Pat
         async with EmulatedNode(
             root / "node", devices=devices, seed=seed, workload="bursty"
         ) as node:
-            npu = furiosa.create("npu", furiosa.Config(root=str(root / "node")))
-            srv = serving.create("llm", serving.Config(url=node.serving_url, service="chat"))
+            npu = furiosa.PLUGIN.create("npu", furiosa.Config(root=str(root / "node")))
+            srv = serving.PLUGIN.create("llm", serving.Config(url=node.serving_url, service="chat"))
             steps_per_sample = round(SAMPLE_S / STEP_S)
             with lp.open("wb") as out:
                 for k in range(seconds + 1):

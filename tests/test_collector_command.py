@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from kwatt.agent.config import agent_config_from
 from kwatt.collectors import REGISTRY, load
 from kwatt.collectors.base import Collector, CollectorError, CollectorTimeout, ParseError
-from kwatt.collectors.command import Config, FieldMap, create, parse, parse_devices, unit_factor
+from kwatt.collectors.command import PLUGIN, Config, FieldMap, parse, parse_devices, unit_factor
 from kwatt.collectors.sapeon import parse_json as sapeon_parse_json
 from kwatt.emulators import sapeon as emu
 from kwatt.emulators.state import DeviceState, Snapshot, write_snapshot
@@ -73,7 +73,7 @@ def by_device(samples: list[Sample]) -> dict[str, Sample]:
 
 def test_registered() -> None:
     assert REGISTRY["command"] == "kwatt.collectors.command"
-    assert load("command").Config is Config
+    assert load("command").config is Config
 
 
 def test_config_from_yaml() -> None:
@@ -332,7 +332,7 @@ def test_fuzz_json(value: object) -> None:
 
 def test_end_to_end_fixture_script() -> None:
     cfg = config_of(NESTED)
-    collector = create("deepx", cfg)
+    collector = PLUGIN.create("deepx", cfg)
     assert isinstance(collector, Collector)
     before = time.time_ns()
     samples = by_device(asyncio.run(collector.collect()))
@@ -350,22 +350,22 @@ def test_end_to_end_hang_is_killed() -> None:
     cfg = config_of({**NESTED, "argv": ["sh", str(FIXTURES / "hang.sh")], "timeout_s": 0.5})
     started = time.monotonic()
     with pytest.raises(CollectorTimeout, match=r"no answer within 0\.5 s"):
-        asyncio.run(create("hang", cfg).collect())
+        asyncio.run(PLUGIN.create("hang", cfg).collect())
     assert time.monotonic() - started < 5.0
 
 
 def test_end_to_end_tool_failures(tmp_path: Path) -> None:
     missing = config_of({**NESTED, "argv": [str(tmp_path / "no-such-tool")]})
     with pytest.raises(CollectorError, match="executable not found"):
-        asyncio.run(create("x", missing).collect())
+        asyncio.run(PLUGIN.create("x", missing).collect())
     garbage = tmp_path / "garbage.json"
     garbage.write_bytes(b"<html>oops")
     bad = config_of({**NESTED, "argv": ["sh", CAT, str(garbage)]})
     with pytest.raises(ParseError, match=r"cat_json\.sh .*garbage\.json: expected a JSON document"):
-        asyncio.run(create("x", bad).collect())
+        asyncio.run(PLUGIN.create("x", bad).collect())
     failing = config_of({**NESTED, "argv": ["sh", "-c", "echo broken >&2; exit 3"]})
     with pytest.raises(CollectorError, match="exit status 3: broken"):
-        asyncio.run(create("x", failing).collect())
+        asyncio.run(PLUGIN.create("x", failing).collect())
 
 
 def sapeon_state(index: int, model: str, bus_id: str, **kw: Any) -> DeviceState:
@@ -427,7 +427,7 @@ def test_end_to_end_emulated_sapeon_tool_matches_the_sapeon_collector(tmp_path: 
     surface.render(snap)
     tool = emu.install_tool(tmp_path)
     cfg = config_of({**SAPEON_ENTRY, "argv": [str(tool), "--json"], "timeout_s": "10s"})
-    collector = create("sapeon-generic", cfg)
+    collector = PLUGIN.create("sapeon-generic", cfg)
     got = by_device(asyncio.run(collector.collect()))
     assert sorted(got) == ["0000:81:00.0", "0000:83:00.0"]
     a = got["0000:81:00.0"]

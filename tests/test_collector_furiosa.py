@@ -25,6 +25,7 @@ from kwatt.collectors.furiosa import (
     parse_throttle_reason,
     utilization,
 )
+from kwatt.collectors.furiosa import parse as furiosa_parse
 from kwatt.emulators.node import EmulatedNode
 from kwatt.wire.model import Sample
 from kwatt.wire.settings import from_mapping
@@ -160,13 +161,13 @@ def test_config_and_protocol() -> None:
     cfg = from_mapping(Config, {"root": "/srv/node"}, where="t")
     assert cfg == Config(root="/srv/node")
     assert Config().root == "/"
-    c = furiosa.create("npu", cfg)
+    c = furiosa.PLUGIN.create("npu", cfg)
     assert isinstance(c, Collector)
     assert c.name == "npu"
 
 
 def test_inventory_from_the_fixture_tree() -> None:
-    c = furiosa.create("npu", Config(root=str(FIXTURE)))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(FIXTURE)))
     inventory = asyncio.run(c.inventory())
     assert [d.id for d in inventory] == [CARD0, CARD1]
     d0 = inventory[0]
@@ -178,7 +179,7 @@ def test_inventory_from_the_fixture_tree() -> None:
 
 
 def test_collect_from_the_fixture_tree() -> None:
-    c = furiosa.create("npu", Config(root=str(FIXTURE)))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(FIXTURE)))
     samples = collect(c)
     assert set(samples) == {CARD0, CARD1}
     s0 = samples[CARD0]
@@ -200,7 +201,7 @@ def test_collect_from_the_fixture_tree() -> None:
 
 
 def test_utilization_between_two_polls(tree: Path) -> None:
-    c = furiosa.create("npu", Config(root=str(tree)))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tree)))
     collect(c)
     for m in range(8):
         path = class_dir(tree) / f"rngd!npu0pe{m}" / "metrics"
@@ -227,18 +228,21 @@ def test_missing_files_give_absent_fields(tree: Path) -> None:
     (hwmon / "power1_average").unlink()
     (hwmon / "power1_max").unlink()
     (class_dir(tree) / "rngd!npu0pe5" / "alloc_status").unlink()
-    got = fields(collect(furiosa.create("npu", Config(root=str(tree))))[CARD0])
+    got = fields(collect(furiosa.PLUGIN.create("npu", Config(root=str(tree))))[CARD0])
     assert got == {"temp_c": 40.8, "clock_hz": 1.7e9, "throttled": 1}
 
 
 def test_a_power_input_is_used_when_there_is_no_average(tree: Path) -> None:
     hwmon = tree / "sys/bus/pci/devices/0000:03:00.0/hwmon/hwmon3"
     (hwmon / "power1_average").rename(hwmon / "power1_input")
-    assert fields(collect(furiosa.create("npu", Config(root=str(tree))))[CARD0])["power_w"] == 38.4
+    assert (
+        fields(collect(furiosa.PLUGIN.create("npu", Config(root=str(tree))))[CARD0])["power_w"]
+        == 38.4
+    )
 
 
 def test_missing_class_directory_is_unavailable_with_the_path(tmp_path: Path) -> None:
-    c = furiosa.create("npu", Config(root=str(tmp_path)))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path)))
     expected = str(tmp_path / "sys" / "class" / "rngd_mgmt")
     with pytest.raises(CollectorUnavailable, match="no such directory") as e:
         asyncio.run(c.collect())
@@ -267,7 +271,7 @@ def test_garbage_raises_a_parse_error_naming_the_file(
     path = tree / "sys" / relative
     path.write_text("banana split\n")
     with pytest.raises(ParseError) as e:
-        asyncio.run(furiosa.create("npu", Config(root=str(tree))).collect())
+        asyncio.run(furiosa.PLUGIN.create("npu", Config(root=str(tree))).collect())
     assert str(path) in str(e.value)
     assert expected in str(e.value)
 
@@ -276,12 +280,12 @@ def test_alloc_status_without_a_needed_key(tree: Path) -> None:
     path = class_dir(tree) / "rngd!npu0pe1" / "alloc_status"
     path.write_text("dram_capacity: 0x10\ndram_usage: 0x1\n")
     with pytest.raises(ParseError, match=r"pe1/alloc_status: expected a 'shared_usage: <int>'"):
-        asyncio.run(furiosa.create("npu", Config(root=str(tree))).collect())
+        asyncio.run(furiosa.PLUGIN.create("npu", Config(root=str(tree))).collect())
 
 
 def test_cards_of_other_kinds_are_skipped(tree: Path) -> None:
     (class_dir(tree) / "rngd!npu1mgmt" / "device_type").write_text("Warboy\n")
-    assert set(collect(furiosa.create("npu", Config(root=str(tree))))) == {CARD0}
+    assert set(collect(furiosa.PLUGIN.create("npu", Config(root=str(tree))))) == {CARD0}
 
 
 # --------------------------------------------------------------------------------- emulated node
@@ -290,7 +294,7 @@ def test_cards_of_other_kinds_are_skipped(tree: Path) -> None:
 def test_reads_an_emulated_node_against_its_ground_truth(tmp_path: Path) -> None:
     async def go() -> None:
         async with EmulatedNode(tmp_path, devices=3, seed=11, workload="steady") as node:
-            c = furiosa.create("npu", Config(root=str(tmp_path)))
+            c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path)))
             truth = node.step(0.0)
             first = {s.tag("device"): s for s in await c.collect()}
             assert set(first) == {d["device"] for d in truth["devices"]}
@@ -323,7 +327,7 @@ def test_reads_an_emulated_node_against_its_ground_truth(tmp_path: Path) -> None
 def test_emulated_power_cap_and_reset(tmp_path: Path) -> None:
     async def go() -> None:
         async with EmulatedNode(tmp_path, devices=2, symlinks=False) as node:
-            c = furiosa.create("npu", Config(root=str(tmp_path)))
+            c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path)))
             node.step(0.0)
             await c.collect()
             node.devices[0].power_limit_w = 70.0
@@ -354,7 +358,7 @@ def test_emulated_power_cap_and_reset(tmp_path: Path) -> None:
 def test_cached_discovery_follows_a_re_enumeration(tree: Path) -> None:
     """Cards are listed once per ``rediscover_s``, but a card whose identity file changed (npuN
     renumbered) is noticed on the next poll: values never go to another card's device tag."""
-    c = furiosa.create("npu", Config(root=str(tree), rediscover_s=3600.0))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tree), rediscover_s=3600.0))
     before = collect(c)
     assert before[CARD0].field("power_w") == 38.4
     d = class_dir(tree)
@@ -383,4 +387,4 @@ def test_key_values_fast_path_agrees_with_the_line_by_line_parser(text: str) -> 
         except ParseError as e:
             return str(e)
 
-    assert run(furiosa._key_values) == run(furiosa._key_values_slow)
+    assert run(furiosa_parse._key_values) == run(furiosa_parse._key_values_slow)

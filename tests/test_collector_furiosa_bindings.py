@@ -253,7 +253,7 @@ import asyncio, json, os, sys
 out = os.fdopen(os.dup(1), "w")  # the JSON channel; the native library's own prints go to stderr
 os.dup2(2, 1)
 from kwatt.collectors import furiosa
-c = furiosa.create("npu", furiosa.Config(source="bindings", bindings_module=sys.argv[1],
+c = furiosa.PLUGIN.create("npu", furiosa.Config(source="bindings", bindings_module=sys.argv[1],
                                          timeout_s=60))
 async def main():
     for line in sys.stdin:
@@ -308,7 +308,7 @@ def test_bindings_source_on_the_real_wheel_matches_the_truth_and_sysfs(
             namespace_command(root, [sys.executable, "-c", POLL, module]),
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        sysfs = furiosa.create("s", Config(root=str(root), source="sysfs"))
+        sysfs = furiosa.PLUGIN.create("s", Config(root=str(root), source="sysfs"))
         pause(root)
         before = {d.uuid.upper(): d for d in read_snapshot(root).devices}
         first = poll(proc)

@@ -337,7 +337,7 @@ def by_tag(samples: list[Sample]) -> dict[str, dict[str, float | int]]:
 def test_warboy_and_rngd_through_sysfs_against_the_truth(tmp_path: Path) -> None:
     async def go() -> None:
         async with Node(tmp_path, node_options()) as node:
-            c = furiosa.create("npu", Config(root=str(tmp_path), source="sysfs"))
+            c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path), source="sysfs"))
             node.step(0.0)
             node.step(0.5)  # the runtime holds the RNGD's PEs from here (pe_occupancy 1)
             first = await c.collect()
@@ -373,8 +373,8 @@ def test_warboy_and_rngd_through_sysfs_against_the_truth(tmp_path: Path) -> None
 def test_smi_gives_the_same_tags_and_values_as_sysfs(tmp_path: Path, version: str) -> None:
     async def go() -> None:
         async with Node(tmp_path, node_options(version)) as node:
-            sysfs = furiosa.create("a", Config(root=str(tmp_path), source="sysfs"))
-            smi = furiosa.create("b", Config(root=str(tmp_path), source="smi", timeout_s=30))
+            sysfs = furiosa.PLUGIN.create("a", Config(root=str(tmp_path), source="sysfs"))
+            smi = furiosa.PLUGIN.create("b", Config(root=str(tmp_path), source="smi", timeout_s=30))
             truth = node.step(1.0)
             from_sysfs = by_tag(await sysfs.collect())
             from_smi = by_tag(await smi.collect())
@@ -399,7 +399,7 @@ def test_smi_gives_the_same_tags_and_values_as_sysfs(tmp_path: Path, version: st
 def test_auto_falls_back_to_smi_when_sysfs_is_missing(tmp_path: Path) -> None:
     async def go() -> None:
         async with Node(tmp_path, node_options()) as node:
-            c = furiosa.create("npu", Config(root=str(tmp_path), timeout_s=30))
+            c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path), timeout_s=30))
             node.step(1.0)
             with_sysfs = by_tag(await c.collect())
             assert c.last_source == "sysfs"
@@ -408,7 +408,7 @@ def test_auto_falls_back_to_smi_when_sysfs_is_missing(tmp_path: Path) -> None:
             fallback = by_tag(await c.collect())
             assert c.last_source == "smi"
             assert set(fallback) == set(with_sysfs)
-            sysfs_only = furiosa.create("s", Config(root=str(tmp_path), source="sysfs"))
+            sysfs_only = furiosa.PLUGIN.create("s", Config(root=str(tmp_path), source="sysfs"))
             with pytest.raises(CollectorUnavailable, match="no such directory"):
                 await sysfs_only.collect()
 
@@ -429,7 +429,7 @@ def fake_tool(root: Path, body: str) -> Path:
 
 def test_a_hung_tool_is_killed(tmp_path: Path) -> None:
     fake_tool(tmp_path, "time.sleep(30)")
-    c = furiosa.create("npu", Config(root=str(tmp_path), timeout_s=0.5))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path), timeout_s=0.5))
     with pytest.raises(CollectorTimeout, match=r"no answer within 0\.5 s"):
         asyncio.run(c.collect())
     assert c._smi.json_ok is None  # a hang says nothing about the tool's JSON support
@@ -437,12 +437,14 @@ def test_a_hung_tool_is_killed(tmp_path: Path) -> None:
 
 def test_garbage_from_the_tool_is_a_parse_error(tmp_path: Path) -> None:
     fake_tool(tmp_path, "sys.stdout.buffer.write(bytes(range(256)) * 3)")
-    c = furiosa.create("npu", Config(root=str(tmp_path), source="smi"))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path), source="smi"))
     with pytest.raises(ParseError):
         asyncio.run(c.collect())
     fake_tool(tmp_path, 'print(\'[{"arch": "rngd", "dev_name": 7}]\')')
     with pytest.raises(ParseError, match="dev_name: expected a string"):
-        asyncio.run(furiosa.create("npu", Config(root=str(tmp_path), source="smi")).collect())
+        asyncio.run(
+            furiosa.PLUGIN.create("npu", Config(root=str(tmp_path), source="smi")).collect()
+        )
 
 
 def test_a_tool_without_json_is_read_through_its_tables(tmp_path: Path) -> None:
@@ -456,7 +458,7 @@ def test_a_tool_without_json_is_read_through_its_tables(tmp_path: Path) -> None:
         "name = 'info-format-full.txt' if args[0] == 'info' else 'status.txt'\n"
         "sys.stdout.write(open(f'{d}/{name}', encoding='utf-8').read())",
     )
-    c = furiosa.create("npu", Config(root=str(tmp_path), source="smi"))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path), source="smi"))
     for _ in range(2):  # the second poll goes straight to the tables
         got = by_tag(asyncio.run(c.collect()))
         assert set(got) == {NPU0, NPU1, WARBOY_UUID}
@@ -469,12 +471,12 @@ def test_the_tool_is_found_in_root_bin_then_on_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_tool(tmp_path / "node", "print('[]')")
-    c = furiosa.create("npu", Config(root=str(tmp_path / "node"), source="smi"))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path / "node"), source="smi"))
     assert asyncio.run(c.collect()) == []
     monkeypatch.setenv("PATH", str(tmp_path / "node" / "bin") + os.pathsep + os.environ["PATH"])
-    c = furiosa.create("npu", Config(root=str(tmp_path / "empty"), source="smi"))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path / "empty"), source="smi"))
     assert asyncio.run(c.collect()) == []
-    c = furiosa.create("npu", Config(root=str(tmp_path), tool="no-such-smi-tool"))
+    c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path), tool="no-such-smi-tool"))
     with pytest.raises(CollectorUnavailable, match=r"no such directory.*executable not found"):
         asyncio.run(c.collect())
 
@@ -512,7 +514,7 @@ def test_the_printed_config_reads_warboy_once(tmp_path: Path) -> None:
 def test_perf_regs_not_readable_means_no_utilization(tmp_path: Path) -> None:
     async def go() -> None:
         async with Node(tmp_path, node_options()) as node:
-            c = furiosa.create("npu", Config(root=str(tmp_path), source="sysfs"))
+            c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path), source="sysfs"))
             node.step(0.0)
             node.step(0.5)  # the runtime holds the RNGD's PEs from here (pe_occupancy 1)
             await c.collect()

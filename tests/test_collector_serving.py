@@ -252,7 +252,7 @@ def test_config() -> None:
             Config(**{"url": "http://h", "service": "chat", **bad})
     with pytest.raises(ValueError, match="timeout_s"):
         Config(url="http://h", service="chat", timeout_s=0)
-    c = serving.create("llm", cfg)
+    c = serving.PLUGIN.create("llm", cfg)
     assert isinstance(c, Collector) and c.name == "llm"
     assert asyncio.run(c.inventory()) == []
 
@@ -273,7 +273,7 @@ def bucket_of(latency_s: float) -> tuple[float, float]:
 def test_reads_an_emulated_node_against_its_ground_truth(tmp_path: Path) -> None:
     async def go() -> None:
         async with EmulatedNode(tmp_path, devices=2, seed=5) as node:
-            c = serving.create("llm", Config(url=node.serving_url, service="chat"))
+            c = serving.PLUGIN.create("llm", Config(url=node.serving_url, service="chat"))
             first_truth = node.step(0.0)["serving"]
             (first,) = await c.collect()
             assert first.tag("runtime") == "furiosa-llm"
@@ -307,7 +307,7 @@ def test_a_restarted_server_counts_from_zero(tmp_path: Path) -> None:
     async def go() -> None:
         async with EmulatedNode(tmp_path / "a", devices=1, seed=1) as node:
             port = int(node.serving_url.rsplit(":", 1)[1])
-            c = serving.create("llm", Config(url=node.serving_url, service="chat"))
+            c = serving.PLUGIN.create("llm", Config(url=node.serving_url, service="chat"))
             for k in range(30):
                 node.step(k * 1.0)
             await c.collect()
@@ -330,9 +330,13 @@ def test_model_name_filter(tmp_path: Path) -> None:
         async with EmulatedNode(tmp_path, devices=1) as node:
             node.step(0.0)
             model = node.serving.model_name
-            ok = serving.create("a", Config(url=node.serving_url, service="s", model_name=model))
+            ok = serving.PLUGIN.create(
+                "a", Config(url=node.serving_url, service="s", model_name=model)
+            )
             assert (await ok.collect())[0].tag("model_name") == model
-            other = serving.create("b", Config(url=node.serving_url, service="s", model_name="x"))
+            other = serving.PLUGIN.create(
+                "b", Config(url=node.serving_url, service="s", model_name="x")
+            )
             with pytest.raises(ParseError, match="with model_name='x'"):
                 await other.collect()
 
@@ -348,7 +352,7 @@ def free_port() -> int:
 
 def test_nothing_listening_is_unavailable_with_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}/metrics"
-    c = serving.create("llm", Config(url=url, service="chat"))
+    c = serving.PLUGIN.create("llm", Config(url=url, service="chat"))
     with pytest.raises(CollectorUnavailable, match="is the serving runtime up") as e:
         asyncio.run(c.collect())
     assert url in str(e.value)
@@ -358,10 +362,12 @@ def test_http_errors_and_non_serving_endpoints(tmp_path: Path) -> None:
     async def go() -> None:
         async with EmulatedNode(tmp_path, devices=1) as node:
             node.step(0.0)
-            c = serving.create("llm", Config(url=node.serving_url + "/nope", service="chat"))
+            c = serving.PLUGIN.create("llm", Config(url=node.serving_url + "/nope", service="chat"))
             with pytest.raises(CollectorError, match="HTTP 404"):
                 await c.collect()
-            c = serving.create("llm", Config(url=node.serving_url + "/health", service="chat"))
+            c = serving.PLUGIN.create(
+                "llm", Config(url=node.serving_url + "/health", service="chat")
+            )
             with pytest.raises(ParseError, match="no request_success_total"):
                 await c.collect()
 
@@ -373,7 +379,7 @@ def test_a_silent_server_times_out() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()  # accepts the connection in the kernel, never answers
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/metrics"
-        c = serving.create("llm", Config(url=url, service="chat", timeout_s=0.2))
+        c = serving.PLUGIN.create("llm", Config(url=url, service="chat", timeout_s=0.2))
         with pytest.raises(CollectorTimeout, match=r"no answer within 0\.2 s"):
             asyncio.run(c.collect())
 

@@ -114,7 +114,7 @@ def test_node_with_every_model_renders_furiosa_surfaces(tmp_path: Path) -> None:
 def test_furiosa_collector_reads_the_new_rngd_surface(tmp_path: Path) -> None:
     async def go() -> None:
         async with Node(tmp_path, options("rngd:2", ("steady",), seed=3)) as node:
-            c = furiosa.create("npu", FuriosaConfig(root=str(tmp_path)))
+            c = furiosa.PLUGIN.create("npu", FuriosaConfig(root=str(tmp_path)))
             node.step(0.0)
             node.step(0.5)  # the runtime holds the PEs from here (pe_occupancy 1)
             await c.collect()

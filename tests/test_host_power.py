@@ -56,10 +56,10 @@ def test_registered_and_protocol(tmp_path: Path) -> None:
     for kind in ("rapl", "hwmon", "ipmi_dcmi", "redfish"):
         assert kind in REGISTRY
         assert load(kind).create is not None
-    assert isinstance(rapl.create("r", rapl.Config()), Collector)
-    assert isinstance(hwmon.create("h", hwmon.Config()), Collector)
-    assert isinstance(ipmi_dcmi.create("i", ipmi_dcmi.Config()), Collector)
-    assert isinstance(redfish.create("f", redfish.Config(url="https://bmc")), Collector)
+    assert isinstance(rapl.PLUGIN.create("r", rapl.Config()), Collector)
+    assert isinstance(hwmon.PLUGIN.create("h", hwmon.Config()), Collector)
+    assert isinstance(ipmi_dcmi.PLUGIN.create("i", ipmi_dcmi.Config()), Collector)
+    assert isinstance(redfish.PLUGIN.create("f", redfish.Config(url="https://bmc")), Collector)
 
 
 def test_configs_load_from_yaml_mappings() -> None:
@@ -85,13 +85,13 @@ def test_configs_load_from_yaml_mappings() -> None:
 
 
 def test_rapl_golden() -> None:
-    c = rapl.create("rapl", rapl.Config(root=str(FIXTURES / "rapl-2pkg-synthetic")))
+    c = rapl.PLUGIN.create("rapl", rapl.Config(root=str(FIXTURES / "rapl-2pkg-synthetic")))
     assert as_dicts(asyncio.run(c.collect())) == golden("rapl-2pkg-synthetic.expected.json")
 
 
 def test_rapl_zone_filter() -> None:
     cfg = rapl.Config(root=str(FIXTURES / "rapl-2pkg-synthetic"), zones=("package-1/dram",))
-    samples = asyncio.run(rapl.create("rapl", cfg).collect())
+    samples = asyncio.run(rapl.PLUGIN.create("rapl", cfg).collect())
     assert [s.tag("zone") for s in samples] == ["package-1/dram"]
 
 
@@ -246,7 +246,7 @@ def test_fuzz_parse_counter_and_name(raw: bytes) -> None:
 
 def test_hwmon_golden() -> None:
     cfg = hwmon.Config(root=str(FIXTURES / "hwmon-mixed-synthetic"), devices=(RNGD_MATCH,))
-    c = hwmon.create("hwmon", cfg)
+    c = hwmon.PLUGIN.create("hwmon", cfg)
     assert as_dicts(asyncio.run(c.collect())) == golden("hwmon-mixed-synthetic.expected.json")
     inventory = asyncio.run(c.inventory())
     assert {(d.vendor, d.model, d.id) for d in inventory} == {
@@ -257,7 +257,7 @@ def test_hwmon_golden() -> None:
 
 
 def test_hwmon_known_devices_without_config() -> None:
-    c = hwmon.create("hwmon", hwmon.Config(root=str(FIXTURES / "hwmon-mixed-synthetic")))
+    c = hwmon.PLUGIN.create("hwmon", hwmon.Config(root=str(FIXTURES / "hwmon-mixed-synthetic")))
     rngd = [s for s in asyncio.run(c.collect()) if s.tag("device") == "0000:6e:00.0"]
     assert [(s.tag("vendor"), s.tag("model"), dict(s.fields)) for s in rngd] == [
         ("furiosa", "rngd", {"power_w": 38.4, "temp_c": 40.8})  # RMS_TOTAL and PEAK (§1.3)
@@ -268,7 +268,7 @@ def test_hwmon_without_auto_accel_and_excluded() -> None:
     cfg = hwmon.Config(
         root=str(FIXTURES / "hwmon-mixed-synthetic"), auto_accel=False, exclude=("psu_*",)
     )
-    samples = asyncio.run(hwmon.create("hwmon", cfg).collect())
+    samples = asyncio.run(hwmon.PLUGIN.create("hwmon", cfg).collect())
     zones = {s.tag("zone") for s in samples if s.measurement.value == "host"}
     # the unmatched PCI chips are host meters now; rngd1 has no energy/power label clash
     assert "psu_meter/PSU_1" not in zones

@@ -392,7 +392,7 @@ def run_redfish(
                 node.step(10.0, system_w=500.0 + 10 * i, host=host)
             for extra in configs:
                 cfg = redfish.Config(url=node.surface.redfish.url, **extra)  # type: ignore[arg-type]
-                c = redfish.create("redfish", cfg)
+                c = redfish.PLUGIN.create("redfish", cfg)
                 try:
                     results.append(list(await c.collect()))
                 except CollectorError as e:
@@ -480,7 +480,7 @@ def test_redfish_auto_remembers_the_resource(tmp_path: Path) -> None:
             node = make_node(tmp_path / str(i), redfish=options)
             await node.surface.start()
             try:
-                c = redfish.create("r", redfish.Config(url=node.surface.redfish.url))
+                c = redfish.PLUGIN.create("r", redfish.Config(url=node.surface.redfish.url))
                 for _ in range(3):
                     node.step(1.0)
                     assert len(await c.collect()) == 1
@@ -581,7 +581,7 @@ def test_redfish_faults(
 def test_redfish_unreachable() -> None:
     cfg = redfish.Config(url="http://127.0.0.1:9", timeout_s=1.0)
     with pytest.raises(CollectorUnavailable, match="reachable"):
-        asyncio.run(redfish.create("r", cfg).collect())
+        asyncio.run(redfish.PLUGIN.create("r", cfg).collect())
 
 
 def test_snapshot_replace_keeps_faults_typed() -> None:

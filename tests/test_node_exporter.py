@@ -487,7 +487,7 @@ def test_device_tags_do_not_depend_on_the_link(reading: Reading) -> None:
 def hwmon_tags(root: Path) -> set[tuple[str, ...]]:
     """(measurement, vendor or source, device or zone, model) of every sample of kwatt's hwmon
     collector on ``root``, with every chip reported."""
-    samples = hwmon.create("hwmon-all", hwmon.Config(root=str(root))).collect_sync()
+    samples = hwmon.PLUGIN.create("hwmon-all", hwmon.Config(root=str(root))).collect_sync()
     out: set[tuple[str, ...]] = set()
     for s in samples:
         tags = dict(s.tags)

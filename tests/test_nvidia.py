@@ -269,15 +269,15 @@ def test_error_table() -> None:
 
 
 def test_registry_and_config() -> None:
-    assert collectors.load("nvml") is nvml
-    assert collectors.load("nvidia_smi") is nvidia_smi
+    assert collectors.load("nvml") is nvml.PLUGIN
+    assert collectors.load("nvidia_smi") is nvidia_smi.PLUGIN
     cfg = from_mapping(nvml.Config, {"timeout_s": "2s"}, where="t")
     assert cfg == nvml.Config(timeout_s=2.0)
     smi = from_mapping(nvidia_smi.Config, {"tool": "/x/nvidia-smi", "mode": "xml"}, where="t")
     assert smi.mode == "xml"
     assert nvidia_smi.argv(smi) == ["/x/nvidia-smi", "-q", "-x"]
-    assert isinstance(nvml.create("n", cfg), Collector)
-    assert isinstance(nvidia_smi.create("s", smi), Collector)
+    assert isinstance(nvml.PLUGIN.create("n", cfg), Collector)
+    assert isinstance(nvidia_smi.PLUGIN.create("s", smi), Collector)
 
 
 def test_module_option_is_deprecated(caplog: pytest.LogCaptureFixture) -> None:
@@ -388,7 +388,7 @@ def nvml_of(node: tuple[Path, NvidiaSurface], timeout_s: float = 10.0) -> Collec
     """The nvml collector on ``node``; skips (fails in CI) where the library could not be built."""
     root, surface = node
     use_nvml(root, surface)
-    return nvml.create("nvml", nvml.Config(timeout_s=timeout_s))
+    return nvml.PLUGIN.create("nvml", nvml.Config(timeout_s=timeout_s))
 
 
 def run(coro: object) -> list[Sample]:
@@ -408,7 +408,9 @@ def make_collector(
     if kind == "nvml":
         return nvml_of(node, timeout_s)
     tool = str(node[0] / "bin" / "nvidia-smi")
-    return nvidia_smi.create(kind, nvidia_smi.Config(tool=tool, mode=kind, timeout_s=timeout_s))
+    return nvidia_smi.PLUGIN.create(
+        kind, nvidia_smi.Config(tool=tool, mode=kind, timeout_s=timeout_s)
+    )
 
 
 def assert_matches_truth(kind: str, got: dict[str, float | int], truth: DeviceState) -> None:
@@ -488,7 +490,7 @@ def test_nvidia_smi_faults(
     node: tuple[Path, NvidiaSurface], mode: str, fault: ToolFaults, error: type[Exception]
 ) -> None:
     root, surface = node
-    c = nvidia_smi.create(
+    c = nvidia_smi.PLUGIN.create(
         "smi", nvidia_smi.Config(tool=str(root / "bin" / "nvidia-smi"), mode=mode, timeout_s=2.0)
     )
     step(root, surface, (H100, T4), (("nvidia-smi", fault),))
@@ -504,7 +506,7 @@ def test_nvidia_smi_faults(
 
 
 def test_nvidia_smi_missing_tool(tmp_path: Path) -> None:
-    c = nvidia_smi.create("smi", nvidia_smi.Config(tool=str(tmp_path / "nvidia-smi")))
+    c = nvidia_smi.PLUGIN.create("smi", nvidia_smi.Config(tool=str(tmp_path / "nvidia-smi")))
     with pytest.raises(CollectorUnavailable):
         run(c.collect())
 
@@ -569,7 +571,7 @@ def _collect_in_a_new_process(prelude: str, env: dict[str, str]) -> str:
         "import asyncio\n"
         "from collectors import nvml\n"
         "try:\n"
-        "    asyncio.run(nvml.create('n', nvml.Config()).collect())\n"
+        "    asyncio.run(nvml.PLUGIN.create('n', nvml.Config()).collect())\n"
         "except Exception as e:\n"
         "    print(type(e).__name__, e)\n"
     )

@@ -485,7 +485,7 @@ def test_emulated_triton_ensemble_has_the_real_layout() -> None:
 def test_powercap_capture(tmp_path: Path) -> None:
     root = unpacked("powercap", tmp_path)
     want = expected(REAL / "powercap" / "node_exporter-sys")
-    samples = asyncio.run(rapl.create("rapl", rapl.Config(root=str(root))).collect())
+    samples = asyncio.run(rapl.PLUGIN.create("rapl", rapl.Config(root=str(root))).collect())
     got = {s.tag("zone"): s.field("energy_j") for s in samples}
     assert got == {w["zone"]: int(w["energy_uj"]) / 1e6 for w in want}
 
@@ -591,7 +591,7 @@ def test_redfish_collector_against_the_dmtf_mockup() -> None:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        c = redfish.create("bmc", redfish.Config(url=url, chassis="1U"))
+        c = redfish.PLUGIN.create("bmc", redfish.Config(url=url, chassis="1U"))
         (s,) = asyncio.run(c.collect())
         want = expected(
             REAL / "redfish" / "dmtf-public-rackmount1-Chassis-1U-EnvironmentMetrics.json"
@@ -601,7 +601,7 @@ def test_redfish_collector_against_the_dmtf_mockup() -> None:
             None,
             "1U",
         )
-        supplies = redfish.create(
+        supplies = redfish.PLUGIN.create(
             "bmc", redfish.Config(url=url, chassis="1U", resource="subsystem")
         )
         assert asyncio.run(supplies.collect()) == []  # incomplete: no sum rather than a low one

@@ -26,11 +26,11 @@ from kwatt.collectors import load
 from kwatt.collectors.base import Collector, CollectorError, CollectorTimeout, ParseError
 from kwatt.collectors.rebellions import (
     JSON_RETRY_POLLS,
+    PLUGIN,
     Config,
     RblnDevice,
     RebellionsCollector,
     assign_ids,
-    create,
     parse_json,
     parse_json_report,
     parse_status,
@@ -508,7 +508,7 @@ def test_emulator_without_a_node_fails_like_a_tool(tmp_path: Path) -> None:
 
 
 def collector(root: Path, tool: str = "rbln-smi", timeout_s: float = 10.0) -> RebellionsCollector:
-    return create(
+    return PLUGIN.create(
         "rbln", Config(tool=str(root / "bin" / tool), root=str(root), timeout_s=timeout_s)
     )
 
@@ -688,19 +688,19 @@ def test_faults_apply_to_the_legacy_name_and_recover(tmp_path: Path) -> None:
 def test_missing_tool_is_unavailable(tmp_path: Path) -> None:
     from kwatt.collectors.base import CollectorUnavailable
 
-    c = create("rbln", Config(tool="rbln-smi-not-installed", root=str(tmp_path)))
+    c = PLUGIN.create("rbln", Config(tool="rbln-smi-not-installed", root=str(tmp_path)))
     with pytest.raises(CollectorUnavailable, match="not found"):
         asyncio.run(c.collect())
     make_node(tmp_path, node_devices()[:1])  # ROOT/bin/rbln-smi found from root when not in PATH
     if not any(Path(p, "rbln-smi").exists() for p in os.environ.get("PATH", "").split(os.pathsep)):
-        samples = asyncio.run(create("rbln", Config(root=str(tmp_path))).collect())
+        samples = asyncio.run(PLUGIN.create("rbln", Config(root=str(tmp_path))).collect())
         assert len(samples) == 1
 
 
 def test_registered_and_configurable() -> None:
     module = load("rebellions")
     cfg = from_mapping(
-        module.Config, {"tool": "/opt/rbln-smi", "root": "/host", "timeout_s": 2}, where="c"
+        module.config, {"tool": "/opt/rbln-smi", "root": "/host", "timeout_s": 2}, where="c"
     )
     assert cfg == Config(tool="/opt/rbln-smi", root="/host", timeout_s=2.0)
 

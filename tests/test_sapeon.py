@@ -25,9 +25,9 @@ from kwatt.collectors.base import (
     ParseError,
 )
 from kwatt.collectors.sapeon import (
+    PLUGIN,
     Config,
     SapeonCollector,
-    create,
     parse_hwmon,
     parse_json,
     parse_json_report,
@@ -319,7 +319,7 @@ def test_emulator_nan_energy_is_shown_as_nan(tmp_path: Path) -> None:
 
 
 def collector(root: Path, tool: str = "sapeon-smi", timeout_s: float = 10.0) -> SapeonCollector:
-    return create(
+    return PLUGIN.create(
         "sapeon", Config(tool=str(root / "bin" / tool), root=str(root), timeout_s=timeout_s)
     )
 
@@ -393,7 +393,7 @@ def test_generic_hwmon_collector_covers_the_assumed_surface(tmp_path: Path) -> N
     make_node(tmp_path, devices)
     module = load("hwmon")
     generic = module.create(
-        "hwmon", from_mapping(module.Config, {"root": str(tmp_path)}, where="t")
+        "hwmon", from_mapping(module.config, {"root": str(tmp_path)}, where="t")
     )
     samples = {
         s.tag("device"): s for s in asyncio.run(generic.collect()) if s.measurement == "accel"
@@ -437,7 +437,7 @@ def test_faults_are_errors_not_silent_fallbacks(
 
 def test_registered_and_configurable() -> None:
     module = load("sapeon")
-    cfg = from_mapping(module.Config, {"tool": "/opt/sapeon-smi", "timeout_s": 3}, where="c")
+    cfg = from_mapping(module.config, {"tool": "/opt/sapeon-smi", "timeout_s": 3}, where="c")
     assert cfg == Config(tool="/opt/sapeon-smi", timeout_s=3.0)
 
 

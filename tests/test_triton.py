@@ -92,7 +92,7 @@ def test_triton_end_to_end_against_a_node(tmp_path: Path) -> None:
             assert [(e["service"], e["runtime"], e["name"]) for e in entries] == [
                 ("traffic", "triton", "traffic-triton")
             ]
-            c = serving.create(
+            c = serving.PLUGIN.create(
                 "t", Config(url=entries[0]["url"], service="traffic", runtime="triton")
             )
             first = (await c.collect())[0]
@@ -163,10 +163,10 @@ def test_ensemble_counts_client_requests_once_end_to_end() -> None:
 
     async def body(server: MetricsServer, ensemble: TritonEnsemble) -> None:
         url = f"http://{MetricsServer.HOST}:{server.port}"
-        learnt = serving.create(
+        learnt = serving.PLUGIN.create(
             "t", Config(url=url, service="chat", runtime="triton", model_config_url=url)
         )
-        listed = serving.create(
+        listed = serving.PLUGIN.create(
             "t",
             Config(
                 url=url,
@@ -175,7 +175,7 @@ def test_ensemble_counts_client_requests_once_end_to_end() -> None:
                 composing_models=("preprocessing", "tensorrt_llm", "postprocessing"),
             ),
         )
-        naive = serving.create("t", Config(url=url, service="chat", runtime="triton"))
+        naive = serving.PLUGIN.create("t", Config(url=url, service="chat", runtime="triton"))
         for served in (12.0, 30.0, 7.0):
             ensemble.advance(served, 0.5, 0.2, 0.15)
             truth = ensemble.ensemble.success
@@ -202,7 +202,7 @@ def test_model_config_errors_fail_the_poll() -> None:
     async def body(server: MetricsServer, ensemble: TritonEnsemble) -> None:
         url = f"http://{MetricsServer.HOST}:{server.port}"
         ensemble.advance(5.0, 0.5, 0.2, 0.15)
-        wrong = serving.create(
+        wrong = serving.PLUGIN.create(
             "t",
             Config(
                 url=url,
