@@ -12,7 +12,7 @@ pattern, e.g. ``rngd*``) or, with ``auto_accel``, when it hangs off a PCI functi
 path is ``…/<bdf>/hwmon/hwmonN`` or its ``device`` link ends in a BDF) *and* it exposes power or
 energy — an NVMe or NIC temperature chip does not. An accelerator gives one ``accel`` sample:
 ``device`` = the PCI BDF (stable across re-enumeration; the chip's directory name if there is no
-BDF), ``vendor``/``model`` from the matching entry, else from :data:`KNOWN_DEVICES` (RNGD), else
+BDF), ``vendor``/``model`` from the matching entry, else from :func:`known_devices` (RNGD), else
 from the chip ``name``: ``<vendor>_<model>``
 (``sapeon_x330`` → ``sapeon``/``x330``), or the name for both when it has no ``_``; ``power_w``,
 ``energy_j`` and ``temp_c`` from the channel labelled as configured (``power_label``, ...), else the
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import logging
 import re
 import time
@@ -47,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kwatt import collectors
 from kwatt.collectors.base import (
     CollectorError,
     CollectorUnavailable,
@@ -54,19 +56,19 @@ from kwatt.collectors.base import (
     not_a_number,
     sysfs_read,
 )
-from kwatt.collectors.hwmon_files import chip_dirs, read_sensor
+from kwatt.collectors.hwmon_files import DeviceMatch, chip_dirs, read_sensor
 from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
-from kwatt.wire.model import DeviceInfo, Sample, validate_tag_value
+from kwatt.wire.model import DeviceInfo, Sample
 from kwatt.wire.units import millic_to_c, uj_to_j, uw_to_w
 
 __all__ = [
-    "KNOWN_DEVICES",
     "PLUGIN",
     "Channel",
     "Chip",
     "Config",
     "DeviceMatch",
     "HwmonCollector",
+    "known_devices",
     "parse_chip",
     "parse_signed",
     "parse_unsigned",
@@ -82,23 +84,6 @@ _UINT = re.compile(r"^[0-9]{1,20}$")
 _INT = re.compile(r"^-?[0-9]{1,20}$")
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DeviceMatch:
-    """Chips whose ``name`` matches ``name`` (fnmatch) are accelerators of this vendor and model."""
-
-    name: str
-    vendor: str
-    model: str
-    #: Label of the channel holding board power / energy / the device temperature (else channel 1).
-    power_label: str | None = None
-    energy_label: str | None = None
-    temp_label: str | None = None
-
-    def __post_init__(self) -> None:
-        validate_tag_value("vendor", self.vendor)
-        validate_tag_value("model", self.model)
 
 
 @dataclass(frozen=True)
@@ -121,11 +106,12 @@ class Config:
             raise ValueError(f"timeout_s: must be > 0, got {self.timeout_s}")
 
 
-#: Chips whose driver is documented, used by ``auto_accel`` before the name rule: FuriosaAI RNGD
-#: (§1.3: ``name`` ``rngd<N>``, board power labelled ``RMS_TOTAL``, hottest sensor ``PEAK``).
-KNOWN_DEVICES: tuple[DeviceMatch, ...] = (
-    DeviceMatch("rngd*", "furiosa", "rngd", power_label="RMS_TOTAL", temp_label="PEAK"),
-)
+@functools.cache
+def known_devices() -> tuple[DeviceMatch, ...]:
+    """Chips whose driver is documented, used by ``auto_accel`` before the name rule: what the
+    registered collectors declare as their cards' hwmon chips (``hwmon_devices`` of their plugin,
+    e.g. FuriosaAI RNGD), in registry order."""
+    return tuple(d for plugin in collectors.plugins() for d in plugin.hwmon_devices)
 
 
 # ------------------------------------------------------------------------------------ pure parsing
@@ -403,7 +389,7 @@ class HwmonCollector:
             and chip_dir.bdf is not None
             and any(c.kind in ("power", "energy") for c in chip.channels)
         ):
-            for entry in KNOWN_DEVICES:
+            for entry in known_devices():
                 if fnmatch.fnmatchcase(chip.name, entry.name):
                     return entry
             vendor, _, model = chip.name.partition("_")

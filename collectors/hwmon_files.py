@@ -4,6 +4,8 @@
 A chip is a ``hwmonN`` directory (under ``sys/class/hwmon`` or a PCI function's ``hwmon``); its
 ``name`` file names the driver's chip, ``<sensor>_label`` names a channel, and a value file that is
 missing, unreadable or answers ``ENODATA`` (a disabled sensor) is absent, never 0.
+:class:`DeviceMatch` names an accelerator's chips (the ``hwmon`` collector's ``devices`` option,
+and the ``hwmon_devices`` a vendor's plugin declares).
 """
 
 from __future__ import annotations
@@ -11,14 +13,40 @@ from __future__ import annotations
 import errno
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from kwatt.collectors.base import CollectorError, ParseError, read_small
+from kwatt.wire.model import validate_tag_value
 
-__all__ = ["HWMON_DIR", "chip_dirs", "read_files", "read_sensor", "sensor_labels"]
+__all__ = [
+    "HWMON_DIR",
+    "DeviceMatch",
+    "chip_dirs",
+    "read_files",
+    "read_sensor",
+    "sensor_labels",
+]
 
 #: The name of a chip's directory.
 HWMON_DIR = re.compile(r"^hwmon\d+$")
+
+
+@dataclass(frozen=True)
+class DeviceMatch:
+    """Chips whose ``name`` matches ``name`` (fnmatch) are accelerators of this vendor and model."""
+
+    name: str
+    vendor: str
+    model: str
+    #: Label of the channel holding board power / energy / the device temperature (else channel 1).
+    power_label: str | None = None
+    energy_label: str | None = None
+    temp_label: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_tag_value("vendor", self.vendor)
+        validate_tag_value("model", self.model)
 
 
 def chip_dirs(base: Path) -> list[Path]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from kwatt.collectors.base import Collector
+from kwatt.collectors.hwmon_files import DeviceMatch
 from kwatt.wire.settings import from_mapping
 
 if TYPE_CHECKING:
@@ -117,6 +118,8 @@ class Plugin(Protocol):
     @property
     def hwmon_chips(self) -> tuple[str, ...]: ...
     @property
+    def hwmon_devices(self) -> tuple[DeviceMatch, ...]: ...
+    @property
     def fallback_of(self) -> str | None: ...
     @property
     def permission_fix(self) -> str | None: ...
@@ -151,6 +154,9 @@ class CollectorPlugin(Generic[C]):
     #: hwmon chip names (fnmatch) of the cards this collector reports: excluded from ``hwmon``
     #: when this collector works, or they would be counted twice.
     hwmon_chips: tuple[str, ...] = ()
+    #: How the ``hwmon`` collector's ``auto_accel`` names these cards' chips when it reads them
+    #: (vendor, model, the labels of board power and temperature).
+    hwmon_devices: tuple[DeviceMatch, ...] = ()
     #: The kind this one only backs up (it reads the same devices): left out when that one works.
     fallback_of: str | None = None
     #: How to grant the agent access when a read was refused.

@@ -71,6 +71,9 @@ def test_the_demo_and_doctor_metadata() -> None:
     chips = {p.kind: p.hwmon_chips for p in collectors.plugins() if p.hwmon_chips}
     assert chips == {"furiosa": ("rngd*", "furiosa_warboy"), "sapeon": ("sapeon_*",)}
     assert all(p.permission_fix for p in collectors.plugins() if p.kind != "command")
+    assert [(d.name, d.vendor, d.model) for d in hwmon.known_devices()] == [
+        ("rngd*", "furiosa", "rngd")
+    ]
 
 
 def test_tools_are_looked_up_in_root_bin_first(

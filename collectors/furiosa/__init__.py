@@ -145,6 +145,7 @@ from kwatt.collectors.furiosa.smi_parse import (
     parse_table,
 )
 from kwatt.collectors.furiosa.sysfs import SysfsSource
+from kwatt.collectors.hwmon_files import DeviceMatch
 from kwatt.collectors.plugin import CollectorPlugin, Entries, Surface
 from kwatt.wire.model import DeviceInfo, Sample
 
@@ -287,6 +288,10 @@ PLUGIN = CollectorPlugin(
     factory=FuriosaCollector,
     detect=_detect,
     hwmon_chips=("rngd*", "furiosa_warboy"),
+    # RNGD (docs/device-interfaces.md §1.3): name rngd<N>, board power RMS_TOTAL, hottest PEAK
+    hwmon_devices=(
+        DeviceMatch("rngd*", "furiosa", "rngd", power_label="RMS_TOTAL", temp_label="PEAK"),
+    ),
     demo=True,
     permission_fix=(
         "add the agent user to the group owning the NPU device nodes and management files: "
