@@ -1,11 +1,11 @@
 """The furiosa collector's ``bindings`` source against FuriosaAI's real wheels.
 
 Pure parsing of what the bindings return (shapes measured on the real wheels, see
-collectors/furiosa/bindings_parse.py), then kwatt's collector with ``source: bindings`` running, with each of the
-real modules ``furiosa_smi`` (furiosa-smi 2026.4) and ``furiosa_smi_py`` (furiosa-smi-py 2026.1), in a
-private mount namespace over an emulated RNGD node (the helpers of test_furiosa_conformance.py): its
-values equal the truth and what the sysfs source reads. No emulated binding module: the vendor's
-library is the judge.
+collectors/furiosa/bindings_parse.py), then kwatt's collector with ``source: bindings`` running,
+with each of the real modules ``furiosa_smi`` (furiosa-smi 2026.4) and ``furiosa_smi_py``
+(furiosa-smi-py 2026.1), in a private mount namespace over an emulated RNGD node (the helpers of
+test_furiosa_conformance.py): its values equal the truth and what the sysfs source reads. No
+emulated binding module: the vendor's library is the judge.
 """
 
 from __future__ import annotations
