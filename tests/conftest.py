@@ -98,3 +98,16 @@ def wait_until() -> WaitUntil:
     """``wait_until(predicate, timeout=10.0, what="...", interval=0.02)``: poll until truthy,
     else fail with ``timed out after N s waiting for <what>``."""
     return _wait_until
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_nvml_state() -> Iterator[None]:
+    """``kwatt.emulators.libnvml.load_in_process`` points this process's NVML at one node by
+    setting ``KWATT_NVML_STATE``; left set, every process a later test starts (a demo's agents)
+    would inherit it and read that long-gone node instead of its own. Restore it after each test."""
+    before = os.environ.get("KWATT_NVML_STATE")
+    yield
+    if before is None:
+        os.environ.pop("KWATT_NVML_STATE", None)
+    else:
+        os.environ["KWATT_NVML_STATE"] = before
