@@ -2,12 +2,13 @@
 GPU baseline, the verdict of the fleet's phase (phase 1 by default; ``--phase``) with its target's
 source, and the pipeline's own error against the emulators' ground truth.
 
-The measured side is :func:`kwatt.analytics.findings.build_report` over what InfluxDB holds (the same code as
-``kwatt report``). The true side is each node's truth log (``emulators/node.py``: one JSON line per
-physics step with ``wall_ns``, every device's exact ``energy_j`` integral and ``service``, and per
-service the ``served_units_total``), interpolated at the same window edges. Both use one window: the
-span every node's accel and serving series cover (the latest first sample to the earliest last one),
-so no node is charged for time it was not yet running.
+The measured side is :func:`kwatt.analytics.findings.build_report` over what InfluxDB holds (the
+same code as ``kwatt report``). The true side is each node's truth log (read with
+:func:`kwatt.emulators.truth.read_log`: one record per physics step with ``wall_ns``, every device's
+exact ``energy_j`` integral and ``service``, and per service the ``served_units_total``),
+interpolated at the same window edges. Both use one window: the span every node's accel and
+serving series cover (the latest first sample to the earliest last one), so no node is charged for
+time it was not yet running.
 
 ``energy_error_pct`` = (measured energy / true energy − 1) × 100 and ``perf_per_watt_error_pct`` =
 (measured work per J / true work per J − 1) × 100, per service and device class. The true work is the
@@ -17,7 +18,6 @@ so a request in flight at a window edge is part of the measured error.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,12 +31,14 @@ from kwatt.analytics.load import SeriesSet
 from kwatt.analytics.ppw import Level, Options
 from kwatt.analytics.targets import Targets
 from kwatt.analytics.verdict import is_baseline
+from kwatt.emulators.truth import TruthError, read_log
 
 __all__ = [
     "ClassFigures",
     "FleetFigures",
     "NodeTruth",
     "ServiceFigures",
+    "TruthError",
     "VerdictFigures",
     "aligned_window",
     "common_window",
@@ -45,10 +47,6 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
-
-
-class TruthError(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,35 +62,30 @@ class NodeTruth:
 
 
 def read_truth(path: Path) -> list[NodeTruth]:
-    """Parse a node's truth log into one :class:`NodeTruth` per service it runs."""
+    """Parse a node's truth log into one :class:`NodeTruth` per service it runs.
+
+    Raises :class:`~kwatt.emulators.truth.TruthError` on a line that is not a truth record.
+    """
     t: list[float] = []
     energy: dict[str, list[float]] = {}
     work: dict[str, list[float]] = {}
     devices: dict[str, int] = {}
     node = ""
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                node = str(rec["node"])
-                services = rec["services"]
-                per_svc: dict[str, float] = {}
-                counts: dict[str, int] = {}
-                for d in rec["devices"]:
-                    svc = str(d["service"])
-                    per_svc[svc] = per_svc.get(svc, 0.0) + float(d["energy_j"])
-                    counts[svc] = counts.get(svc, 0) + 1
-                step_work = {s: float(v["served_units_total"]) for s, v in services.items()}
-                wall_s = int(rec["wall_ns"]) / 1e9
-            except (KeyError, TypeError, ValueError) as e:
-                raise TruthError(f"{path}:{number}: not a truth record ({e})") from None
-            t.append(wall_s)
-            for svc, e_j in per_svc.items():
-                energy.setdefault(svc, []).append(e_j)
-                work.setdefault(svc, []).append(step_work.get(svc, math.nan))
-                devices[svc] = counts[svc]
+    for rec in read_log(path):
+        node = rec.node
+        per_svc: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for d in rec.devices:
+            per_svc[d.service] = per_svc.get(d.service, 0.0) + float(d.energy_j)
+            counts[d.service] = counts.get(d.service, 0) + 1
+        t.append(rec.wall_ns / 1e9)
+        for svc, e_j in per_svc.items():
+            served = rec.services.get(svc)
+            energy.setdefault(svc, []).append(e_j)
+            work.setdefault(svc, []).append(
+                math.nan if served is None else float(served.served_units_total)
+            )
+            devices[svc] = counts[svc]
     out = []
     for svc in sorted(energy):
         out.append(

@@ -1,54 +1,39 @@
-"""An emulated node: N RNGD cards under ``ROOT/sys`` and a furiosa-llm ``/metrics`` endpoint.
+"""The general emulated node: devices of any catalogue model, the K-Cloud services, every vendor
+surface, ground truth and faults.
 
-One workload drives every card; each card is one engine of the serving runtime, so the serving
-counters follow the device physics. Each :meth:`EmulatedNode.step` advances the physics to a
-monotonic time, rewrites the sysfs files atomically and, with ``truth_log``, appends one JSON line
-of ground truth:
+- :class:`NodeOptions` (with :class:`DeviceSpec` and :func:`parse_devices` for ``--devices
+  rngd:2,atom-max:1,h100:1``) defines a node; same options and seed give the same run.
+- :class:`Node` builds one :class:`~kwatt.emulators.physics.DevicePhysics` per catalogue device,
+  drives them with the services' workloads (:mod:`kwatt.emulators.workloads`), serves the chatbot's
+  devices through their vendor's LLM runtime (:data:`RUNTIME_OF_VENDOR`) and each vision service
+  through Triton (:mod:`kwatt.emulators.serving`), models the host's CPU, DRAM and system power
+  (``HOST_*``), applies faults (:mod:`kwatt.emulators.faults`), renders every registered vendor
+  surface (:mod:`kwatt.emulators.surfaces`) and appends one
+  :class:`~kwatt.emulators.truth.TruthRecord` per step to its truth log.
 
-``{"t_s", "dt_s", "wall_ns", "devices": [{"index", "device" (UUID), "sn", "bdf", "util_ratio",
-"power_w", "energy_j" (exact integral since the first step), "temp_c" (PEAK), "clock_hz",
-"throttle_reason", "mem_used_bytes"}], "serving": {"requests_total", "tokens_total" (generated),
-"prompt_tokens_total", "latencies_s" (requests completed in this step)}}``
-
-Run it as ``python -m kwatt.emulators.node --root DIR``: it prints ``{"root": ..., "serving_url": ...}``
-on one line once the tree and the endpoint are ready, and stops on SIGTERM/SIGINT or ``--duration``.
+The printed agent config is :mod:`kwatt.emulators.agentconfig`; many nodes in one process are
+:mod:`kwatt.emulators.fleet`; the command line (``kwatt emulate node|fleet|fault``) is
+:mod:`kwatt.emulators.cli`, also run as ``python -m kwatt.emulators.node``. The RNGD-only node of the
+first emulator is :mod:`kwatt.emulators.rngd_node`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import math
-import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import yaml
-
-from kwatt.emulators import rngd
 from kwatt.emulators.catalogue import ModelSpec, load_catalogue, model
-from kwatt.emulators.faults import (
-    FAULT_KINDS,
-    Fault,
-    FaultEngine,
-    FaultError,
-    FaultEvent,
-    control_dir,
-    load_schedule,
-    parse_fault,
-    send,
-)
+from kwatt.emulators.faults import Fault, FaultEngine, FaultEvent, control_dir
 from kwatt.emulators.physics import DeviceIdentity, DevicePhysics, Latency
-from kwatt.emulators.pim import PIM_VENDORS, pim_command_entry
-from kwatt.emulators.rngd import PE_COUNT, RngdDevice, RngdSysfs, SysfsWriter
 from kwatt.emulators.serving import (
     RUNTIMES,
     TRITON_MODELS,
@@ -56,226 +41,28 @@ from kwatt.emulators.serving import (
     ServingModel,
     TritonModel,
 )
-from kwatt.emulators.state import DeviceState, HostState, Snapshot, write_atomic, write_snapshot
+from kwatt.emulators.state import DeviceState, HostState, Snapshot, write_snapshot
 from kwatt.emulators.surfaces import HOST, Surface, SurfaceContext, load_builtin
-from kwatt.emulators.workloads import WORKLOADS, WorkloadParams, make_workload, work_class_of
+from kwatt.emulators.truth import (
+    DeviceTruth,
+    HostTruth,
+    ServiceTruth,
+    ServingTruth,
+    TritonTruth,
+    TruthRecord,
+    encode,
+)
+from kwatt.emulators.workloads import WorkloadParams, make_workload, work_class_of
 
 __all__ = [
+    "RUNTIME_OF_VENDOR",
     "DeviceSpec",
-    "EmulatedNode",
     "Node",
     "NodeOptions",
     "ServingEndpoint",
-    "agent_config",
-    "collector_candidates",
-    "main",
     "parse_devices",
 ]
 
-
-class EmulatedNode:
-    """N emulated RNGD cards and one serving endpoint, under ``root`` and on a loopback port."""
-
-    def __init__(
-        self,
-        root: Path,
-        *,
-        devices: int = 4,
-        seed: int = 0,
-        serving_port: int = 0,
-        workload: str = "steady",
-        truth_log: Path | None = None,
-        symlinks: bool = True,
-    ) -> None:
-        if devices < 1:
-            raise ValueError(f"devices must be >= 1, got {devices}")
-        if workload not in rngd.WORKLOADS:
-            raise ValueError(f"workload {workload!r}: expected one of {', '.join(rngd.WORKLOADS)}")
-        self.root = Path(root)
-        self.seed = seed
-        self.workload = workload
-        self.truth_log = truth_log
-        self.devices = tuple(RngdDevice(i, seed=seed, workload=workload) for i in range(devices))
-        self.serving = ServingModel(devices, seed=seed)
-        self._writer = SysfsWriter(self.root)
-        self._sysfs = [RngdSysfs(self._writer, d, symlinks=symlinks) for d in self.devices]
-        self._server = MetricsServer(self.serving.render, port=serving_port)
-        self._truth: IO[str] | None = None
-        self._origin_s: float | None = None
-        self._last_s = 0.0
-        self._started = False
-
-    @property
-    def serving_url(self) -> str:
-        """Base URL of the serving runtime; its metrics are at ``serving_url + "/metrics"``."""
-        return f"http://{MetricsServer.HOST}:{self._server.port}"
-
-    async def start(self) -> None:
-        """Write the whole tree (initial state, before any step) and start the HTTP endpoint."""
-        if self._started:
-            raise RuntimeError("EmulatedNode already started")
-        await asyncio.to_thread(self._write_initial)
-        await self._server.start()
-        self._started = True
-
-    def _write_initial(self) -> None:
-        for s in self._sysfs:
-            s.write_static()
-            s.write_dynamic()
-        if self.truth_log is not None:
-            self.truth_log.parent.mkdir(parents=True, exist_ok=True)
-            self._truth = self.truth_log.open("a", encoding="utf-8", buffering=1)
-
-    def step(self, now_s: float) -> dict[str, Any]:
-        """Advance to monotonic time ``now_s`` (the first call sets the origin), rewrite, log truth.
-
-        Returns the ground-truth record of this step (the line appended to ``truth_log``).
-        """
-        record, files = self._advance(now_s)
-        self._writer.write_many(files)
-        self._log(record)
-        return record
-
-    def _advance(self, now_s: float) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
-        """The physics of one step: its truth record and the files to write (not written yet)."""
-        if not self._started:
-            raise RuntimeError("EmulatedNode.step() before start()")
-        if self._origin_s is None:
-            self._origin_s = self._last_s = now_s
-        dt_s = now_s - self._last_s
-        if dt_s < 0:
-            raise ValueError(f"time went backwards: {now_s} < {self._last_s}")
-        t_mid_s = (self._last_s + now_s) / 2 - self._origin_s
-        latencies: list[float] = []
-        for d in self.devices:
-            tokens = d.advance(t_mid_s, dt_s)
-            if dt_s > 0:
-                index = d.identity.index
-                latencies += self.serving.advance(index, tokens, d.util_ratio, d.clock_ratio)
-        self._last_s = now_s
-        files = [f for s in self._sysfs for f in s.dynamic_files()]
-        return self._truth_record(now_s - self._origin_s, dt_s, latencies), files
-
-    def _log(self, record: dict[str, Any]) -> None:
-        if self._truth is not None:
-            self._truth.write(json.dumps(record, separators=(",", ":")) + "\n")
-
-    def _truth_record(self, t_s: float, dt_s: float, latencies: list[float]) -> dict[str, Any]:
-        return {
-            "t_s": t_s,
-            "dt_s": dt_s,
-            "wall_ns": time.time_ns(),
-            "devices": [
-                {
-                    "index": d.identity.index,
-                    "device": d.identity.uuid,
-                    "sn": d.identity.sn,
-                    "bdf": d.identity.bdf,
-                    "util_ratio": d.util_ratio,
-                    "power_w": d.power_w,
-                    "energy_j": d.energy_j,
-                    "temp_c": d.peak_temp_c,
-                    "clock_hz": d.clock_mhz * 1e6,
-                    "throttle_reason": d.throttle_reason,
-                    "mem_used_bytes": d.mem_used_bytes_per_pe() * PE_COUNT,
-                }
-                for d in self.devices
-            ],
-            "serving": {
-                "requests_total": self.serving.requests_total,
-                "tokens_total": self.serving.generation_tokens_total,
-                "prompt_tokens_total": self.serving.prompt_tokens_total,
-                "latencies_s": latencies,
-            },
-        }
-
-    async def run(self, stop: asyncio.Event, period_s: float = 0.1) -> None:
-        """Step on the monotonic clock every ``period_s`` until ``stop`` is set.
-
-        The files are written in a worker thread, so the event loop (and the HTTP endpoint) stays
-        responsive on a slow disk. A step rewrites about 20 files per card: measured at ~0.9 ms per
-        card on tmpfs and ~17 ms per card on an ext4 disk, so give a many-card node a tmpfs root
-        (``/dev/shm``) or a longer period.
-        """
-        while not stop.is_set():
-            record, files = self._advance(time.monotonic())
-            await asyncio.to_thread(self._writer.write_many, files)
-            self._log(record)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(period_s):
-                    await stop.wait()
-
-    async def aclose(self) -> None:
-        """Stop the endpoint and close the truth log; the files stay where they are."""
-        await self._server.aclose()
-        if self._truth is not None:
-            self._truth.close()
-            self._truth = None
-
-    async def __aenter__(self) -> EmulatedNode:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m kwatt.emulators.node",
-        description="Emulate a node with FuriosaAI RNGD cards and a furiosa-llm /metrics endpoint.",
-    )
-    p.add_argument("--root", type=Path, required=True, help="directory to write ROOT/sys under")
-    p.add_argument("--devices", type=int, default=4, help="number of RNGD cards (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    p.add_argument("--port", type=int, default=0, help="serving port on 127.0.0.1 (0 = any free)")
-    p.add_argument("--workload", choices=rngd.WORKLOADS, default="steady")
-    p.add_argument("--truth-log", type=Path, default=None, help="append ground truth here (JSONL)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--period", type=float, default=0.1, help="physics step, seconds (default 0.1)")
-    return p
-
-
-async def _amain(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    node = EmulatedNode(
-        args.root,
-        devices=args.devices,
-        seed=args.seed,
-        serving_port=args.port,
-        workload=args.workload,
-        truth_log=args.truth_log,
-    )
-    async with node:
-        print(
-            json.dumps({"root": str(args.root.resolve()), "serving_url": node.serving_url}),
-            flush=True,
-        )
-        if args.duration is not None:
-            loop.call_later(args.duration, stop.set)
-        await node.run(stop, args.period)
-    return 0
-
-
-def _legacy_main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.devices < 1 or args.period <= 0:
-        print("--devices must be >= 1 and --period > 0", file=sys.stderr)
-        return 2
-    return asyncio.run(_amain(args))
-
-
-# =====================================================================================================
-# The general node: devices of any catalogue model, the K-Cloud services, every vendor surface, faults.
-# =====================================================================================================
 
 #: Host model (assumed; a 2-socket inference server): per package idle and busy power, DRAM power,
 #: and the chassis overhead (fans, NICs, BMC) and PSU loss the BMC's reading includes.
@@ -390,8 +177,9 @@ class Node:
     """One emulated node: catalogue devices → physics → every registered vendor surface.
 
     :meth:`step` advances emulator time (seconds since the start) and renders every surface;
-    :meth:`run` steps on the wall clock at ``speed`` × real time. Ground truth (one JSON line per step,
-    see :meth:`truth_record`) goes to ``truth_log``.
+    :meth:`run` steps on the wall clock at ``speed`` × real time. Ground truth (one
+    :class:`~kwatt.emulators.truth.TruthRecord` per step, see :meth:`truth_record`) goes to
+    ``truth_log``, one JSON line each (:func:`kwatt.emulators.truth.encode`).
     """
 
     def __init__(self, root: Path, options: NodeOptions, *, truth_log: Path | None = None) -> None:
@@ -585,7 +373,7 @@ class Node:
         await self.aclose()
 
     # ---------------------------------------------------------------------------- physics
-    def advance(self, t_s: float) -> tuple[Snapshot, dict[str, Any]]:
+    def advance(self, t_s: float) -> tuple[Snapshot, TruthRecord]:
         """Physics up to emulator time ``t_s``: the snapshot to render and the truth record."""
         if not self._started:
             raise RuntimeError("Node.advance() before start()")
@@ -742,91 +530,91 @@ class Node:
         for s in self.surfaces.values():
             s.render(snap)
 
-    def step(self, t_s: float) -> dict[str, Any]:
+    def step(self, t_s: float) -> TruthRecord:
         """Advance to emulator time ``t_s``, render every surface, log and return the truth."""
         snap, record = self.advance(t_s)
         self.render(snap)
         self.log_truth(record)
         return record
 
-    def log_truth(self, record: dict[str, Any]) -> None:
+    def log_truth(self, record: TruthRecord) -> None:
         """Append one ground-truth record to the truth log (if any)."""
         if self._truth is not None:
-            self._truth.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._truth.write(encode(record))
 
     def truth_record(
         self, t_s: float, dt: float, snap: Snapshot, completed: list[float]
-    ) -> dict[str, Any]:
+    ) -> TruthRecord:
         """Ground truth of one step: true energy per device and host, true work per service."""
         host = snap.host
         models = [rt.model for rt in self.runtimes.values() if rt.model is not None]
-        return {
-            "node": self.options.name,
-            "t_s": t_s,
-            "dt_s": dt,
-            "wall_ns": snap.wall_ns,
-            "devices": [
-                {
-                    "uuid": p.identity.uuid,
-                    "serial": p.identity.serial,
-                    "bus_id": p.identity.bus_id,
-                    "model": p.spec.key,
-                    "vendor": p.spec.vendor,
-                    "index": p.index,
-                    "service": p.service,
-                    "util_ratio": p.util,
-                    "power_w": p.power_w,
-                    "energy_j": p.energy_j,
-                    "temp_c": p.temp_c,
-                    "clock_hz": p.clock_hz,
-                    "throttle_thermal": p.throttle_thermal,
-                    "throttle_power": p.throttle_power,
-                    "present": s.present,
-                    "latency_p50_s": _finite(self._latency.get(p.identity.uuid, _NO_LATENCY).p50_s),
-                    "latency_p99_s": _finite(self._latency.get(p.identity.uuid, _NO_LATENCY).p99_s),
-                }
+        return TruthRecord(
+            node=self.options.name,
+            t_s=t_s,
+            dt_s=dt,
+            wall_ns=snap.wall_ns,
+            devices=tuple(
+                DeviceTruth(
+                    uuid=p.identity.uuid,
+                    serial=p.identity.serial,
+                    bus_id=p.identity.bus_id,
+                    model=p.spec.key,
+                    vendor=p.spec.vendor,
+                    index=p.index,
+                    service=p.service,
+                    util_ratio=p.util,
+                    power_w=p.power_w,
+                    energy_j=p.energy_j,
+                    temp_c=p.temp_c,
+                    clock_hz=p.clock_hz,
+                    throttle_thermal=p.throttle_thermal,
+                    throttle_power=p.throttle_power,
+                    present=s.present,
+                    latency_p50_s=_finite(self._latency.get(p.identity.uuid, _NO_LATENCY).p50_s),
+                    latency_p99_s=_finite(self._latency.get(p.identity.uuid, _NO_LATENCY).p99_s),
+                )
                 for p, s in zip(self.physics, snap.devices, strict=True)
-            ],
-            "host": None
+            ),
+            host=None
             if host is None
-            else {
-                "system_power_w": host.system_power_w,
-                "system_energy_j": host.system_energy_j,
-                "cpu_energy_j": list(host.cpu_energy_j),
-                "dram_energy_j": list(host.dram_energy_j),
-            },
-            "services": {
-                s: {
-                    "work_class": work_class_of(s),
-                    "offered_units_total": t.offered_units,
-                    "served_units_total": t.served_units,
-                    "dropped_units_total": t.dropped_units,
-                    "requests_total": t.requests,
-                    "prompt_tokens_total": t.prompt_tokens,
-                    "latency_p50_s": self._service_latency.get(s, (None, None))[0],
-                    "latency_p99_s": self._service_latency.get(s, (None, None))[1],
-                }
+            else HostTruth(
+                system_power_w=host.system_power_w,
+                system_energy_j=host.system_energy_j,
+                cpu_energy_j=tuple(host.cpu_energy_j),
+                dram_energy_j=tuple(host.dram_energy_j),
+            ),
+            services={
+                s: ServiceTruth(
+                    work_class=work_class_of(s),
+                    offered_units_total=t.offered_units,
+                    served_units_total=t.served_units,
+                    dropped_units_total=t.dropped_units,
+                    requests_total=t.requests,
+                    prompt_tokens_total=t.prompt_tokens,
+                    latency_p50_s=self._service_latency.get(s, (None, None))[0],
+                    latency_p99_s=self._service_latency.get(s, (None, None))[1],
+                )
                 for s, t in self._totals.items()
             },
-            "serving": None
+            serving=None
             if not self.runtimes
-            else {
-                "requests_total": sum(m.requests_total for m in models),
-                "tokens_total": sum(m.generation_tokens_total for m in models),
-                "prompt_tokens_total": sum(m.prompt_tokens_total for m in models),
-                "latencies_s": completed,
-            },
-            "triton": {
-                svc: {
-                    "model": t.model.model_name,
-                    "inferences_total": t.model.inferences,
-                    "requests_total": t.model.success,
-                    "request_duration_us": t.model.request_us,
-                }
+            else ServingTruth(
+                requests_total=sum(m.requests_total for m in models),
+                tokens_total=sum(m.generation_tokens_total for m in models),
+                prompt_tokens_total=sum(m.prompt_tokens_total for m in models),
+                latencies_s=tuple(completed),
+            ),
+            triton={
+                svc: TritonTruth(
+                    model=t.model.model_name,
+                    inferences_total=t.model.inferences,
+                    requests_total=t.model.success,
+                    request_duration_us=t.model.request_us,
+                )
                 for svc, t in self.tritons.items()
             },
-            "faults": [what for at, what in self.faults.log if at == t_s],
-        }
+            faults=tuple(what for at, what in self.faults.log if at == t_s),
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step every ``period_s`` of wall time; emulator time runs ``speed`` × faster."""
@@ -849,11 +637,6 @@ class Node:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.options.period_s):
                     await stop.wait()
-
-    # ---------------------------------------------------------------------------- agent config
-    def agent_config(self, site: str = "emulated", mqtt_url: str = "mqtt://127.0.0.1:1883") -> str:
-        """The agent YAML that points every available collector at this node (see agent_config)."""
-        return agent_config(self, site=site, mqtt_url=mqtt_url)
 
 
 _NO_LATENCY = Latency(math.nan, math.nan, math.nan)
@@ -888,257 +671,7 @@ def _is_float_field(name: str) -> bool:
     return f is not None and f.type in ("float", float)
 
 
-#: Checks one collector entry of the printed agent config; returns why it is left out, or None.
-#: ``kwatt emulate`` passes one built from ``collectors.REGISTRY`` and the agent's config validator
-#: (emulators never import collectors, so the check comes from the caller).
-ConfigCheck = Callable[[Mapping[str, object]], "str | None"]
-
-
-def collector_candidates(node: Node) -> list[dict[str, object]]:
-    """Collector entries that read this node's surfaces (before the availability check)."""
-    root = str(node.root.resolve())
-    vendors = set(node.vendors)
-    eps = node.endpoints
-    out: list[dict[str, object]] = []
-    if "furiosa" in vendors:
-        out.append({"type": "furiosa", "name": "furiosa", "root": root})
-    if "rebellions" in vendors:
-        out.append(
-            {
-                "type": "rebellions",
-                "name": "rebellions",
-                "tool": f"{root}/bin/rbln-smi",
-                "root": root,
-            }
-        )
-    if "sapeon" in vendors:
-        out.append(
-            {"type": "sapeon", "name": "sapeon", "tool": f"{root}/bin/sapeon-smi", "root": root}
-        )
-    if "nvidia" in vendors:
-        if "nvml_lib" in eps:  # the emulated libnvidia-ml.so.1: the agent needs LD_LIBRARY_PATH
-            out.append({"type": "nvml", "name": "nvml"})
-        out.append({"type": "nvidia_smi", "name": "nvidia-smi", "tool": f"{root}/bin/nvidia-smi"})
-    for vendor in PIM_VENDORS:  # assumed surface: the generic command collector reads pim-smi
-        if vendor in vendors:
-            out.append(pim_command_entry(root, vendor))
-    out.append({"type": "rapl", "name": "rapl", "root": root})
-    out.append({"type": "hwmon", "name": "hwmon", "root": root})  # exclude: see agent_config
-    out.append({"type": "ipmi_dcmi", "name": "ipmi", "tool": f"{root}/bin/ipmitool"})
-    if "redfish" in eps:
-        out.append({"type": "redfish", "name": "redfish", "url": eps["redfish"]})
-    for ep in node.serving_endpoints:
-        out.append(
-            {
-                "type": "serving",
-                "name": f"{ep.service}-{ep.runtime}",
-                "url": f"{ep.url}/metrics",
-                "service": ep.service,
-                "runtime": ep.runtime,
-            }
-        )
-    for entry in out:
-        entry["interval_s"] = "1s"
-    return out
-
-
-def agent_config(
-    node: Node,
-    *,
-    site: str = "emulated",
-    mqtt_url: str = "mqtt://127.0.0.1:1883",
-    check: ConfigCheck | None = None,
-) -> str:
-    """The agent YAML for ``node``: every collector whose entry passes ``check`` (all without one)."""
-    kept: list[dict[str, object]] = []
-    left_out: list[str] = []
-    for candidate in collector_candidates(node):
-        entry = candidate
-        if entry["type"] == "hwmon":
-            # chips a kept vendor collector reports already would be counted twice (hwmon's
-            # auto_accel takes every PCI chip with power): RNGD and Warboy by `furiosa`, Sapeon
-            # by `sapeon`
-            kinds = {e["type"] for e in kept}
-            owned = (("furiosa", "rngd*"), ("furiosa", "furiosa_warboy"), ("sapeon", "sapeon_*"))
-            exclude = [p for k, p in owned if k in kinds]
-            # PIM chips when their pim-smi command entry is kept
-            names = {e.get("name") for e in kept if e["type"] == "command"}
-            exclude += [f"{v}_*" for v in PIM_VENDORS if f"pim-{v}" in names]
-            if exclude:
-                entry = {**entry, "exclude": exclude}
-        why = None if check is None else check(entry)
-        if why is None:
-            kept.append(entry)
-        else:
-            left_out.append(f"# left out {entry['type']}: {why}")
-    doc = {"site": site, "node": node.options.name, "mqtt": {"url": mqtt_url}, "collectors": kept}
-    head = [
-        f"# kwatt agent config for the emulated node {node.options.name} at {node.root.resolve()}",
-        f"# devices: {', '.join(f'{d.model}:{d.cards}' for d in node.options.devices)}; "
-        f"services: {', '.join(node.workloads)}; seed {node.options.seed}",
-    ]
-    if "nvml_lib" in node.endpoints:
-        head.append(
-            f"# nvml: start the agent with LD_LIBRARY_PATH={node.endpoints['nvml_lib']} "
-            "(the emulated libnvidia-ml.so.1; ready line key nvml_lib)"
-        )
-    nvidia = node.surfaces.get("nvidia")
-    why_no_nvml = getattr(nvidia, "library_error", None)
-    if why_no_nvml:
-        head.append(f"# left out nvml: {why_no_nvml}")
-    if check is None:
-        head.append("# (not checked against this agent's collectors: run kwatt emulate node)")
-    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-    return "\n".join([*head, *left_out, body])
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def _node_parser(prog: str = "kwatt emulate node") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Run one emulated node: catalogue devices, a service workload, the real driver "
-        "surfaces under --root, ground truth and faults (docs/emulators.md).",
-    )
-    p.add_argument("--devices", required=True, help="MODEL[:CARDS],… e.g. rngd:2,atom-max:1,h100:1")
-    p.add_argument(
-        "--service",
-        default="chatbot",
-        help="service(s), comma-separated; each device runs the first it can "
-        f"({', '.join(WORKLOADS)}; default chatbot)",
-    )
-    p.add_argument("--root", type=Path, required=True, help="directory of the node's surfaces")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--speed", type=float, default=1.0, help="emulator seconds per wall second")
-    p.add_argument("--period", type=float, default=0.5, help="wall seconds between steps")
-    p.add_argument("--name", default="node0", help="node name (agent config node:)")
-    p.add_argument("--site", default="emulated", help="site of the printed agent config")
-    p.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", help="broker of the agent config")
-    p.add_argument("--port", type=int, default=0, help="serving /metrics port (0 = any free)")
-    p.add_argument("--truth-log", type=Path, default=None, help="append ground truth (JSONL)")
-    p.add_argument("--faults", type=Path, default=None, help="fault schedule (YAML/JSON)")
-    p.add_argument(
-        "--tool-version",
-        action="append",
-        default=[],
-        metavar="TOOL=VERSION",
-        help="imitated tool version, e.g. furiosa-smi=2025.2.0 (repeatable)",
-    )
-    p.add_argument(
-        "--load", type=float, default=0.7, help="utilization at the daily peak (default 0.7)"
-    )
-    p.add_argument("--start-hour", type=float, default=9.0, help="time of day at start")
-    p.add_argument("--day-s", type=float, default=86_400.0, help="emulator seconds per day")
-    p.add_argument("--print-config", type=Path, default=None, metavar="FILE",
-                   help="write the agent config here instead of printing it")  # fmt: skip
-    p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
-    return p
-
-
-def node_options(
-    args: argparse.Namespace, *, name: str | None = None, seed: int | None = None
-) -> NodeOptions:
-    versions = []
-    for tv in args.tool_version:
-        tool, sep, version = tv.partition("=")
-        if not sep or not tool or not version:
-            raise ValueError(f"--tool-version {tv!r}: expected TOOL=VERSION")
-        versions.append((tool, version))
-    services = tuple(s.strip() for s in args.service.split(",") if s.strip())
-    for s in services:
-        work_class_of(s)
-    return NodeOptions(
-        devices=parse_devices(args.devices),
-        services=services,
-        seed=args.seed if seed is None else seed,
-        name=args.name if name is None else name,
-        speed=args.speed,
-        period_s=args.period,
-        load=args.load,
-        serving_port=args.port,
-        tool_versions=tuple(versions),
-        workload=WorkloadParams(start_hour=args.start_hour, day_s=args.day_s),
-        faults=tuple(load_schedule(args.faults)) if args.faults else (),
-    )
-
-
-async def _run_node(args: argparse.Namespace, check: ConfigCheck | None) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    node = Node(args.root, node_options(args), truth_log=args.truth_log)
-    async with node:
-        node.step(0.0)
-        config = agent_config(node, site=args.site, mqtt_url=args.mqtt, check=check)
-        if args.print_config is not None:
-            write_atomic(args.print_config, config)
-        else:
-            print(config, flush=True)
-        ready = {"root": str(args.root.resolve()), "node": node.options.name, **node.endpoints}
-        print(json.dumps(ready), flush=True)
-        if args.duration is not None:
-            loop.call_later(args.duration, stop.set)
-        await node.run(stop)
-    return 0
-
-
-def _fault_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="kwatt emulate fault", description="Inject a fault into a running emulated node."
-    )
-    p.add_argument("--root", type=Path, required=True)
-    p.add_argument("--kind", required=True, choices=FAULT_KINDS)
-    p.add_argument("--device", default=None, help="serial | uuid | bus id | vendor:N | model | *")
-    p.add_argument("--tool", default=None, help="executable, e.g. furiosa-smi")
-    p.add_argument("--fields", default="", help="DeviceState fields (na, nan), comma-separated")
-    p.add_argument("--value", type=float, default=None)
-    p.add_argument("--duration", type=float, default=None, help="seconds of emulator time")
-    p.add_argument("--at", type=float, default=None, help="emulator time (default: next step)")
-    return p
-
-
-def _send_fault(args: argparse.Namespace) -> int:
-    doc: dict[str, object] = {"kind": args.kind}
-    for key, value in (
-        ("device", args.device),
-        ("tool", args.tool),
-        ("value", args.value),
-        ("duration_s", args.duration),
-        ("at_s", args.at),
-    ):
-        if value is not None:
-            doc[key] = value
-    if args.fields:
-        doc["fields"] = [f.strip() for f in args.fields.split(",") if f.strip()]
-    try:
-        path = send(args.root, parse_fault(doc))
-    except FaultError as e:
-        print(f"kwatt emulate fault: {e}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
-
-
-def main(argv: list[str] | None = None, *, config_check: ConfigCheck | None = None) -> int:
-    """``node …`` / ``fleet …`` / ``fault …`` subcommands, or the legacy RNGD-only options."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in ("node", "fleet", "fault"):
-        cmd, rest = args_list[0], args_list[1:]
-        if cmd == "fault":
-            return _send_fault(_fault_parser().parse_args(rest))
-        if cmd == "fleet":
-            from kwatt.emulators.fleet import main as fleet_main
-
-            return fleet_main(rest, config_check=config_check)
-        args = _node_parser().parse_args(rest)
-        try:
-            node_options(args)
-        except (ValueError, OSError) as e:
-            print(f"kwatt emulate node: {e}", file=sys.stderr)
-            return 2
-        return asyncio.run(_run_node(args, config_check))
-    return _legacy_main(args_list)
-
-
 if __name__ == "__main__":
+    from kwatt.emulators.cli import main
+
     sys.exit(main())

@@ -328,9 +328,9 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    """``kwatt emulate node|fleet|fault …`` (emulators/node.py); the printed agent config keeps only
+    """``kwatt emulate node|fleet|fault …`` (emulators/cli.py); the printed agent config keeps only
     the collectors this agent has and whose options validate."""
-    from kwatt.emulators.node import main as emulate_main
+    from kwatt.emulators.cli import main as emulate_main
 
     if not args.emulator_args or args.emulator_args[0] in ("-h", "--help"):
         print(

@@ -38,7 +38,7 @@ from kwatt.agent.config import AgentConfig, agent_config_from
 from kwatt.agent.runtime import Agent
 from kwatt.agent.spool import read_spool
 from kwatt.demo.services import Influxd, Mosquitto
-from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.rngd_node import EmulatedNode
 from kwatt.ingest.config import BatchConfig, IngestConfig
 from kwatt.ingest.worker import Ingest
 from kwatt.wire.influx import InfluxQL

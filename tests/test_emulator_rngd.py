@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from kwatt.emulators.node import EmulatedNode
 from kwatt.emulators.rngd import (
     CLOCK_NOMINAL_MHZ,
     DRAM_TOTAL_BYTES,
@@ -36,14 +36,16 @@ from kwatt.emulators.rngd import (
     RngdDevice,
     Workload,
 )
+from kwatt.emulators.rngd_node import EmulatedNode
+from kwatt.emulators.truth import RngdTruthRecord, read_rngd_log
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_node(tmp_path: Path, times: list[float], **kwargs: Any) -> list[dict[str, Any]]:
+def run_node(tmp_path: Path, times: list[float], **kwargs: Any) -> list[RngdTruthRecord]:
     """Start a node in tmp_path/root, step it at ``times``, close it; return its truth records."""
 
-    async def go() -> list[dict[str, Any]]:
+    async def go() -> list[RngdTruthRecord]:
         async with EmulatedNode(tmp_path / "root", **kwargs) as node:
             return [node.step(t) for t in times]
 
@@ -173,14 +175,12 @@ def test_same_seed_and_times_give_the_same_node(tmp_path: Path) -> None:
     a = run_node(tmp_path / "a", times, devices=2, seed=7, workload="bursty")
     b = run_node(tmp_path / "b", times, devices=2, seed=7, workload="bursty")
     for ra, rb in zip(a, b, strict=True):
-        ra.pop("wall_ns")
-        rb.pop("wall_ns")
-        assert ra == rb
+        assert dataclasses.replace(ra, wall_ns=0) == dataclasses.replace(rb, wall_ns=0)
     files_a = {p.relative_to(tmp_path / "a"): p for p in (tmp_path / "a").rglob("*") if p.is_file()}
     for rel, p in files_a.items():
         assert read(p) == read(tmp_path / "b" / rel), rel
     c = run_node(tmp_path / "c", times, devices=2, seed=8, workload="bursty")
-    assert c[0]["devices"][0]["device"] != a[0]["devices"][0]["device"]
+    assert c[0].devices[0].device != a[0].devices[0].device
 
 
 def test_counters_advance_at_the_core_clock_and_stay_consistent(tmp_path: Path) -> None:
@@ -294,18 +294,18 @@ def test_workloads() -> None:
 def test_truth_log_has_one_line_per_step(tmp_path: Path) -> None:
     log = tmp_path / "truth.jsonl"
     records = run_node(tmp_path, [0.0, 1.0, 2.0, 4.0], devices=2, truth_log=log)
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = list(read_rngd_log(log))
     assert len(lines) == 4
-    assert [r["t_s"] for r in lines] == [0.0, 1.0, 2.0, 4.0]
-    assert lines[-1]["devices"] == records[-1]["devices"]
-    energies = [r["devices"][0]["energy_j"] for r in lines]
+    assert [r.t_s for r in lines] == [0.0, 1.0, 2.0, 4.0]
+    assert lines[-1].devices == records[-1].devices
+    energies = [r.devices[0].energy_j for r in lines]
     assert energies[0] == 0.0
     assert energies == sorted(energies)
-    powers = [r["devices"][0]["power_w"] for r in lines[1:]]
-    dts = [r["dt_s"] for r in lines[1:]]
+    powers = [r.devices[0].power_w for r in lines[1:]]
+    dts = [r.dt_s for r in lines[1:]]
     assert math.isclose(energies[-1], sum(p * dt for p, dt in zip(powers, dts, strict=True)))
-    serving = [r["serving"] for r in lines]
-    assert serving[-1]["requests_total"] == sum(len(s["latencies_s"]) for s in serving) > 0
+    serving = [r.serving for r in lines]
+    assert serving[-1].requests_total == sum(len(s.latencies_s) for s in serving) > 0
 
 
 def test_step_rejects_time_going_backwards(tmp_path: Path) -> None:
@@ -365,12 +365,12 @@ def test_metrics_endpoint_serves_furiosa_llm_2026_exposition(tmp_path: Path) -> 
                     values[name] = values.get(name, 0.0) + value
             assert declared["furiosa_llm_request_success_total"] == "counter"
             assert declared["furiosa_llm_e2e_request_latency_seconds"] == "histogram"
-            serving = truth["serving"]
-            assert values["furiosa_llm_request_success_total"] == serving["requests_total"] > 0
-            assert values["furiosa_llm_generation_tokens_total"] == serving["tokens_total"]
-            assert values["furiosa_llm_prompt_tokens_total"] == serving["prompt_tokens_total"]
+            serving = truth.serving
+            assert values["furiosa_llm_request_success_total"] == serving.requests_total > 0
+            assert values["furiosa_llm_generation_tokens_total"] == serving.tokens_total
+            assert values["furiosa_llm_prompt_tokens_total"] == serving.prompt_tokens_total
             count = values["furiosa_llm_e2e_request_latency_seconds_count"]
-            assert count == serving["requests_total"]
+            assert count == serving.requests_total
             for series in buckets.values():
                 assert series == sorted(series), "cumulative buckets"
             assert sum(series[-1] for series in buckets.values()) == count  # le="+Inf"
@@ -385,8 +385,8 @@ def test_metrics_endpoint_serves_furiosa_llm_2026_exposition(tmp_path: Path) -> 
 
 def test_idle_node_serves_nothing_but_keeps_the_series(tmp_path: Path) -> None:
     records = run_node(tmp_path, [0.0, 5.0, 10.0], devices=1, workload="idle")
-    assert records[-1]["serving"]["requests_total"] == 0
-    assert all(d["util_ratio"] == 0.0 for r in records for d in r["devices"])
+    assert records[-1].serving.requests_total == 0
+    assert all(d.util_ratio == 0.0 for r in records for d in r.devices)
 
 
 # ----------------------------------------------------------------------------------- CLI

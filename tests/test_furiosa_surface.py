@@ -1,6 +1,6 @@
 """Furiosa sysfs surfaces rendered from DeviceStates: layout and formats (golden), reference rules.
 
-Checks with the reference's own rules (device-interfaces.md §1.3): device-api's ``ne_clk_freq_info``
+Checks with the reference's own rules (docs/device-interfaces.md §1.3): device-api's ``ne_clk_freq_info``
 regex, its ``perf_regs`` key requirements, the literal ``!`` of the RNGD class names, and the same file
 layout as the legacy RNGD emulator (whose tree the furiosa collector tests already pin).
 """
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from kwatt.emulators.furiosa_surface import FuriosaSurface
-from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.rngd_node import EmulatedNode
 from kwatt.emulators.state import DeviceState, Snapshot
 from kwatt.emulators.surfaces import SurfaceContext
 

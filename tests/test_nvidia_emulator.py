@@ -2,7 +2,7 @@
 real nvidia-ml-py, faults, stuck sensors, GPU processes.
 
 Golden files under tests/fixtures/nvidia/ are the emulator's output for the states of
-tests/nvidia_states.py (hand-checked against reference/device-interfaces.md §4.2 and public captures of
+tests/nvidia_states.py (hand-checked against docs/device-interfaces.md §4.2 and public captures of
 the real tool; named ``-synthetic``: none was captured from a GPU). Regenerate them after a deliberate
 format change with ``KWATT_UPDATE_GOLDENS=1 .venv/bin/python -m pytest tests/test_nvidia_emulator.py``
 and review the diff.
@@ -42,7 +42,8 @@ from nvidia_states import (
 )
 
 from kwatt.emulators import libnvml, surfaces
-from kwatt.emulators.node import Node, NodeOptions, agent_config, parse_devices
+from kwatt.emulators.agentconfig import agent_config
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
 from kwatt.emulators.nvidia import (
     DEFAULT_DRIVER,
     MEM_UTIL_SHARE,

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kwatt.emulators.catalogue import load_catalogue, model
 from kwatt.emulators.node import Node, NodeOptions, parse_devices
 from kwatt.emulators.physics import DeviceIdentity, DevicePhysics, mmc_latency
+from kwatt.emulators.truth import TruthRecord
 from kwatt.emulators.workloads import WorkloadParams
 
 U32 = 2**32
@@ -128,21 +129,18 @@ def test_backlog_beyond_capacity_is_served_later_or_dropped() -> None:
     assert r3.dropped_units > 0
 
 
-def run_node(root: Path, seed: int, times: list[float]) -> list[dict[str, Any]]:
+def run_node(root: Path, seed: int, times: list[float]) -> list[TruthRecord]:
     opts = NodeOptions(
         devices=parse_devices("warboy,rngd:2,atom-max,h100,x220-compact"),
         services=("chatbot", "traffic"),
         seed=seed,
     )
 
-    async def go() -> list[dict[str, Any]]:
+    async def go() -> list[TruthRecord]:
         async with Node(root, opts) as node:
             return [node.step(t) for t in times]
 
-    records = asyncio.run(go())
-    for r in records:
-        r.pop("wall_ns")
-    return records
+    return [dataclasses.replace(r, wall_ns=0) for r in asyncio.run(go())]
 
 
 def test_same_seed_same_run(tmp_path: Path) -> None:
@@ -208,14 +206,14 @@ def test_truth_latency_rises_with_load(tmp_path: Path) -> None:
             workload=WorkloadParams(start_hour=12.25),
         )  # fmt: skip
 
-        async def go() -> list[dict[str, Any]]:
+        async def go() -> list[TruthRecord]:
             async with Node(tmp_path / str(load), opts) as node:
                 return [node.step(t * 0.5) for t in range(1, 40)]
 
         recs = asyncio.run(go())
-        values = [r["services"]["food"]["latency_p99_s"] for r in recs]
+        values = [r.services["food"].latency_p99_s for r in recs]
         assert all(v is not None and v > 0 for v in values)
-        assert all(d["latency_p50_s"] is not None for d in recs[-1]["devices"])
+        assert all(d.latency_p50_s is not None for d in recs[-1].devices)
         return float(sorted(values)[len(values) // 2])
 
     low, high = p99(0.3), p99(0.97)

@@ -19,7 +19,7 @@ import pytest
 
 from kwatt.agent.config import agent_config_from
 from kwatt.agent.runtime import Agent
-from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.rngd_node import EmulatedNode
 from kwatt.live.render import render, sparkline
 from kwatt.live.state import TopState
 from kwatt.live.top import follow, subscriptions
