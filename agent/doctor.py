@@ -26,6 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import yaml
+from rich.console import Console
+from rich.table import Table
+
 from kwatt import collectors
 from kwatt.agent.config import agent_config_from
 from kwatt.collectors.base import CollectorUnavailable
@@ -235,8 +239,6 @@ def _versions(devices: Sequence[DeviceInfo]) -> str:
 
 def render_table(probes: Sequence[Probe], root: Path, width: int | None = None) -> str:
     """The findings as a rich table (plain text, no colour codes when not on a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"kwatt doctor: {root}", show_lines=True)
     for col in ("collector", "status", "devices", "versions", "fields", "ms", "notes"):
@@ -287,7 +289,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``kwatt doctor``: 0 when at least one collector works, 1 when none does."""
-    import yaml
 
     root = Path(args.root)
     found = candidates(root, serving=args.serving, redfish=args.redfish, interval=args.interval)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from kwatt.wire.influx import InfluxError, InfluxQL
 from kwatt.wire.lineproto import LineProtocolError, parse_line
+from kwatt.wire.settings import InfluxConfig
 
 __all__ = [
     "MEASUREMENTS_LOADED",
@@ -232,7 +235,6 @@ _UNIT_NS = {
 def parse_time(text: str, *, now_ns: int) -> int:
     """A time for ``--since``/``--until``: ``now``, a duration ago (``15m``, ``2h``, ``1d``),
     epoch seconds, or an ISO 8601 date-time (UTC when no offset is given). Returns ns."""
-    from datetime import UTC, datetime
 
     s = text.strip()
     if s == "now":
@@ -279,8 +281,6 @@ def load_influx(
     The range is fetched in slices of ``chunk_s``; ``progress(done_slices, total_slices, points)``
     is called after each. ``where`` is an extra InfluxQL condition (already quoted).
     """
-    from kwatt.wire.influx import InfluxError, InfluxQL
-    from kwatt.wire.settings import InfluxConfig
 
     if until_ns <= since_ns:
         raise LoadError(f"{url}: empty time range (until {until_ns} <= since {since_ns})")

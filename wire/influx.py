@@ -26,6 +26,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import HTTPError
+
 from kwatt.wire.settings import InfluxConfig
 
 __all__ = [
@@ -177,8 +182,7 @@ class V2Writer:
     """influxdb-client's synchronous write API (``/api/v2/write``)."""
 
     def __init__(self, cfg: InfluxConfig) -> None:
-        from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
+        pass
 
         token = cfg.token()
         if token is None and cfg.username:
@@ -199,8 +203,7 @@ class V2Writer:
         self.api: Any = self.client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, body: bytes) -> None:
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError
+        pass
 
         try:
             self.api.write(bucket=self.bucket, org=self.org, record=body)
