@@ -124,8 +124,9 @@ class NodeOptions:
     faults: tuple[Fault, ...] = ()
 
 
-#: The serving runtime of the chatbot per vendor (§6: furiosa-llm; vllm-rbln is a vLLM plugin; vLLM on
-#: NVIDIA; Sapeon has no public LLM runtime — vLLM names assumed).
+#: The serving runtime of the chatbot per vendor (docs/device-interfaces.md §6: furiosa-llm;
+#: vllm-rbln is a vLLM plugin; vLLM on NVIDIA; Sapeon has no public LLM runtime — vLLM names
+#: assumed).
 RUNTIME_OF_VENDOR = {
     "furiosa": "furiosa-llm",
     "rebellions": "vllm-rbln",
@@ -238,7 +239,8 @@ class Node:
             )
             port = options.serving_port + k if options.serving_port else 0
             rt.server = MetricsServer(rt.model.render, port=port)
-        # each vision service is served by Triton (§6.4), one model over all of its devices
+        # each vision service is served by Triton (docs/device-interfaces.md §6.4), one model over
+        # all of its devices
         self.tritons: dict[str, _Triton] = {}
         for s in self.workloads:
             if s in TRITON_MODELS:

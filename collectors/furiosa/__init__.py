@@ -74,14 +74,9 @@ tool's per-core percentages (the mean over the cores in use).
 Any file that is missing gives an absent field; content that does not parse raises
 :class:`ParseError` naming the file (or the tool command).
 
-Cost per poll (3 cards: 1 Warboy + 2 RNGD, emulated node, 2 shared cores, 30 polls; run of
-2026-12-02 with the library's formats, other engineers' tests sharing the cores)::
-
-    .venv/bin/python bench/bench_furiosa_poll.py 30
-    sysfs: 0.97 ms wall, 0.92 ms agent CPU, 0.00 ms tool CPU per poll (3 cards)
-    smi: 324.37 ms wall, 3.74 ms agent CPU, 245.54 ms tool CPU per poll (3 cards)
-
-so sysfs is read whenever it is there; the tool (two spawns per poll, ``info`` + ``status``; the
+Cost per poll: a few file reads per card for sysfs, against process spawns for the tool (see
+BENCHMARKS.md (Cost per collector poll): ``furiosa`` and ``furiosa-via-smi``;
+``bench/bench_furiosa_poll.py`` compares the two), so sysfs is read whenever it is there; the tool (two spawns per poll, ``info`` + ``status``; the
 emulated tool is a Python script, dearer to start than the real binary) is only the fallback.
 
 The package, one module per source and one per parser: :mod:`.config` (the options),
