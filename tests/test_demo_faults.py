@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kwatt.demo.run import Fault, parse_fault
+from kwatt.demo.faults import Fault, parse_fault
 from kwatt.demo.services import Influxd, Mosquitto
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,9 +17,12 @@ import yaml
 
 from kwatt.analytics.load import Series, SeriesKey, SeriesSet
 from kwatt.demo.figures import aligned_window, common_window, read_truth, truth_over
-from kwatt.demo.run import DEFAULT_FLEET, NodeSpec, demo_collectors, fleet_specs, parse_fleet
+from kwatt.demo.fleet import DEFAULT_FLEET, NodeSpec, fleet_specs, parse_fleet
+from kwatt.demo.run import demo_collectors
 from kwatt.demo.services import Influxd, Mosquitto
-from kwatt.emulators.node import Node, NodeOptions, agent_config, parse_devices
+from kwatt.emulators.agentconfig import agent_config
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
+from kwatt.emulators.truth import TruthRecord
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +87,7 @@ def test_demo_keeps_cheap_collectors_of_every_fleet_node(tmp_path: Path, spec: N
 def test_truth_over_a_window_matches_the_node_records(tmp_path: Path) -> None:
     log = tmp_path / "truth.jsonl"
 
-    async def go() -> list[dict[str, object]]:
+    async def go() -> list[TruthRecord]:
         opts = NodeOptions(devices=parse_devices("l4:2"), services=("food",), name="n1", seed=2)
         async with Node(tmp_path / "root", opts, truth_log=log) as node:
             return [node.step(float(t)) for t in range(0, 11)]
@@ -95,18 +98,14 @@ def test_truth_over_a_window_matches_the_node_records(tmp_path: Path) -> None:
     assert tr.t_s.size == len(records)
     first, last = records[2], records[8]
 
-    def wall(r: dict[str, object]) -> float:
-        return int(str(r["wall_ns"])) / 1e9
+    def wall(r: TruthRecord) -> float:
+        return r.wall_ns / 1e9
 
-    def energy(r: dict[str, object]) -> float:
-        devices = r["devices"]
-        assert isinstance(devices, list)
-        return sum(float(d["energy_j"]) for d in devices)
+    def energy(r: TruthRecord) -> float:
+        return sum(d.energy_j for d in r.devices)
 
-    def work(r: dict[str, object]) -> float:
-        services = r["services"]
-        assert isinstance(services, dict)
-        return float(services["food"]["served_units_total"])
+    def work(r: TruthRecord) -> float:
+        return r.services["food"].served_units_total
 
     e, w = truth_over([tr], wall(first), wall(last))
     assert e == pytest.approx(energy(last) - energy(first), rel=1e-9)
