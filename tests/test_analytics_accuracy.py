@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,9 @@ from kwatt.analytics.load import load_lp_file
 from kwatt.analytics.ppw import Level, Options, analyze
 from kwatt.analytics.work import WorkUnit, counter_increase
 from kwatt.collectors import furiosa, serving
-from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.rngd_node import EmulatedNode
+from kwatt.emulators.truth import RngdTruthRecord
+from kwatt.emulators.truth import encode as encode_truth
 from kwatt.wire.lineproto import encode
 
 T0_S = 1_750_000_000
@@ -42,11 +43,13 @@ def shm_dir() -> Iterator[Path]:
         yield Path(d)
 
 
-def run_emulated(root: Path, seconds: int, devices: int, seed: int) -> tuple[Path, list[dict]]:
+def run_emulated(
+    root: Path, seconds: int, devices: int, seed: int
+) -> tuple[Path, list[RngdTruthRecord]]:
     """Step the emulator every STEP_S, poll both collectors every SAMPLE_S; return the LP file the
     agent would have published (timestamps = the schedule's) and the truth records at the polls."""
     lp = root / "node.lp"
-    truth: list[dict] = []
+    truth: list[RngdTruthRecord] = []
 
     async def go() -> None:
         async with EmulatedNode(
@@ -76,15 +79,15 @@ def run_emulated(root: Path, seconds: int, devices: int, seed: int) -> tuple[Pat
 def test_real_emulator_and_collectors_power_only(shm_dir: Path) -> None:
     seconds = 900
     lp, truth = run_emulated(shm_dir, seconds, devices=2, seed=7)
-    (shm_dir / "truth.jsonl").write_text("\n".join(json.dumps(r) for r in truth))
+    (shm_dir / "truth.jsonl").write_text("".join(encode_truth(r) for r in truth))
     ss = load_lp_file(lp)
     a = analyze(ss, T0_S, T0_S + seconds, Options(min_window_s=60))
     first, last = truth[0], truth[-1]
     assert len(a.devices) == 2
     for d in a.devices:
-        t_first = next(x for x in first["devices"] if x["device"] == d.device.device)
-        t_last = next(x for x in last["devices"] if x["device"] == d.device.device)
-        true_j = t_last["energy_j"] - t_first["energy_j"]
+        t_first = next(x for x in first.devices if x.device == d.device.device)
+        t_last = next(x for x in last.devices if x.device == d.device.device)
+        true_j = t_last.energy_j - t_first.energy_j
         assert d.method is EnergyMethod.POWER_TRAPEZOID
         assert d.coverage == pytest.approx(1.0)
         err = abs(d.energy_j - true_j) / true_j
@@ -95,10 +98,9 @@ def test_real_emulator_and_collectors_power_only(shm_dir: Path) -> None:
 
     node = a.select(Level.NODE, service="chat")
     assert len(node) == 1
-    true_tokens = last["serving"]["tokens_total"] - first["serving"]["tokens_total"]
+    true_tokens = last.serving.tokens_total - first.serving.tokens_total
     true_j = sum(
-        lt["energy_j"] - ft["energy_j"]
-        for ft, lt in zip(first["devices"], last["devices"], strict=True)
+        lt.energy_j - ft.energy_j for ft, lt in zip(first.devices, last.devices, strict=True)
     )
     true_ppw = true_tokens / true_j
     row = node[0]

@@ -26,7 +26,7 @@ from kwatt.collectors.furiosa import (
     utilization,
 )
 from kwatt.collectors.furiosa import parse as furiosa_parse
-from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.rngd_node import EmulatedNode
 from kwatt.wire.model import Sample
 from kwatt.wire.settings import from_mapping
 
@@ -297,26 +297,26 @@ def test_reads_an_emulated_node_against_its_ground_truth(tmp_path: Path) -> None
             c = furiosa.PLUGIN.create("npu", Config(root=str(tmp_path)))
             truth = node.step(0.0)
             first = {s.tag("device"): s for s in await c.collect()}
-            assert set(first) == {d["device"] for d in truth["devices"]}
+            assert set(first) == {d.device for d in truth.devices}
             assert all(s.field("util_ratio") is None for s in first.values())
             steps = [node.step(t) for t in (1.0, 2.0, 2.5)]
             samples = {s.tag("device"): s for s in await c.collect()}
             inventory = await c.inventory()
             assert [d.bus_id for d in inventory] == ["0000:6d:00.0", "0000:6e:00.0", "0000:6f:00.0"]
-            for dev, truth_dev in zip(node.devices, steps[-1]["devices"], strict=True):
-                got = dict(samples[truth_dev["device"]].fields)
+            for dev, truth_dev in zip(node.devices, steps[-1].devices, strict=True):
+                got = dict(samples[truth_dev.device].fields)
                 # power: the last interval's, to the µW of the file; and the model within its noise
-                assert got["power_w"] == pytest.approx(truth_dev["power_w"], abs=1e-6)
-                model_w = dev.idle_w + (150.0 - dev.idle_w) * truth_dev["util_ratio"] ** 1.2
+                assert got["power_w"] == pytest.approx(truth_dev.power_w, abs=1e-6)
+                model_w = dev.idle_w + (150.0 - dev.idle_w) * truth_dev.util_ratio**1.2
                 assert abs(got["power_w"] - model_w) < 5 * 0.4
-                assert got["temp_c"] == pytest.approx(truth_dev["temp_c"], abs=1e-3)
+                assert got["temp_c"] == pytest.approx(truth_dev.temp_c, abs=1e-3)
                 # utilization over the window = the cycle-weighted mean of the steps' utilization
-                utils = [s["devices"][dev.identity.index]["util_ratio"] for s in steps]
+                utils = [s.devices[dev.identity.index].util_ratio for s in steps]
                 expected = (utils[0] * 1.0 + utils[1] * 1.0 + utils[2] * 0.5) / 2.5
                 assert 0.0 <= got["util_ratio"] <= 1.0
                 assert got["util_ratio"] == pytest.approx(expected, abs=1e-6)
-                assert got["clock_hz"] == truth_dev["clock_hz"] == 2.0e9
-                assert got["mem_used_bytes"] == truth_dev["mem_used_bytes"]
+                assert got["clock_hz"] == truth_dev.clock_hz == 2.0e9
+                assert got["mem_used_bytes"] == truth_dev.mem_used_bytes
                 assert got["mem_total_bytes"] == 51_002_736_640
                 assert got["power_limit_w"] == 300.0
                 assert got["throttled"] == 0

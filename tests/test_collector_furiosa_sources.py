@@ -356,13 +356,13 @@ def test_warboy_and_rngd_through_sysfs_against_the_truth(tmp_path: Path) -> None
                 assert g["temp_c"] == pytest.approx(dev.temp_c, abs=1e-3)
                 assert g["clock_hz"] == pytest.approx(dev.clock_hz, rel=1e-3)
                 assert g["util_ratio"] == pytest.approx(surface_util(dev), abs=1e-6)
-                assert abs(g["util_ratio"] - truth["devices"][dev.index]["util_ratio"]) < 0.05
+                assert abs(g["util_ratio"] - truth.devices[dev.index].util_ratio) < 0.05
             inventory = {d.id: d for d in await c.inventory()}
-            wb = next(d for d in truth["devices"] if d["model"] == "warboy")
-            info = inventory[wb["uuid"].upper()]
+            wb = next(d for d in truth.devices if d.model == "warboy")
+            info = inventory[wb.uuid.upper()]
             assert (info.model, info.bus_id, info.firmware_version) == (
                 "warboy",
-                wb["bus_id"],
+                wb.bus_id,
                 "1.6.0, c1bebfd",
             )
 
@@ -381,7 +381,7 @@ def test_smi_gives_the_same_tags_and_values_as_sysfs(tmp_path: Path, version: st
             assert smi.last_source == "smi"
             assert set(from_smi) == set(from_sysfs)
             power_abs = 0.5 if version.startswith("2026") else 0.005  # 1 W quantised JSON
-            assert len(truth["devices"]) == len(from_smi) == 2
+            assert len(truth.devices) == len(from_smi) == 2
             for dev in read_snapshot(tmp_path).devices:
                 g = from_smi[dev.uuid.upper()]
                 assert g["power_w"] == pytest.approx(dev.power_w, abs=power_abs)
@@ -490,7 +490,7 @@ def test_the_printed_config_reads_warboy_once(tmp_path: Path) -> None:
     """furiosa reads the Warboy now: hwmon must leave its chip alone (no double counting)."""
     from kwatt import collectors
     from kwatt.agent.config import agent_config_from
-    from kwatt.emulators.node import agent_config
+    from kwatt.emulators.agentconfig import agent_config
 
     async def go() -> dict[str, set[tuple[str | None, str | None]]]:
         async with Node(tmp_path, node_options()) as node:

@@ -27,7 +27,7 @@ from kwatt.collectors.serving import (
     parse_exposition,
     snapshot,
 )
-from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.rngd_node import EmulatedNode
 from kwatt.emulators.serving import E2E_LATENCY_BUCKETS_S
 from kwatt.wire.settings import from_mapping
 
@@ -274,21 +274,21 @@ def test_reads_an_emulated_node_against_its_ground_truth(tmp_path: Path) -> None
     async def go() -> None:
         async with EmulatedNode(tmp_path, devices=2, seed=5) as node:
             c = serving.PLUGIN.create("llm", Config(url=node.serving_url, service="chat"))
-            first_truth = node.step(0.0)["serving"]
+            first_truth = node.step(0.0).serving
             (first,) = await c.collect()
             assert first.tag("runtime") == "furiosa-llm"
             assert first.tag("service") == "chat"
             assert first.tag("model_name") == "furiosa-ai/Llama-3.1-8B-Instruct"
-            assert first.field("requests_total") == first_truth["requests_total"] == 0
+            assert first.field("requests_total") == first_truth.requests_total == 0
             assert first.field("latency_p50_s") is None  # no window yet
             latencies: list[float] = []
             for k in range(1, 41):
-                step = node.step(k * 0.5)["serving"]
-                latencies += step["latencies_s"]
+                step = node.step(k * 0.5).serving
+                latencies += step.latencies_s
             (second,) = await c.collect()
             requests = second.field("requests_total")
-            assert requests == step["requests_total"] == len(latencies) > 50
-            assert second.field("tokens_total") == step["tokens_total"]
+            assert requests == step.requests_total == len(latencies) > 50
+            assert second.field("tokens_total") == step.tokens_total
             p50, p99 = second.field("latency_p50_s"), second.field("latency_p99_s")
             assert p50 is not None and p99 is not None and p50 <= p99
             ordered = sorted(latencies)
@@ -314,7 +314,7 @@ def test_a_restarted_server_counts_from_zero(tmp_path: Path) -> None:
         async with EmulatedNode(tmp_path / "b", devices=1, seed=2, serving_port=port) as node:
             latencies: list[float] = []
             for k in range(6):
-                latencies += node.step(k * 1.0)["serving"]["latencies_s"]
+                latencies += node.step(k * 1.0).serving.latencies_s
             (sample,) = await c.collect()
             assert sample.field("requests_total") == len(latencies) > 0
             p50 = sample.field("latency_p50_s")

@@ -2,7 +2,7 @@
 against @grafana/schema), layout and units, provisioning, and every panel and template-variable query
 run on a real influxd after an emulator run, with Grafana's macros expanded, returning data.
 
-No Grafana server exists for this environment (infrastructure.md §4), so Grafana's part, interpolation,
+No Grafana server can be installed here (no Debian, PyPI or npm package ships one), so Grafana's part, interpolation,
 is done here the way Grafana does it for InfluxQL: ``$timeFilter`` becomes
 ``time >= <from>ms and time <= <to>ms`` (with the panel's relative time when it has one),
 ``$__interval`` a GROUP BY duration, and a multi-value variable a regex: its ``allValue`` (``.*``) for
@@ -282,7 +282,7 @@ def fleet(mosquitto: Any, influxd: Any, tmp_path_factory: pytest.TempPathFactory
     from kwatt import collectors
     from kwatt.agent.config import agent_config_from
     from kwatt.agent.runtime import Agent
-    from kwatt.emulators.node import EmulatedNode
+    from kwatt.emulators.rngd_node import EmulatedNode
     from kwatt.ingest.config import BatchConfig, IngestConfig
     from kwatt.ingest.worker import Ingest
     from kwatt.wire.settings import InfluxConfig, MqttConfig

@@ -24,10 +24,12 @@ from kwatt.agent.config import agent_config_from
 from kwatt.collectors import furiosa
 from kwatt.collectors.furiosa import Config as FuriosaConfig
 from kwatt.emulators import libnvml
+from kwatt.emulators.agentconfig import agent_config
 from kwatt.emulators.catalogue import load_catalogue
 from kwatt.emulators.faults import Fault, FaultError, load_schedule, parse_fault, send
-from kwatt.emulators.node import Node, NodeOptions, agent_config, parse_devices
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
 from kwatt.emulators.state import read_snapshot
+from kwatt.emulators.truth import TruthRecord, read_log
 
 REPO = Path(__file__).resolve().parent.parent
 EVERY_MODEL = ",".join(load_catalogue())
@@ -78,9 +80,9 @@ def test_node_with_every_model_renders_furiosa_surfaces(tmp_path: Path) -> None:
         async with Node(tmp_path, options(EVERY_MODEL, ("chatbot", "traffic"), seed=2)) as node:
             for t in range(0, 12):
                 truth = node.step(float(t))
-            assert len(truth["devices"]) == 19  # ATOM-Max: one card, four devices
-            assert {d["model"] for d in truth["devices"]} == set(load_catalogue())
-            assert all(d["util_ratio"] > 0 for d in truth["devices"])
+            assert len(truth.devices) == 19  # ATOM-Max: one card, four devices
+            assert {d.model for d in truth.devices} == set(load_catalogue())
+            assert all(d.util_ratio > 0 for d in truth.devices)
             # Warboy = npu0 (npu_mgmt), RNGD = npu1 (rngd_mgmt); one furiosa numbering
             wb = tmp_path / "sys" / "class" / "npu_mgmt" / "npu0_mgmt"
             assert read(wb / "device_type") == "Warboy\n" and read(wb / "alive") == "1\n"
@@ -120,12 +122,12 @@ def test_furiosa_collector_reads_the_new_rngd_surface(tmp_path: Path) -> None:
             await c.collect()
             truth = [node.step(t) for t in (1.0, 2.0)][-1]
             got = {s.tag("device"): dict(s.fields) for s in await c.collect()}
-            for d in truth["devices"]:
-                f = got[d["uuid"].upper()]
-                assert f["power_w"] == pytest.approx(d["power_w"], abs=1e-6)
-                assert f["temp_c"] == pytest.approx(d["temp_c"], abs=1e-3)
-                assert f["util_ratio"] == pytest.approx(d["util_ratio"], abs=0.05)
-                assert f["clock_hz"] == d["clock_hz"]
+            for d in truth.devices:
+                f = got[d.uuid.upper()]
+                assert f["power_w"] == pytest.approx(d.power_w, abs=1e-6)
+                assert f["temp_c"] == pytest.approx(d.temp_c, abs=1e-3)
+                assert f["util_ratio"] == pytest.approx(d.util_ratio, abs=0.05)
+                assert f["clock_hz"] == d.clock_hz
 
     asyncio.run(go())
 
@@ -139,30 +141,30 @@ def test_truth_log_has_energy_per_device_and_work_per_service(tmp_path: Path) ->
                 node.step(float(t))
 
     asyncio.run(go())
-    lines = [json.loads(x) for x in read(log).splitlines()]
+    lines = list(read_log(log))
     assert len(lines) == 6
     last = lines[-1]
-    for d in last["devices"]:
+    for d in last.devices:
         energy = sum(
-            rec["devices"][i]["power_w"] * rec["dt_s"]
+            rec.devices[i].power_w * rec.dt_s
             for rec in lines
             for i in range(2)
-            if rec["devices"][i]["uuid"] == d["uuid"]
+            if rec.devices[i].uuid == d.uuid
         )
-        assert d["energy_j"] == pytest.approx(energy, rel=1e-12)
-    svc = last["services"]["chatbot"]
-    assert svc["work_class"] == "llm" and svc["served_units_total"] > 0
-    assert last["serving"]["tokens_total"] <= svc["served_units_total"]
-    assert last["host"]["system_energy_j"] > 0
+        assert d.energy_j == pytest.approx(energy, rel=1e-12)
+    svc = last.services["chatbot"]
+    assert svc.work_class == "llm" and svc.served_units_total > 0
+    assert last.serving is not None and last.serving.tokens_total <= svc.served_units_total
+    assert last.host is not None and last.host.system_energy_j > 0
 
 
 # ------------------------------------------------------------------------------------ faults
 def run_with(
     tmp_path: Path, opts: NodeOptions, script: list[tuple[float, Fault | None]]
-) -> list[dict[str, Any]]:
+) -> list[TruthRecord]:
     """Step at each time, sending the fault (by command file) just before the step."""
 
-    async def go() -> list[dict[str, Any]]:
+    async def go() -> list[TruthRecord]:
         out = []
         async with Node(tmp_path, opts) as node:
             for t, fault in script:
@@ -222,7 +224,7 @@ def test_stuck_sensor_repeats_its_value_while_truth_moves(tmp_path: Path) -> Non
             node.step(21.0)
             shown = read(hwmon(tmp_path, 0) / "power1_average")
             smi_before = smi(tmp_path, "info")
-            truth = [node.step(t)["devices"][0]["power_w"] for t in (40.0, 50.0)]
+            truth = [node.step(t).devices[0].power_w for t in (40.0, 50.0)]
             assert truth[0] != truth[1]
             assert read(hwmon(tmp_path, 0) / "power1_average") == shown
             assert smi(tmp_path, "info") == smi_before

@@ -15,7 +15,8 @@ import yaml
 from kwatt.collectors import serving
 from kwatt.collectors.base import CollectorError
 from kwatt.collectors.serving import Config, parse_exposition, snapshot
-from kwatt.emulators.node import Node, NodeOptions, agent_config, parse_devices
+from kwatt.emulators.agentconfig import agent_config
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
 from kwatt.emulators.serving import TRITON_MAX_BATCH, MetricsServer, TritonEnsemble, TritonModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "serving"
@@ -99,15 +100,15 @@ def test_triton_end_to_end_against_a_node(tmp_path: Path) -> None:
             truth = node.step(5.0)
             second = (await c.collect())[0]
             await c.aclose()
-            served = truth["services"]["traffic"]["served_units_total"]
-            tri = truth["triton"]["traffic"]
+            served = truth.services["traffic"].served_units_total
+            tri = truth.triton["traffic"]
             assert first.tag("runtime") == "triton" and first.tag("service") == "traffic"
             assert first.tag("model_name") == "traffic_yolov8s"
-            assert second.field("inferences_total") == tri["inferences_total"]
-            assert second.field("requests_total") == tri["requests_total"]
+            assert second.field("inferences_total") == tri.inferences_total
+            assert second.field("requests_total") == tri.requests_total
             # whole frames of the physics' served work: at most one frame in flight
-            assert 0 <= served - tri["inferences_total"] < 1.0
-            assert tri["inferences_total"] > 1000  # 2 L4s at 70 % of their detection peak
+            assert 0 <= served - tri.inferences_total < 1.0
+            assert tri.inferences_total > 1000  # 2 L4s at 70 % of their detection peak
             assert second.field("latency_p50_s") is None  # no histogram: not invented
             assert second.field("latency_p99_s") is None
 
