@@ -63,6 +63,7 @@ from kwatt.emulators.catalogue import ModelSpec, load_catalogue
 from kwatt.emulators.faults import Fault, send
 from kwatt.emulators.serving import E2E_LATENCY_BUCKETS_S
 from kwatt.emulators.state import DeviceState, read_snapshot
+from kwatt.emulators.truth import decode as decode_truth
 from kwatt.wire import lineproto
 from kwatt.wire.documents import Status, decode_status
 
@@ -476,10 +477,10 @@ class Rig:
                 lines = log.read().split(b"\n")[:-1]  # complete lines only
             seen: Counter[str] = Counter()
             for line in lines:
-                record = json.loads(line)
-                events = [e for e in record["faults"] if e in want]
+                record = decode_truth(line)
+                events = [e for e in record.faults if e in want]
                 if events and not first_ns:
-                    first_ns.append(record["wall_ns"])
+                    first_ns.append(record.wall_ns)
                 seen.update(events)
             return all(seen[e] >= n for e, n in want.items())
 

@@ -22,7 +22,7 @@ from pipeline_helpers import build_agent, uniq, wait_for
 
 from kwatt.agent.config import AgentConfig, agent_config_from
 from kwatt.agent.runtime import AgentStats
-from kwatt.emulators.node import EmulatedNode
+from kwatt.emulators.rngd_node import EmulatedNode
 from kwatt.ingest.config import BatchConfig, IngestConfig
 from kwatt.ingest.worker import Ingest
 from kwatt.wire import lineproto
