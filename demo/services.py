@@ -1,4 +1,5 @@
-"""Private throw-away instances of the pipeline's servers: Mosquitto, InfluxDB 1.x, VictoriaMetrics.
+"""Private throw-away instances of the pipeline's servers: Mosquitto and InfluxDB 1.x here, and
+VictoriaMetrics in :mod:`kwatt.demo.victoriametrics` (the same :class:`Service` machinery).
 
 Used by the test suite (``tests/conftest.py``) and by ``kwatt demo``. Each service is a synchronous
 context manager (also usable through explicit ``start()`` / ``stop()``) that
@@ -34,7 +35,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,10 +46,11 @@ __all__ = [
     "Influxd",
     "MissingBinaryError",
     "Mosquitto",
+    "Service",
     "ServiceError",
-    "VictoriaMetrics",
     "find_binary",
     "free_port",
+    "http_request",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -135,7 +137,7 @@ def _tail(path: Path, n: int = _LOG_TAIL_CHARS, since: int = 0) -> str:
     return text.strip() or "(log is empty)"
 
 
-def _http(
+def http_request(
     method: str,
     url: str,
     *,
@@ -158,7 +160,7 @@ def _http(
 # --------------------------------------------------------------------------- the common machinery
 
 
-_LIVE: set[_Service] = set()
+_LIVE: set[Service] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -173,7 +175,7 @@ def _stop_all_at_exit() -> None:
                 svc.stop(timeout_s=5.0)
 
 
-class _Service:
+class Service:
     """One child server process: ports, config, spawn, readiness, stop. Subclasses fill the gaps."""
 
     #: binary name, also the stem of the log file
@@ -375,7 +377,7 @@ def _terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
 # --------------------------------------------------------------------------- Mosquitto
 
 
-class Mosquitto(_Service):
+class Mosquitto(Service):
     """A private Mosquitto 2.x broker on ``127.0.0.1:<free port>``, anonymous access allowed.
 
     QoS 1/2 messages are never dropped for a lagging subscriber: ``max_queued_messages 0`` lifts the
@@ -502,7 +504,7 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Influxd(_Service):
+class Influxd(Service):
     """A private InfluxDB 1.x (Debian's ``influxd`` 1.6.7) on ``127.0.0.1:<free port>``.
 
     Config (InfluxDB 1.x configuration reference): no phoning home, RPC/backup port moved off 8088
@@ -588,7 +590,7 @@ bind-address = {q(f"{self.host}:{self.rpc_port}")}
         if db is not None:
             params["db"] = db
         try:
-            status, body = _http(
+            status, body = http_request(
                 "POST",
                 f"{self.url}/query",
                 body=urllib.parse.urlencode(params).encode(),
@@ -633,7 +635,7 @@ bind-address = {q(f"{self.host}:{self.rpc_port}")}
         body = lines.encode() if isinstance(lines, str) else lines
         qs = urllib.parse.urlencode({"db": db, "precision": wire})
         try:
-            status, resp = _http("POST", f"{self.url}/write?{qs}", body=body)
+            status, resp = http_request("POST", f"{self.url}/write?{qs}", body=body)
         except OSError as e:
             raise ServiceError(f"influxd {self.url}: write failed: {e}") from e
         if status != 204:
@@ -652,169 +654,3 @@ bind-address = {q(f"{self.host}:{self.rpc_port}")}
 
 
 # --------------------------------------------------------------------------- VictoriaMetrics
-
-
-def _label_matchers(labels: Mapping[str, str]) -> str:
-    def esc(v: str) -> str:
-        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-    return ",".join(f'{k}="{esc(v)}"' for k, v in sorted(labels.items()))
-
-
-def _series_key(metric: Mapping[str, str]) -> str:
-    """``name{a="1",b="2"}``, labels sorted: a stable, readable identity for one series."""
-    labels = {k: v for k, v in metric.items() if k != "__name__"}
-    return f"{metric.get('__name__', '')}{{{_label_matchers(labels)}}}"
-
-
-class VictoriaMetrics(_Service):
-    """A private VictoriaMetrics (Debian 1.79) on ``127.0.0.1:<free port>``.
-
-    An ``/api/v2/write`` and ``/write`` target for tests. It has no InfluxQL and no Flux: read
-    back with PromQL/MetricsQL.
-
-    A line ``cpu,node=n1 load=0.5`` becomes the series ``cpu_load{node="n1"}`` (plus ``db="..."``
-    when written to ``/write?db=...``; the v2 ``bucket`` is ignored in 1.79).
-    """
-
-    binary_name = "victoria-metrics"
-    log_name = "victoria-metrics.log"
-
-    def __init__(
-        self,
-        state_dir: str | os.PathLike[str],
-        *,
-        retention: str = "100y",
-        binary: str | None = None,
-        ready_timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(state_dir, binary=binary, ready_timeout_s=ready_timeout_s)
-        self.retention = retention
-        self.data_dir = self.state_dir / "data"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def _write_config(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)  # all configuration is in flags
-
-    def _argv(self, binary: str) -> list[str]:
-        return [
-            binary,
-            f"-httpListenAddr={self.host}:{self.port}",
-            f"-storageDataPath={self.data_dir}",
-            f"-retentionPeriod={self.retention}",
-            "-search.latencyOffset=0s",  # fresh samples are visible to queries at once
-            "-search.disableCache",  # no rollup-result cache: read-after-write in tests
-            "-loggerLevel=ERROR",
-        ]
-
-    def _is_ready(self) -> bool:
-        answer = self._http_status("/health")
-        return answer is not None and answer[0] == 200
-
-    # -- helpers (standard library only)
-
-    def _get_json(self, path: str, params: Mapping[str, str]) -> Any:
-        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
-        try:
-            status, body = _http("GET", url)
-        except OSError as e:
-            raise ServiceError(f"victoria-metrics {self.url}: {path} failed: {e}") from e
-        if status != 200:
-            raise ServiceError(f"victoria-metrics {self.url}: {path} HTTP {status}: {body[:500]!r}")
-        return json.loads(body)
-
-    def force_flush(self) -> None:
-        """Make every sample written so far visible to queries."""
-        try:
-            status, body = _http("GET", f"{self.url}/internal/force_flush")
-        except OSError as e:
-            raise ServiceError(f"victoria-metrics {self.url}: force_flush failed: {e}") from e
-        if status != 200:
-            raise ServiceError(f"victoria-metrics {self.url}: force_flush HTTP {status}: {body!r}")
-
-    def query_vector(
-        self, promql: str, *, at: float | None = None
-    ) -> list[tuple[dict[str, str], float]]:
-        """Instant PromQL/MetricsQL query (``/api/v1/query``) after a flush: (labels, value)s.
-
-        Evaluated at ``at`` (Unix seconds). By default that is 60 s ahead of the wall clock:
-        evaluated at "now", VictoriaMetrics 1.79 misses samples written in the last second or
-        two (the evaluation time is cut to whole seconds, measured). Bare selectors look back
-        5 minutes from ``at``; use ``*_over_time(m[window])`` or :meth:`export` for older samples.
-        """
-        self.force_flush()
-        when = time.time() + 60.0 if at is None else at
-        params = {"query": promql, "time": f"{when:.3f}"}
-        doc = self._get_json("/api/v1/query", params)
-        if doc.get("status") != "success":
-            raise ServiceError(f"victoria-metrics {self.url}: query {promql!r}: {doc}")
-        data = doc["data"]
-        if data.get("resultType") == "scalar":
-            return [({}, float(data["result"][1]))]
-        return [
-            ({str(k): str(v) for k, v in r["metric"].items()}, float(r["value"][1]))
-            for r in data["result"]
-        ]
-
-    def query(self, promql: str, *, at: float | None = None) -> float:
-        """Instant query that must yield exactly one value, e.g. ``sum(count_over_time(m[1d]))``."""
-        result = self.query_vector(promql, at=at)
-        if len(result) != 1:
-            raise ServiceError(
-                f"victoria-metrics {self.url}: {promql!r} gave {len(result)} series, expected 1"
-                + (f": {[_series_key(m) for m, _ in result][:10]}" if result else "")
-            )
-        return result[0][1]
-
-    def export(self, match: str) -> Iterator[tuple[dict[str, str], list[int], list[float]]]:
-        """Every raw sample of the series matching ``match`` (``/api/v1/export``), whatever its
-        timestamp: (labels, timestamps in ms, values) per series."""
-        self.force_flush()
-        # the default end ("now", cut to whole seconds) misses samples written a moment ago
-        end = str(int(time.time()) + 86400)
-        url = f"{self.url}/api/v1/export?{urllib.parse.urlencode({'match[]': match, 'end': end})}"
-        try:
-            status, body = _http("GET", url)
-        except OSError as e:
-            raise ServiceError(f"victoria-metrics {self.url}: export failed: {e}") from e
-        if status != 200:
-            raise ServiceError(f"victoria-metrics {self.url}: export HTTP {status}: {body[:500]!r}")
-        for line in body.splitlines():
-            if line.strip():
-                doc = json.loads(line)
-                yield (
-                    {str(k): str(v) for k, v in doc["metric"].items()},
-                    [int(t) for t in doc["timestamps"]],
-                    [float(v) for v in doc["values"]],
-                )
-
-    def series_values(
-        self, metric: str, labels: Mapping[str, str] | None = None
-    ) -> dict[str, float]:
-        """Latest raw value of each series of ``metric`` whose labels include ``labels``.
-
-        Keys are ``name{label="value",...}`` with sorted labels; uses the export API, so samples
-        with old timestamps are found too.
-        """
-        match = f"{metric}{{{_label_matchers(labels or {})}}}"
-        out: dict[str, float] = {}
-        for m, timestamps, values in self.export(match):
-            if values:
-                latest = max(range(len(values)), key=lambda i: timestamps[i])
-                out[_series_key(m)] = values[latest]
-        return out
-
-    def series_count(self, match: str) -> int:
-        """How many series matching ``match`` hold samples, whatever their timestamps.
-
-        (Counted from the export API: 1.79's ``/api/v1/series`` misses series whose only
-        samples lie outside its day-based index range.)
-        """
-        return sum(1 for _ in self.export(match))
-
-    def sample_count(self, match: str) -> int:
-        """How many raw samples the series matching ``match`` hold, whatever their timestamps."""
-        return sum(len(v) for _, _, v in self.export(match))

@@ -17,7 +17,8 @@ from typing import TypeVar
 
 import pytest
 
-from kwatt.demo.services import Influxd, MissingBinaryError, Mosquitto, VictoriaMetrics
+from kwatt.demo.services import Influxd, MissingBinaryError, Mosquitto
+from kwatt.demo.victoriametrics import VictoriaMetrics
 
 S = TypeVar("S", Mosquitto, Influxd, VictoriaMetrics)
 

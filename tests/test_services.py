@@ -30,10 +30,10 @@ from kwatt.demo.services import (
     MissingBinaryError,
     Mosquitto,
     ServiceError,
-    VictoriaMetrics,
     find_binary,
     free_port,
 )
+from kwatt.demo.victoriametrics import VictoriaMetrics
 
 pytestmark = pytest.mark.services
 
