@@ -68,6 +68,7 @@ from kwatt.demo.procs import (
 )
 from kwatt.demo.services import Influxd, Mosquitto, ServiceError
 from kwatt.demo.summary import DEMO_MIN_WINDOW_S, Summary, print_summary
+from kwatt.emulators import libnvml
 from kwatt.live.render import render
 from kwatt.live.state import TopState
 from kwatt.live.top import follow
@@ -439,8 +440,17 @@ def _run(
                 str(stats_path),
             ],
             logs,
-            # the node's emulated libnvidia-ml.so.1 (the loader reads this only at process start)
-            env={"LD_LIBRARY_PATH": ready["nvml_lib"]} if "nvml_lib" in ready else None,
+            # the node's emulated libnvidia-ml.so.1 (the loader reads this only at process start),
+            # and its state file named outright: a KWATT_NVML_STATE left in the demo's own
+            # environment would otherwise point the agent at another node's GPUs
+            env=(
+                {
+                    "LD_LIBRARY_PATH": ready["nvml_lib"],
+                    libnvml.STATE_ENV: str(libnvml.state_path(Path(ready["root"]))),
+                }
+                if "nvml_lib" in ready
+                else None
+            ),
         )
         agents.append((node, proc, stats_path))
 
