@@ -57,12 +57,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 from kwatt.demo.services import Influxd, Mosquitto
 from kwatt.wire import lineproto, topics
@@ -220,10 +223,6 @@ def plain_write(influxd: Influxd, db: str, bodies: list[bytes], points: int) -> 
 def publisher_main(path: str, host: str, port: int) -> int:
     """Child process: load pre-encoded payloads, connect, wait for 'go' on stdin, publish all at
     QoS 1 with PUB_INFLIGHT messages in flight, print timings as JSON once every PUBACK is in."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
 
     with Path(path).open("rb") as f:
         payloads: list[tuple[str, bytes]] = pickle.load(f)  # our own file

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from kwatt import collectors
+from kwatt.agent.config import agent_config_from
 from kwatt.emulators import libnvml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,8 +65,7 @@ async def _time(collect: object, polls: int) -> dict[str, float]:
 
 
 async def measure(doc: dict[str, list[dict[str, object]]], polls: int) -> list[dict[str, object]]:
-    from kwatt import collectors
-    from kwatt.agent.config import agent_config_from
+    pass
 
     entries = list(doc["collectors"])
     for e in list(entries):  # the tool fallbacks, timed apart

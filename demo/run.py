@@ -41,6 +41,8 @@ from rich.live import Live
 from rich.text import Text
 
 from kwatt import collectors
+from kwatt.analytics.load import LoadError, load_influx
+from kwatt.analytics.targets import load_targets
 from kwatt.demo.faults import (
     Fault,
     Injector,
@@ -184,8 +186,6 @@ def _analyse(
     phase: str | None = None,
 ) -> FleetFigures | None:
     """The analytics on what InfluxDB holds, compared with the nodes' ground truth."""
-    from kwatt.analytics.load import load_influx
-    from kwatt.analytics.targets import load_targets
 
     ss = load_influx(
         influx_url,
@@ -526,7 +526,6 @@ def _run(
         kill_doc[node] = acc
     power, requests = _fleet_figures(q, args.site, since_ns)
     q.close()
-    from kwatt.analytics.load import LoadError
 
     try:
         figures = _analyse(

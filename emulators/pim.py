@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kwatt.emulators import catalogue
 from kwatt.emulators.executables import install_executable
 from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from kwatt.emulators.surfaces import SurfaceContext, register
@@ -285,7 +286,7 @@ class PimSurface:
         write_atomic(_config_path(self.root, self.vendor), json.dumps(doc, separators=(",", ":")))
 
     def setup(self, root: Path, devices: Sequence[DeviceState]) -> None:
-        from kwatt.emulators import catalogue
+        pass
 
         self.root = root
         install_tool(root)

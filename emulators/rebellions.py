@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kwatt.emulators import catalogue
 from kwatt.emulators.executables import install_executable
 from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from kwatt.emulators.surfaces import SurfaceContext, register
@@ -167,7 +168,7 @@ _NAMES: dict[str, str] = {}
 def product_name(dev: DeviceState) -> str:
     """``RBLN-CA12``, ``RBLN-CA25``, … from the device's catalogue model."""
     if dev.model not in _NAMES:
-        from kwatt.emulators import catalogue
+        pass
 
         _NAMES[dev.model] = catalogue.model(dev.model).name
     return _NAMES[dev.model]

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kwatt.emulators import catalogue
 from kwatt.emulators.executables import install_executable
 from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from kwatt.emulators.surfaces import SurfaceContext, register
@@ -98,7 +99,7 @@ _LABELS: dict[str, str] = {}
 def model_label(dev: DeviceState) -> str:
     """``X220-compact``, ``X330``: the catalogue name without the ``SAPEON`` prefix."""
     if dev.model not in _LABELS:
-        from kwatt.emulators import catalogue
+        pass
 
         _LABELS[dev.model] = catalogue.model(dev.model).name.removeprefix("SAPEON").strip()
     return _LABELS[dev.model]

@@ -29,11 +29,14 @@ Vendors: ``"furiosa"``, ``"rebellions"``, ``"sapeon"``, ``"nvidia"`` (``DeviceSt
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from kwatt import emulators
 from kwatt.emulators.state import DeviceState, Snapshot
 
 __all__ = [
@@ -103,10 +106,6 @@ def register(vendor: str, factory: SurfaceFactory) -> None:
 
 def load_builtin() -> dict[str, SurfaceFactory]:
     """Import every module of the ``emulators`` package (surfaces register themselves); the registry."""
-    import importlib
-    import pkgutil
-
-    from kwatt import emulators
 
     for info in pkgutil.iter_modules(emulators.__path__):
         if info.name.startswith("_") or info.name in _NOT_SURFACES:

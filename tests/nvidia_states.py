@@ -6,6 +6,7 @@ import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pynvml
 import pytest
 from conftest import in_ci
 
@@ -125,10 +126,6 @@ def advanced(dev: DeviceState, dt_s: float, power_w: float) -> DeviceState:
 def shutdown_nvml() -> None:
     """Balance every nvmlInit made through nvidia-ml-py (a collector left open keeps NVML
     initialised, and the emulated library reads ``KWATT_NVML_STATE`` only at the first init)."""
-    try:
-        import pynvml
-    except ImportError:
-        return
     if pynvml.nvmlLib is None:
         return
     while True:

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from kwatt import collectors
 from kwatt.agent.config import AgentConfig
 from kwatt.agent.runtime import Agent
 
@@ -18,7 +19,6 @@ def uniq(prefix: str) -> str:
 
 def build_agent(cfg: AgentConfig, drain_timeout_s: float = 10.0) -> Agent:
     """An Agent with the collectors its config names, built as `kwatt agent` builds them."""
-    from kwatt import collectors
 
     built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in cfg.collectors]
     return Agent(cfg, built, drain_timeout_s=drain_timeout_s)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -453,7 +454,6 @@ def test_end_to_end_emulated_sapeon_tool_matches_the_sapeon_collector(tmp_path: 
 def test_example_in_agent_yaml_is_valid() -> None:
     """The commented ``command`` block of examples/agent.yaml, uncommented, loads and reads the
     nested fixture (same shape) the same way as the test config."""
-    import yaml
 
     text = (Path(__file__).parent.parent / "examples" / "agent.yaml").read_text(encoding="utf-8")
     lines = text.splitlines()

@@ -20,6 +20,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kwatt import collectors
+from kwatt.agent.config import agent_config_from
 from kwatt.collectors import furiosa
 from kwatt.collectors.base import CollectorTimeout, CollectorUnavailable, ParseError
 from kwatt.collectors.furiosa import (
@@ -37,6 +39,7 @@ from kwatt.collectors.furiosa import (
     parse_table,
     warboy_utilization,
 )
+from kwatt.emulators.agentconfig import agent_config
 from kwatt.emulators.node import Node, NodeOptions, parse_devices
 from kwatt.emulators.state import DeviceState, read_snapshot
 from kwatt.wire.model import Sample
@@ -488,9 +491,6 @@ def test_smi_device_tag_prefers_uuid() -> None:
 
 def test_the_printed_config_reads_warboy_once(tmp_path: Path) -> None:
     """furiosa reads the Warboy now: hwmon must leave its chip alone (no double counting)."""
-    from kwatt import collectors
-    from kwatt.agent.config import agent_config_from
-    from kwatt.emulators.agentconfig import agent_config
 
     async def go() -> dict[str, set[tuple[str | None, str | None]]]:
         async with Node(tmp_path, node_options()) as node:

@@ -28,7 +28,14 @@ from typing import Any
 import pytest
 import yaml
 
+from kwatt import collectors
+from kwatt.agent.config import agent_config_from
+from kwatt.agent.runtime import Agent
+from kwatt.emulators.rngd_node import EmulatedNode
+from kwatt.ingest.config import BatchConfig, IngestConfig
+from kwatt.ingest.worker import Ingest
 from kwatt.wire.model import MEASUREMENTS
+from kwatt.wire.settings import InfluxConfig, MqttConfig
 
 REPO = Path(__file__).resolve().parent.parent
 DASH_DIR = REPO / "dashboards" / "json"
@@ -279,13 +286,6 @@ def uniq(prefix: str) -> str:
 def fleet(mosquitto: Any, influxd: Any, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     """Two emulated nodes with real agents → Mosquitto → ingest → influxd for ~6 s; plus the
     points no collector writes yet: `efficiency` (the analytics writer) and `host` (RAPL/DCMI)."""
-    from kwatt import collectors
-    from kwatt.agent.config import agent_config_from
-    from kwatt.agent.runtime import Agent
-    from kwatt.emulators.rngd_node import EmulatedNode
-    from kwatt.ingest.config import BatchConfig, IngestConfig
-    from kwatt.ingest.worker import Ingest
-    from kwatt.wire.settings import InfluxConfig, MqttConfig
 
     tmp = tmp_path_factory.mktemp("dash")
     site, db = uniq("dsite"), uniq("dash")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kwatt import collectors
 from kwatt.agent import doctor
 from kwatt.agent.config import load_agent_config
 from kwatt.agent.runtime import Agent, _PollState
@@ -57,7 +58,6 @@ def kwatt(*args: str) -> subprocess.CompletedProcess[str]:
 
 async def poll_every_collector(config: Path) -> dict[str, list[Sample]]:
     """One poll of each collector through the agent's own poll path: samples per collector."""
-    from kwatt import collectors
 
     cfg = load_agent_config(config)
     built = [(e, collectors.load(e.type).create(e.name, e.options)) for e in cfg.collectors]

@@ -9,6 +9,8 @@ they depend on rich's version: the dev extra pins it (pyproject.toml).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -24,10 +26,12 @@ from rich.console import Console
 
 from kwatt.analytics.findings import Report, build_report
 from kwatt.analytics.load import from_points
-from kwatt.analytics.render import _dev_cells, _num, table_renderables
+from kwatt.analytics.render import _dev_cells, _num, render_json, render_markdown, table_renderables
 from kwatt.analytics.targets import load_targets
+from kwatt.cli import main as kwatt
 from kwatt.live.render import _fmt_power, _fmt_rate, _short_id, render
 from kwatt.live.state import TopState
+from kwatt.live.top import _target
 from kwatt.live.view import ViewOptions
 from kwatt.wire.lineproto import parse_line
 
@@ -433,10 +437,7 @@ def test_every_width_fits_and_never_cuts_a_number() -> None:
 
 
 def test_warnings_have_their_place_in_both_faces() -> None:
-    import dataclasses
-    import json
-
-    from kwatt.analytics.render import render_json, render_markdown
+    pass
 
     r = dataclasses.replace(demo_report(), warnings=("node-03: clock 2.1 s ahead of the broker",))
     text = record(80, list(table_renderables(r, 80)))
@@ -450,8 +451,7 @@ def test_warnings_have_their_place_in_both_faces() -> None:
 
 
 def test_cli_width_and_target_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
-    from kwatt.cli import main as kwatt
-    from kwatt.live.top import _target
+    pass
 
     assert _target("3.5") == ("*", 3.5)
     assert _target("chatbot=2") == ("chatbot", 2.0)

@@ -1,7 +1,7 @@
 """The ``nvml`` and ``nvidia_smi`` collectors: golden files, fuzzing, and end to end against the emulator.
 
 Golden inputs are tests/fixtures/nvidia/*-synthetic.{csv,xml}: the emulator's output (see
-tests/test_nvidia_emulator.py) and the CSV example of reference/device-interfaces.md §4.2; each has a
+tests/test_nvidia_emulator.py) and the CSV example of docs/device-interfaces.md §4.2; each has a
 ``.expected.json`` with the samples it must give (regenerate with ``KWATT_UPDATE_GOLDENS=1`` and review).
 No real GPU was available: nothing here was captured from hardware.
 """

@@ -43,6 +43,7 @@ from nvidia_states import (
 
 from kwatt.emulators import libnvml, surfaces
 from kwatt.emulators.agentconfig import agent_config
+from kwatt.emulators.catalogue import load_catalogue
 from kwatt.emulators.node import Node, NodeOptions, parse_devices
 from kwatt.emulators.nvidia import (
     DEFAULT_DRIVER,
@@ -555,7 +556,7 @@ def test_bus_id_format() -> None:
 
 
 def test_board_table_agrees_with_the_catalogue() -> None:
-    from kwatt.emulators.catalogue import load_catalogue
+    pass
 
     nvidia = {k: s for k, s in load_catalogue().items() if s.vendor == "nvidia"}
     assert nvidia, "the catalogue has NVIDIA models"

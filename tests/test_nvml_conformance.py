@@ -56,6 +56,9 @@ from kwatt.emulators.nvidia import (
 from kwatt.emulators.state import DeviceState, read_snapshot
 from kwatt.wire import lineproto
 
+# nvitop's formatting of the truth's bytes (nvitop is a dev dependency; see the module docstring)
+bytes2human = pytest.importorskip("nvitop.api.utils", reason="nvitop not installed").bytes2human
+
 pytestmark = [pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -319,7 +322,6 @@ def test_nvitop_once(reading: Reading) -> None:
     mode, uncorrected ECC errors; fan N/A, temperature, P-state, power usage / limit in whole W,
     memory used / total in nvitop's own units, GPU utilization, compute mode), and one process
     row per worker."""
-    from nvitop.api.utils import bytes2human  # nvitop's formatting of the truth's bytes
 
     text = reading.nvitop_once
     rows = _ROW.findall(text)

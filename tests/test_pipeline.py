@@ -22,6 +22,7 @@ from pipeline_helpers import build_agent, uniq, wait_for
 
 from kwatt.agent.config import AgentConfig, agent_config_from
 from kwatt.agent.runtime import AgentStats
+from kwatt.demo.services import Influxd
 from kwatt.emulators.rngd_node import EmulatedNode
 from kwatt.ingest.config import BatchConfig, IngestConfig
 from kwatt.ingest.worker import Ingest
@@ -536,7 +537,6 @@ def test_ingest_v2_write_path_against_a_real_api_v2_write_server(
 
 def test_ingest_waits_for_influxdb_and_acknowledges_only_after_the_write(mosquitto, tmp_path):
     """InfluxDB down: nothing is acknowledged; a second worker on the same session gets it all."""
-    from kwatt.demo.services import Influxd
 
     site, db = uniq("site"), uniq("late")
     now = time.time_ns()

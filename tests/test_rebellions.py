@@ -23,7 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kwatt.collectors import load
-from kwatt.collectors.base import Collector, CollectorError, CollectorTimeout, ParseError
+from kwatt.collectors.base import (
+    Collector,
+    CollectorError,
+    CollectorTimeout,
+    CollectorUnavailable,
+    ParseError,
+)
 from kwatt.collectors.rebellions import (
     JSON_RETRY_POLLS,
     PLUGIN,
@@ -40,6 +46,8 @@ from kwatt.collectors.rebellions import (
     throttled_from_pstate,
 )
 from kwatt.emulators import rebellions as emu
+from kwatt.emulators.faults import Fault
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
 from kwatt.emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
 from kwatt.emulators.surfaces import SurfaceContext, load_builtin
 from kwatt.wire import units
@@ -686,7 +694,7 @@ def test_faults_apply_to_the_legacy_name_and_recover(tmp_path: Path) -> None:
 
 
 def test_missing_tool_is_unavailable(tmp_path: Path) -> None:
-    from kwatt.collectors.base import CollectorUnavailable
+    pass
 
     c = PLUGIN.create("rbln", Config(tool="rbln-smi-not-installed", root=str(tmp_path)))
     with pytest.raises(CollectorUnavailable, match="not found"):
@@ -711,8 +719,6 @@ def test_registered_and_configurable() -> None:
 def test_against_an_emulated_node_with_faults(tmp_path: Path) -> None:
     """The real node (catalogue → physics → surfaces): truth, a die that disappears and comes back
     re-enumerated, and a hung tool scheduled by the node's fault engine."""
-    from kwatt.emulators.faults import Fault
-    from kwatt.emulators.node import Node, NodeOptions, parse_devices
 
     options = NodeOptions(
         devices=parse_devices("atom:1,atom-max:1,rebel-quad:1"),

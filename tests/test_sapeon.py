@@ -33,6 +33,8 @@ from kwatt.collectors.sapeon import (
     parse_json_report,
 )
 from kwatt.emulators import sapeon as emu
+from kwatt.emulators.faults import Fault
+from kwatt.emulators.node import Node, NodeOptions, parse_devices
 from kwatt.emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
 from kwatt.emulators.surfaces import SurfaceContext, load_builtin
 from kwatt.wire.model import Sample
@@ -443,8 +445,6 @@ def test_registered_and_configurable() -> None:
 
 def test_against_an_emulated_node(tmp_path: Path) -> None:
     """The real node (catalogue → physics → surfaces), both paths against its truth."""
-    from kwatt.emulators.faults import Fault
-    from kwatt.emulators.node import Node, NodeOptions, parse_devices
 
     options = NodeOptions(
         devices=parse_devices("x220-compact:1,x220-enterprise:1,x330:1"),

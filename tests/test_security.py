@@ -31,7 +31,13 @@ from kwatt.demo.services import find_binary, free_port
 from kwatt.ingest.config import BatchConfig, IngestConfig, load_ingest_config
 from kwatt.ingest.worker import Ingest
 from kwatt.wire.influx import InfluxQL
-from kwatt.wire.mqtt import NOT_AUTHORIZED, cert_common_name, check_node_identity, make_client
+from kwatt.wire.mqtt import (
+    NOT_AUTHORIZED,
+    cert_common_name,
+    check_node_identity,
+    make_client,
+    tls_context,
+)
 from kwatt.wire.settings import ConfigError, InfluxConfig, MqttConfig, TlsConfig
 
 pytestmark = pytest.mark.services
@@ -454,7 +460,7 @@ async def wait(predicate: object, what: str, timeout_s: float = 15.0) -> None:
 
 
 def test_tls_context_verifies_hostname_by_default(certs: Path) -> None:
-    from kwatt.wire.mqtt import tls_context
+    pass
 
     ctx = tls_context(node_mqtt(Broker(1, 2, certs, certs / "x", certs / "y"), "node-a"))
     assert ctx is not None

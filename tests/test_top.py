@@ -16,7 +16,9 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from rich.console import Console
 
+from kwatt import collectors
 from kwatt.agent.config import agent_config_from
 from kwatt.agent.runtime import Agent
 from kwatt.emulators.rngd_node import EmulatedNode
@@ -52,7 +54,7 @@ def status(state: str) -> bytes:
 
 
 def screen(state: TopState, opts: ViewOptions | None = None, now: float = 100.0) -> str:
-    from rich.console import Console
+    pass
 
     console = Console(record=True, width=200, color_system=None, force_terminal=False)
     console.print(render(state, opts or ViewOptions(), now))
@@ -223,7 +225,7 @@ def test_summary_of_an_offline_node_has_no_figures() -> None:
 async def running_node(
     broker: str, site: str, node: str, root: Path, devices: int
 ) -> AsyncIterator[tuple[EmulatedNode, asyncio.Event, asyncio.Task[object]]]:
-    from kwatt import collectors
+    pass
 
     emu = EmulatedNode(root, devices=devices, seed=hash(node) % 1000, serving_port=0)
     await emu.start()
