@@ -23,7 +23,7 @@ a cell with "…": a number is either shown whole or its column is not shown.
 ``width=None`` means unlimited (output that is not a terminal): every column at its full width.
 
 Widths: with the styles here a table is ``sum(column widths) + SEP × (columns - 1)`` cells wide
-(rich's own measurement agrees; tests/test_faces.py checks every line of every golden render).
+(rich's own measurement agrees; tests/live/test_faces.py checks every line of every golden render).
 """
 
 from __future__ import annotations

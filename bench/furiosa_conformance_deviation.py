@@ -1,7 +1,7 @@
 """Largest deviation of FuriosaAI's own libraries from the emulator's truth (docs/emulators.md).
 
 Runs the real ``furiosa_smi`` and ``furiosa_smi_py`` wheels in a private mount namespace (root and
-``unshare`` needed; the helpers of tests/test_furiosa_conformance.py) over paused emulated nodes with
+``unshare`` needed; the helpers of tests/conformance/test_furiosa_conformance.py) over paused emulated nodes with
 one card, three cards and two idle cards, three readings each, and prints the largest absolute
 difference per value. Prints figures only; the tests hold the tolerances.
 
@@ -16,7 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# the conformance test's helpers, and the tests' conftest they import
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "conformance"))
 
 from kwatt.emulators.faults import pause, resume
 from kwatt.emulators.state import read_snapshot

@@ -5,7 +5,7 @@
 
 The JSON files are what Grafana imports (and what provisioning points at); they are generated so that
 every panel gets the same datasource variable, template-variable filters and a unit, and are checked in
-so that no Python is needed to import them. tests/test_dashboards.py type-checks them against
+so that no Python is needed to import them. tests/system/test_dashboards.py type-checks them against
 Grafana's published schema (@grafana/schema) and runs every query against a real InfluxDB.
 
 Queries are InfluxQL (InfluxDB 1.x, 2.x through its v1 API, 3.x). Template variables are multi-value

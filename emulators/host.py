@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: The common Intel package counter range, µJ (2^32 energy units of 61.035 µJ; the value of
-#: ``max_energy_range_uj`` on most Xeon hosts, and tests/test_units.py's RAPL example).
+#: ``max_energy_range_uj`` on most Xeon hosts, and tests/wire/test_units.py's RAPL example).
 DEFAULT_MAX_ENERGY_RANGE_UJ = 262_143_328_850
 #: Package long-term power limit (PL1) the constraint files show, µW (assumption: a 350 W Xeon).
 PACKAGE_POWER_LIMIT_UW = 350_000_000

@@ -20,7 +20,7 @@ rebellions.json``; the environment variable ``KWATT_RBLN_SDK`` overrides it for 
   as an int, ``KMD_version`` ``3.0.0`` (the trimmed real sample of §2.1).
 - ``"smi-0.12"``: the rbln-smi v0.12.0 docs: ``KMD ver: 3.5.1`` and ``=`` rules.
 - ``"kmd-3.2"`` (default): the layout of real KMD 3.0.0 and 3.2.2 hosts
-  (tests/fixtures/real/rbln-smi, judged by ``tests/test_real_captures.py``): a date line, ``=``
+  (tests/fixtures/real/rbln-smi, judged by ``tests/conformance/test_real_captures.py``): a date line, ``=``
   under the header, a rule after every card, an ATOM-Max card's name and power on its first die's
   row only (the power shown is the sum of its dies: assumed, the capture does not say), the
   eight-column Context table.

@@ -6,7 +6,7 @@
 #   --for demo   mosquitto + influxd (what `kwatt demo` starts)
 #   --for test   the same plus what the tests run (TEST_NEEDS below); default
 #   --venv-only  skip the server binaries (lint and type checks need only the venv)
-#   --no-venv    only the binaries (tests/test_bootstrap.py runs the script this way)
+#   --no-venv    only the binaries (tests/system/test_bootstrap.py runs the script this way)
 #
 # As root, missing packages are installed with apt-get (services kept from auto-starting); as any
 # other user the script prints the sudo command to run and exits 1. Idempotent, needs no stdin,

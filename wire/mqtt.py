@@ -112,7 +112,7 @@ class Client(aiomqtt.Client):
     aiomqtt 2.5 drops the reason code of a PUBACK; kwatt needs it to tell "stored by the broker for a
     subscriber" from "accepted and discarded: no matching subscribers". This uses two private members
     of aiomqtt 2.x (``_pending_call``, ``_wait_for``), pinned by ``aiomqtt>=2.5,<3`` and covered by
-    tests/test_pipeline.py.
+    tests/system/test_pipeline.py.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

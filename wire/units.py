@@ -3,7 +3,7 @@
 Sources of the vendor units: docs/device-interfaces.md §8 (cross-vendor table): NVML reports mW and
 mJ, hwmon µW / µJ / m°C (Linux Documentation/hwmon/sysfs-interface.rst), powercap ``energy_uj`` µJ,
 furiosa-smi prints ``"38.40 W"``, ``"41.33°C"``, ``"2000 MHz"``, nvidia-smi prints MiB and ``[N/A]``.
-Every function here has a unit test (tests/test_units.py).
+Every function here has a unit test (tests/wire/test_units.py).
 """
 
 from __future__ import annotations

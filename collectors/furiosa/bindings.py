@@ -72,7 +72,7 @@ class _Binding:
 
         furiosa-smi-py 2026.1.2 answers ``power_consumption()`` with "Device not found error" when
         only the card's hwmon power file is missing (its log: "Device not found: /dev/rngd/npu0";
-        tests/test_collector_furiosa_bindings.py); a card that really went away fails its identity
+        tests/conformance/test_collector_furiosa_bindings.py); a card that really went away fails its identity
         calls (left out of the poll) or has no value left (no sample)."""
         if obj is None:
             return None

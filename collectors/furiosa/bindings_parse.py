@@ -24,7 +24,7 @@ from kwatt.wire.units import c_to_c, mhz_to_hz, mw_to_w
 # ------------------------------------------------------------------- furiosa_smi bindings parsing
 #
 # What FuriosaAI's Python bindings return, per call, measured by running the wheels over an emulated
-# RNGD tree (tests/test_furiosa_conformance.py; docs/emulators.md, "FuriosaAI: what the vendor's
+# RNGD tree (tests/conformance/test_furiosa_conformance.py; docs/emulators.md, "FuriosaAI: what the vendor's
 # libraries read"). Both read /sys and /dev/rngd themselves, and know RNGD only:
 #
 #   furiosa-smi-py 2026.1.2, module furiosa_smi_py      furiosa-smi 2026.4.0, module furiosa_smi
@@ -66,7 +66,7 @@ BINDING_ERRORS: Mapping[str, Outcome] = {
     "Parse error": Outcome.ABSENT,
     "Unexpected value error": Outcome.ABSENT,
     # furiosa-smi-py 2026.1.2 answers device_temperature() with it when a temperature file is
-    # missing (its log: "couldn't parse temperature values"; tests/test_collector_furiosa_bindings.py)
+    # missing (its log: "couldn't parse temperature values"; tests/conformance/test_collector_furiosa_bindings.py)
     "Unknown error": Outcome.ABSENT,
     "Device busy error": Outcome.ABSENT,
     "Device not found error": Outcome.DEVICE_GONE,
