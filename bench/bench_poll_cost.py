@@ -65,8 +65,6 @@ async def _time(collect: object, polls: int) -> dict[str, float]:
 
 
 async def measure(doc: dict[str, list[dict[str, object]]], polls: int) -> list[dict[str, object]]:
-    pass
-
     entries = list(doc["collectors"])
     for e in list(entries):  # the tool fallbacks, timed apart
         if e["type"] == "furiosa":

@@ -286,8 +286,6 @@ class PimSurface:
         write_atomic(_config_path(self.root, self.vendor), json.dumps(doc, separators=(",", ":")))
 
     def setup(self, root: Path, devices: Sequence[DeviceState]) -> None:
-        pass
-
         self.root = root
         install_tool(root)
         mine = sorted((d for d in devices if d.vendor == self.vendor), key=lambda d: d.bus_id)

@@ -168,8 +168,6 @@ _NAMES: dict[str, str] = {}
 def product_name(dev: DeviceState) -> str:
     """``RBLN-CA12``, ``RBLN-CA25``, … from the device's catalogue model."""
     if dev.model not in _NAMES:
-        pass
-
         _NAMES[dev.model] = catalogue.model(dev.model).name
     return _NAMES[dev.model]
 

@@ -99,8 +99,6 @@ _LABELS: dict[str, str] = {}
 def model_label(dev: DeviceState) -> str:
     """``X220-compact``, ``X330``: the catalogue name without the ``SAPEON`` prefix."""
     if dev.model not in _LABELS:
-        pass
-
         _LABELS[dev.model] = catalogue.model(dev.model).name.removeprefix("SAPEON").strip()
     return _LABELS[dev.model]
 

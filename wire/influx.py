@@ -182,8 +182,6 @@ class V2Writer:
     """influxdb-client's synchronous write API (``/api/v2/write``)."""
 
     def __init__(self, cfg: InfluxConfig) -> None:
-        pass
-
         token = cfg.token()
         if token is None and cfg.username:
             token = f"{cfg.username}:{cfg.password() or ''}"  # InfluxDB 1.8+ v2-compat form
@@ -203,8 +201,6 @@ class V2Writer:
         self.api: Any = self.client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, body: bytes) -> None:
-        pass
-
         try:
             self.api.write(bucket=self.bucket, org=self.org, record=body)
         except ApiException as e:

@@ -108,8 +108,6 @@ def test_torn_tail_is_discarded_not_fatal(tmp_path: Path, cut: int) -> None:
 
 
 def Spool_frame(seq: int, b: Batch) -> bytes:
-    pass
-
     return _frame(seq, b.points, b.payload)
 
 

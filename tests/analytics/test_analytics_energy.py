@@ -170,8 +170,6 @@ def test_work_counter_reset_aware() -> None:
     st.lists(st.integers(-3, 45), min_size=1, max_size=10),
 )
 def test_prefix_at_equals_plain_sums(xs: list[float], js: list[int]) -> None:
-    pass
-
     x = np.asarray(xs, dtype=np.float64)
     j = np.asarray(js, dtype=np.intp)
     want = [x[: min(max(k, 0), x.size)].sum() for k in js]

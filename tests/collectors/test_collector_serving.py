@@ -386,8 +386,6 @@ def test_a_silent_server_times_out() -> None:
 
 
 def test_keep_parses_only_the_metrics_used_but_still_rejects_garbage() -> None:
-    pass
-
     text = (
         "# TYPE vllm:num_requests_running gauge\n"
         'vllm:num_requests_running{model_name="m"} 3\n'

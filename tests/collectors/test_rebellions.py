@@ -694,8 +694,6 @@ def test_faults_apply_to_the_legacy_name_and_recover(tmp_path: Path) -> None:
 
 
 def test_missing_tool_is_unavailable(tmp_path: Path) -> None:
-    pass
-
     c = PLUGIN.create("rbln", Config(tool="rbln-smi-not-installed", root=str(tmp_path)))
     with pytest.raises(CollectorUnavailable, match="not found"):
         asyncio.run(c.collect())

@@ -32,8 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_default_fleet_pairs_every_phase1_service_with_a_gpu_baseline() -> None:
-    pass
-
     by_service: dict[str, set[str]] = {}
     for spec in DEFAULT_FLEET:
         by_service.setdefault(spec.service, set()).add(model(spec.model).vendor)

@@ -327,8 +327,6 @@ def test_start_with_a_missing_binary_raises_before_spawning(tmp_path):
 
 
 def test_conftest_skips_locally_and_fails_in_ci(tmp_path, monkeypatch):
-    pass
-
     svc = Mosquitto(tmp_path / "m", binary=str(tmp_path / "no-such-mosquitto"))
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="apt-get install -y mosquitto"):

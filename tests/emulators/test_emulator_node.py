@@ -418,8 +418,6 @@ def test_legacy_module_cli_still_prints_the_ready_line(tmp_path: Path) -> None:
 
 
 def test_chatbot_devices_are_served_by_their_vendors_runtime(tmp_path: Path) -> None:
-    pass
-
     async def go() -> None:
         async with Node(tmp_path, options("rngd,atom,h100", ("chatbot",))) as node:
             for t in range(4):

@@ -437,8 +437,6 @@ def test_every_width_fits_and_never_cuts_a_number() -> None:
 
 
 def test_warnings_have_their_place_in_both_faces() -> None:
-    pass
-
     r = dataclasses.replace(demo_report(), warnings=("node-03: clock 2.1 s ahead of the broker",))
     text = record(80, list(table_renderables(r, 80)))
     assert "⚠ node-03: clock 2.1 s ahead of the broker" in text
@@ -451,8 +449,6 @@ def test_warnings_have_their_place_in_both_faces() -> None:
 
 
 def test_cli_width_and_target_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
-    pass
-
     assert _target("3.5") == ("*", 3.5)
     assert _target("chatbot=2") == ("chatbot", 2.0)
     for bad in ("x", "=2", "chatbot=-1", "food=nan"):

@@ -54,8 +54,6 @@ def status(state: str) -> bytes:
 
 
 def screen(state: TopState, opts: ViewOptions | None = None, now: float = 100.0) -> str:
-    pass
-
     console = Console(record=True, width=200, color_system=None, force_terminal=False)
     console.print(render(state, opts or ViewOptions(), now))
     return console.export_text()
@@ -225,8 +223,6 @@ def test_summary_of_an_offline_node_has_no_figures() -> None:
 async def running_node(
     broker: str, site: str, node: str, root: Path, devices: int
 ) -> AsyncIterator[tuple[EmulatedNode, asyncio.Event, asyncio.Task[object]]]:
-    pass
-
     emu = EmulatedNode(root, devices=devices, seed=hash(node) % 1000, serving_port=0)
     await emu.start()
     emu_stop = asyncio.Event()

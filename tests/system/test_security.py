@@ -460,8 +460,6 @@ async def wait(predicate: object, what: str, timeout_s: float = 15.0) -> None:
 
 
 def test_tls_context_verifies_hostname_by_default(certs: Path) -> None:
-    pass
-
     ctx = tls_context(node_mqtt(Broker(1, 2, certs, certs / "x", certs / "y"), "node-a"))
     assert ctx is not None
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
