@@ -45,8 +45,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from kwatt.emulators import catalogue
+from kwatt.emulators.boardhwmon import energy_counter_uj, render_board_hwmon, shown
 from kwatt.emulators.executables import install_executable
 from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from kwatt.emulators.surfaces import SurfaceContext, register
@@ -112,19 +111,6 @@ def hwmon_name(dev: DeviceState) -> str:
     return f"{dev.vendor}_{model_tag(dev.model)}"
 
 
-def _shown(dev: DeviceState, field: str, value: float) -> float | None:
-    """``value`` (derived from ``field``) as the surface shows it under the ``na``/``nan`` faults."""
-    if field in dev.na_fields:
-        return None
-    if field in dev.nan_fields:
-        return math.nan
-    return value
-
-
-def _energy_uj(dev: DeviceState) -> float:
-    return (dev.energy_j - dev.energy_at_reset_j) * 1e6
-
-
 # ------------------------------------------------------------------------------- what tools see
 
 
@@ -178,7 +164,7 @@ def render_json(v: PimView) -> str:
     out: list[dict[str, Any]] = []
     for d in v.devices:
         info = v.models.get(d.model)
-        util = _shown(d, "util_ratio", d.util_ratio * 100.0)
+        util = shown(d, "util_ratio", d.util_ratio * 100.0)
         out.append(
             {
                 "index": d.index,
@@ -190,14 +176,14 @@ def render_json(v: PimView) -> str:
                 "serial": d.serial,
                 "uuid": d.uuid,
                 "pci_bus_id": d.bus_id,
-                "power_mw": whole(_shown(d, "power_w", d.power_w * 1e3)),
-                "power_limit_mw": whole(_shown(d, "power_limit_w", d.power_limit_w * 1e3)),
-                "energy_mj": whole(_shown(d, "energy_j", _energy_uj(d) / 1e3)),
-                "temperature_mc": whole(_shown(d, "temp_c", d.temp_c * 1e3)),
+                "power_mw": whole(shown(d, "power_w", d.power_w * 1e3)),
+                "power_limit_mw": whole(shown(d, "power_limit_w", d.power_limit_w * 1e3)),
+                "energy_mj": whole(shown(d, "energy_j", energy_counter_uj(d) / 1e3)),
+                "temperature_mc": whole(shown(d, "temp_c", d.temp_c * 1e3)),
                 "utilization_pct": None if util is None else round(util, 2),
-                "clock_mhz": whole(_shown(d, "clock_hz", d.clock_hz / 1e6)),
-                "memory_used_bytes": whole(_shown(d, "mem_used_bytes", d.mem_used_bytes)),
-                "memory_total_bytes": whole(_shown(d, "mem_total_bytes", d.mem_total_bytes)),
+                "clock_mhz": whole(shown(d, "clock_hz", d.clock_hz / 1e6)),
+                "memory_used_bytes": whole(shown(d, "mem_used_bytes", d.mem_used_bytes)),
+                "memory_total_bytes": whole(shown(d, "mem_total_bytes", d.mem_total_bytes)),
                 "throttled": d.throttle_thermal or d.throttle_power,
             }
         )
@@ -251,18 +237,6 @@ def install_tool(root: Path, python: str = sys.executable) -> Path:
     return install_executable(root, TOOL, "kwatt.emulators.tools.pim_smi", python=python)
 
 
-def _symlink(link: Path, target: Path) -> None:
-    """Point ``link`` at ``target`` (relative), replacing it atomically."""
-    rel = os.path.relpath(target, link.parent)
-    if link.is_symlink() and str(link.readlink()) == rel:
-        return
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(rel)
-    tmp.replace(link)
-
-
 class PimSurface:
     """The assumed surface of one PIM vendor on one node (contract: :mod:`kwatt.emulators.surfaces`)."""
 
@@ -299,61 +273,28 @@ class PimSurface:
     async def start(self) -> None:
         return None
 
-    def _dirs(self, dev: DeviceState) -> tuple[Path, Path, Path]:
+    def _index(self, dev: DeviceState) -> int:
         if dev.uuid not in self._hwmon_index:  # a device the node did not announce at setup
             self._hwmon_index[dev.uuid] = FIRST_HWMON_INDEX[self.vendor] + len(self._hwmon_index)
-        name = f"hwmon{self._hwmon_index[dev.uuid]}"
-        pci = self.root / "sys" / "devices" / "pci0000:00" / dev.bus_id
-        bus_link = self.root / "sys" / "bus" / "pci" / "devices" / dev.bus_id
-        if not bus_link.is_symlink():
-            pci.mkdir(parents=True, exist_ok=True)
-            _symlink(bus_link, pci)
-        return pci, pci / "hwmon" / name, self.root / "sys" / "class" / "hwmon" / name
+        return self._hwmon_index[dev.uuid]
 
     def render(self, snap: Snapshot) -> None:
         held: list[DeviceState] = []
         for dev in snap.devices:
             if dev.vendor != self.vendor:
                 continue
-            shown = dev
+            showing = dev
             if not dev.stuck:
                 self._last[dev.uuid] = dev
             elif dev.uuid in self._last:
                 held.append(self._last[dev.uuid])
-                shown = dataclasses.replace(
+                showing = dataclasses.replace(
                     self._last[dev.uuid], index=dev.index, present=dev.present
                 )
-            self._render_hwmon(shown)
+            render_board_hwmon(self.root, showing, self._index(showing), hwmon_name(showing))
         if tuple(held) != self._held:
             self._held = tuple(held)
             self._write_config()
-
-    def _render_hwmon(self, dev: DeviceState) -> None:
-        pci, hwmon, link = self._dirs(dev)
-        if not dev.present:
-            link.unlink(missing_ok=True)
-            shutil.rmtree(hwmon, ignore_errors=True)
-            return
-        hwmon.mkdir(parents=True, exist_ok=True)
-        _symlink(link, hwmon)
-        _symlink(hwmon / "device", pci)
-        files: dict[str, float | str | None] = {
-            "name": hwmon_name(dev),
-            "power1_label": "board",
-            "temp1_label": "chip",
-            "power1_input": _shown(dev, "power_w", dev.power_w * 1e6),
-            "power1_cap": _shown(dev, "power_limit_w", dev.power_limit_w * 1e6),
-            "energy1_input": _shown(dev, "energy_j", _energy_uj(dev)),
-            "temp1_input": _shown(dev, "temp_c", dev.temp_c * 1e3),
-        }
-        for name, value in files.items():
-            path = hwmon / name
-            if value is None:
-                path.unlink(missing_ok=True)  # the kernel answers -ENODATA: no value
-            elif isinstance(value, str):
-                write_atomic(path, value + "\n")
-            else:
-                write_atomic(path, f"{round(value) if math.isfinite(value) else 'nan'}\n")
 
     async def aclose(self) -> None:
         return None
