@@ -18,7 +18,8 @@ parser with the collector that reads it (DESIGN §2).
   :mod:`kwatt.emulators.furiosa_surface` (with :mod:`kwatt.emulators.warboy` and
   :mod:`kwatt.emulators.rngd`), :mod:`kwatt.emulators.rebellions`, :mod:`kwatt.emulators.sapeon`,
   :mod:`kwatt.emulators.nvidia` (with the C library in :mod:`kwatt.emulators.libnvml`),
-  :mod:`kwatt.emulators.pim`, and :mod:`kwatt.emulators.host` (RAPL, hwmon, IPMI DCMI through
+  :mod:`kwatt.emulators.pim` (both assumed surfaces render their hwmon chip with
+  :mod:`kwatt.emulators.boardhwmon`), and :mod:`kwatt.emulators.host` (RAPL, hwmon, IPMI DCMI through
   :mod:`kwatt.emulators.bmc`, Redfish through :mod:`kwatt.emulators.redfish`); the vendor
   executables in :mod:`kwatt.emulators.tools` (sharing :mod:`kwatt.emulators.executables`); the
   serving runtimes' ``/metrics`` in :mod:`kwatt.emulators.serving`.
