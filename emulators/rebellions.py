@@ -449,6 +449,10 @@ def render_text(v: RblnView) -> str:
     for d in v.devices:
         if product_name(d) == ATOM_MAX:
             cards.setdefault((d.model, d.card), []).append(d)
+
+    def card_of(d: DeviceState) -> tuple[str, int] | None:
+        return (d.model, d.card) if (d.model, d.card) in cards else None
+
     for i, d in enumerate(v.devices):
         row = {
             "NPU": str(d.index),
@@ -462,13 +466,20 @@ def render_text(v: RblnView) -> str:
             "Util": _util(d),
         }
         if v.version.real_kmd3:
+            # A card's rows are one group: its name on the group's first row, a rule after its
+            # last. A die that re-enumerated under a new index is listed apart from its card (the
+            # rows follow the NPU index): it starts a group of its own, so it shows the card's name
+            # again (never an empty Name with no card above it); the card's power stays on the
+            # card's first row only, so it is shown once.
             dies = cards.get((d.model, d.card), [d])
+            card = card_of(d)
+            continues = i > 0 and card is not None and card_of(v.devices[i - 1]) == card
             if len(dies) > 1:
-                if d is dies[0]:
-                    row["Power"] = _card_power(dies)
-                else:
-                    row["Name"] = row["Power"] = ""
-            if d is dies[-1]:
+                row["Power"] = _card_power(dies) if d is dies[0] else ""
+                if continues:
+                    row["Name"] = ""
+            last = i == len(v.devices) - 1
+            if last or card is None or card_of(v.devices[i + 1]) != card:
                 card_ends.add(i)
         rows.append(row)
     default = dict(zip(_COLUMNS, _WIDTHS, strict=True))

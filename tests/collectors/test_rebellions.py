@@ -48,7 +48,7 @@ from kwatt.collectors.rebellions import (
 from kwatt.emulators import rebellions as emu
 from kwatt.emulators.faults import Fault
 from kwatt.emulators.node import Node, NodeOptions, parse_devices
-from kwatt.emulators.state import DeviceState, Snapshot, ToolFaults, write_snapshot
+from kwatt.emulators.state import DeviceState, Snapshot, ToolFaults, read_snapshot, write_snapshot
 from kwatt.emulators.surfaces import SurfaceContext, load_builtin
 from kwatt.wire import units
 from kwatt.wire.model import Sample
@@ -755,3 +755,38 @@ def test_against_an_emulated_node_with_faults(tmp_path: Path) -> None:
             await node.aclose()
 
     asyncio.run(run())
+
+
+def test_a_reenumerated_die_is_listed_under_its_cards_name(tmp_path: Path) -> None:
+    """A die that vanished and came back takes the next free NPU index, so the KMD 3.x table lists it
+    apart from its card: it starts a row group of its own with the card's name (an empty Name cell
+    after a rule would leave the parser no card to take the name from: model ``rbln``), and the
+    card's power stays on the card's first row."""
+    root = tmp_path / "node"
+
+    async def go() -> bytes:
+        opts = NodeOptions(devices=parse_devices("atom-max:2"), services=("chatbot",))
+        async with Node(root, opts) as node:
+            node.step(0.0)
+            dies = sorted(
+                (d for d in read_snapshot(root).devices if d.model == "atom-max"),
+                key=lambda d: d.bus_id,
+            )
+            node.faults.schedule([Fault("disappear", device=dies[1].bus_id, duration_s=1.0)])
+            for t in (0.5, 2.0, 2.5):
+                node.step(t)
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [str(root / "bin" / "rbln-smi")],
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
+            return done.stdout
+
+    out = asyncio.run(go())
+    samples = parse_text(out, ts_ns=1_700_000_000_000_000_000)
+    assert len(samples) == 8
+    assert {s.tag("model") for s in samples} == {"RBLN-CA25"}, out.decode()
+    powered = [s for s in samples if s.field("power_w") is not None]
+    assert len(powered) == 2  # one card power per card, shown once
