@@ -20,7 +20,14 @@ from pathlib import Path
 
 from kwatt.emulators.state import DeviceState, write_atomic
 
-__all__ = ["energy_counter_uj", "pci_dirs", "render_board_hwmon", "shown", "symlink"]
+__all__ = [
+    "energy_counter_uj",
+    "pci_dirs",
+    "render_board_hwmon",
+    "shown",
+    "symlink",
+    "tool_readings",
+]
 
 
 def shown(dev: DeviceState, field: str, value: float) -> float | None:
@@ -91,3 +98,25 @@ def render_board_hwmon(root: Path, dev: DeviceState, hwmon_index: int, name: str
             write_atomic(path, value + "\n")
         else:
             write_atomic(path, f"{round(value) if math.isfinite(value) else 'nan'}\n")
+
+
+def tool_readings(d: DeviceState) -> dict[str, float | int | bool | None]:
+    """The readings an assumed tool's JSON prints for a device (``sapeon-smi``, ``pim-smi``), in
+    integer units written into the keys, in this order; ``None`` (JSON ``null``) under ``na``, NaN
+    under ``nan``."""
+
+    def whole(value: float | None) -> float | int | None:
+        return value if value is None or not math.isfinite(value) else round(value)
+
+    util = shown(d, "util_ratio", d.util_ratio * 100.0)
+    return {
+        "power_mw": whole(shown(d, "power_w", d.power_w * 1e3)),
+        "power_limit_mw": whole(shown(d, "power_limit_w", d.power_limit_w * 1e3)),
+        "energy_mj": whole(shown(d, "energy_j", energy_counter_uj(d) / 1e3)),
+        "temperature_mc": whole(shown(d, "temp_c", d.temp_c * 1e3)),
+        "utilization_pct": None if util is None else round(util, 2),
+        "clock_mhz": whole(shown(d, "clock_hz", d.clock_hz / 1e6)),
+        "memory_used_bytes": whole(shown(d, "mem_used_bytes", d.mem_used_bytes)),
+        "memory_total_bytes": whole(shown(d, "mem_total_bytes", d.mem_total_bytes)),
+        "throttled": d.throttle_thermal or d.throttle_power,
+    }

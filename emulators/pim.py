@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from kwatt.emulators import catalogue
-from kwatt.emulators.boardhwmon import energy_counter_uj, render_board_hwmon, shown
+from kwatt.emulators.boardhwmon import render_board_hwmon, tool_readings
 from kwatt.emulators.executables import install_executable
 from kwatt.emulators.state import DeviceState, Snapshot, read_snapshot, write_atomic
 from kwatt.emulators.surfaces import SurfaceContext, register
@@ -158,13 +157,9 @@ def load_view(root: Path, vendor: str | None = None) -> PimView:
 def render_json(v: PimView) -> str:
     """``pim-smi --json`` (assumed format, module docstring)."""
 
-    def whole(value: float | None) -> float | int | None:
-        return value if value is None or not math.isfinite(value) else round(value)
-
     out: list[dict[str, Any]] = []
     for d in v.devices:
         info = v.models.get(d.model)
-        util = shown(d, "util_ratio", d.util_ratio * 100.0)
         out.append(
             {
                 "index": d.index,
@@ -176,15 +171,7 @@ def render_json(v: PimView) -> str:
                 "serial": d.serial,
                 "uuid": d.uuid,
                 "pci_bus_id": d.bus_id,
-                "power_mw": whole(shown(d, "power_w", d.power_w * 1e3)),
-                "power_limit_mw": whole(shown(d, "power_limit_w", d.power_limit_w * 1e3)),
-                "energy_mj": whole(shown(d, "energy_j", energy_counter_uj(d) / 1e3)),
-                "temperature_mc": whole(shown(d, "temp_c", d.temp_c * 1e3)),
-                "utilization_pct": None if util is None else round(util, 2),
-                "clock_mhz": whole(shown(d, "clock_hz", d.clock_hz / 1e6)),
-                "memory_used_bytes": whole(shown(d, "mem_used_bytes", d.mem_used_bytes)),
-                "memory_total_bytes": whole(shown(d, "mem_total_bytes", d.mem_total_bytes)),
-                "throttled": d.throttle_thermal or d.throttle_power,
+                **tool_readings(d),
             }
         )
     doc = {"schema": SCHEMA, "driver_version": DRIVER_VERSION, "devices": out}
