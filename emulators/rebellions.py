@@ -22,7 +22,7 @@ rebellions.json``; the environment variable ``KWATT_RBLN_SDK`` overrides it for 
 - ``"kmd-3.2"`` (default): the layout of real KMD 3.0.0 and 3.2.2 hosts
   (tests/fixtures/real/rbln-smi, judged by ``tests/conformance/test_real_captures.py``): a date line, ``=``
   under the header, a rule after every card, an ATOM-Max card's name and power on its first die's
-  row only (the power shown is the sum of its dies: assumed, the capture does not say), the
+  row only (the power shown is the first die's own: assumed, the capture does not say what it covers), the
   eight-column Context table.
 
 **Assumed** (UNCONFIRMED in §2.1, chosen to be within what the three cited parsers accept): JSON value
@@ -432,14 +432,6 @@ def _rule(widths: Sequence[int], char: str = "-") -> str:
     return "+" + "+".join(char * w for w in widths) + "+"
 
 
-def _card_power(dies: Sequence[DeviceState]) -> str:
-    """An ATOM-Max card's power as the KMD 3.x table shows it: the sum of its dies (assumed)."""
-    shown = [_shown(d, "power_w") for d in dies]
-    if any(p is None for p in shown):
-        return "N/A"
-    return _fmt(math.fsum(p for p in shown if p is not None), ".1f", "W")
-
-
 def render_text(v: RblnView) -> str:
     """``rbln-smi`` without options: the Device and Context tables of §2.1."""
     columns = [c for c in _COLUMNS if c != "Perf" or v.version.perf_column]
@@ -475,7 +467,10 @@ def render_text(v: RblnView) -> str:
             card = card_of(d)
             continues = i > 0 and card is not None and card_of(v.devices[i - 1]) == card
             if len(dies) > 1:
-                row["Power"] = _card_power(dies) if d is dies[0] else ""
+                # one power cell per card, on its first row: the capture does not say what it
+                # covers, and kwatt reads it as that die's power, so it shows that die's own power
+                # (assumed; a sum of four dies read as one die's exceeds a die's range)
+                row["Power"] = _power(d) if d is dies[0] else ""
                 if continues:
                     row["Name"] = ""
             last = i == len(v.devices) - 1
